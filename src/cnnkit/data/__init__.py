@@ -1,0 +1,1 @@
+"""Annotations -> AnnotationTable -> dataset -> loader. Never imports model/train/infer."""

@@ -1,0 +1,74 @@
+"""Enforce the dependency rules of STYLE.md by scanning imports (AST, no execution)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "cnnkit"
+
+# top-level package -> cnnkit packages it may import (itself always allowed)
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "config": {"errors"},
+    "rng": set(),
+    "spec": {"errors"},
+    "layers": {"errors", "spec"},
+    "model": {"errors", "spec", "layers"},
+    "data": {"errors", "rng", "config"},
+    "train": {"errors", "rng", "config", "spec", "layers", "model", "data", "io"},
+    "io": {"errors", "config", "spec", "layers", "model"},
+    "infer": {"errors", "config", "spec", "layers", "model", "data", "io", "train"},
+    "viz": {"errors"},
+}
+ON_TOP = {"compat", "cli", "__main__", "__init__", "demo"}
+
+
+def _cnnkit_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "cnnkit" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def _package_of(path: Path) -> str:
+    rel = path.relative_to(SRC).parts
+    return rel[0].removesuffix(".py")
+
+
+def test_import_rules_hold() -> None:
+    problems = []
+    for path in sorted(SRC.rglob("*.py")):
+        pkg = _package_of(path)
+        used = _cnnkit_imports(path) - {pkg}
+        if pkg in ON_TOP:
+            continue
+        bad = used - ALLOWED.get(pkg, set())
+        problems += [f"{path.relative_to(SRC)} imports cnnkit.{b}" for b in sorted(bad)]
+    assert not problems, "\n".join(problems)
+
+
+def test_spec_is_torch_free() -> None:
+    for path in (SRC / "spec").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert not any(a.name.split(".")[0] == "torch" for a in node.names), path
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module.split(".")[0] != "torch", path
+
+
+def test_nothing_imports_compat_or_cli() -> None:
+    for path in SRC.rglob("*.py"):
+        if _package_of(path) in {"compat", "cli", "__main__"}:
+            continue
+        used = _cnnkit_imports(path)
+        assert not used & {"compat", "cli"}, path
