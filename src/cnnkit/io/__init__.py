@@ -1,0 +1,1 @@
+"""Reading and writing files: self-describing model checkpoints, training state, atomic writes."""

@@ -1,0 +1,329 @@
+"""Self-describing model files and training state for exact resume.
+
+Model file (``save_model`` / ``load_model``): a safetensors file. The weights are its
+tensors; its metadata holds ONE key, ``'cnnkit'``, a JSON string with ``format_version``,
+``model`` (``model.config()``: spec, size, channels, outputs, head; enough to rebuild the
+network with ``cnnkit.model.builder.build_model``) and whatever the caller adds (task,
+landmarks, classes, normalisation, size, channels, flip_pairs, ...). Nothing is ever
+unpickled: safetensors holds raw tensors and JSON only.
+
+Training state (``save_state`` / ``load_state``): ``torch.save`` of plain containers,
+tensors and numbers only, read back with ``torch.load(weights_only=True)``; ``save_state``
+checks that before it writes.
+
+Every write is atomic (``cnnkit.io.atomic``): a crash leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+from cnnkit.errors import CheckpointError
+from cnnkit.io.atomic import atomic_write_bytes
+
+FORMAT_VERSION = 1
+META_KEY = "cnnkit"
+PathLike = str | os.PathLike[str]
+Builder = Callable[[dict[str, Any]], nn.Module]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _model_config(model: nn.Module) -> dict[str, Any]:
+    config = getattr(model, "config", None)
+    if not callable(config):
+        raise CheckpointError(
+            f"save_model: {type(model).__name__} has no config() method, so the file could not rebuild it. "
+            "Build the model with cnnkit.build_model (or give it a config() returning build_model's arguments)."
+        )
+    return dict(config())
+
+
+def save_model(path: PathLike, model: nn.Module, meta: Mapping[str, Any]) -> Path:
+    """Write ``model``'s weights and everything needed to rebuild and use it.
+
+    Args:
+        path: destination (conventionally ``*.safetensors``); replaced atomically.
+        model: a module with ``config()`` (as built by ``cnnkit.model.builder.build_model``).
+        meta: JSON-serialisable facts for prediction: task, landmarks, classes,
+            normalisation {mean, std}, size, channels, flip_pairs, and any extra keys.
+            ``format_version`` and ``model`` are set here and override the caller's.
+
+    Returns:
+        The path written.
+    """
+    config = _model_config(model)
+    # size and channels default to the model's own, so predict needs nothing else
+    record = {"size": config.get("size"), "channels": config.get("channels"), **meta,
+              "format_version": FORMAT_VERSION, "model": config}  # fmt: skip
+    try:
+        text = json.dumps(record, default=_json_default, allow_nan=True)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"save_model({path}): metadata is not JSON serialisable: {err}") from None
+    # clone(): safetensors refuses tensors that share memory (tied weights, views).
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    return atomic_write_bytes(path, safetensors.torch.save(tensors, metadata={META_KEY: text}))
+
+
+def _not_safetensors(path: Path, err: Exception) -> CheckpointError:
+    with path.open("rb") as f:  # only the first bytes, to name the format in the message
+        head = f.read(4)
+    kind = ("a torch.save / zip file" if head.startswith(b"PK") else
+            "a pickle" if head[:1] == b"\x80" else "not a safetensors file")  # fmt: skip
+    return CheckpointError(
+        f"{path}: cannot read as a cnnkit model file ({kind}: {err}). cnnkit model files are safetensors "
+        "written by cnnkit.save_model; pickled files are never loaded because unpickling can run code."
+    )
+
+
+def _read_header(p: Path) -> dict[str, str]:
+    if not p.is_file():
+        raise CheckpointError(f"{p}: model file not found")
+    try:
+        with safetensors.safe_open(str(p), framework="pt", device="cpu") as f:
+            return dict(f.metadata() or {})
+    except Exception as err:  # safetensors raises its own error types; all mean "not readable"
+        raise _not_safetensors(p, err) from None
+
+
+def read_meta(path: PathLike) -> dict[str, Any]:
+    """The ``'cnnkit'`` metadata of a model file, without loading weights.
+
+    Raises:
+        CheckpointError: missing file, not safetensors, no cnnkit metadata, or a
+            ``format_version`` other than ``FORMAT_VERSION``.
+    """
+    p = Path(path)
+    header = _read_header(p)
+    if META_KEY not in header:
+        raise CheckpointError(
+            f"{p}: safetensors file without '{META_KEY}' metadata (keys: {sorted(header)}); "
+            "it was not written by cnnkit.save_model. To use raw weights, build the model and load them yourself."
+        )
+    try:
+        meta = json.loads(header[META_KEY])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{p}: '{META_KEY}' metadata is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{p}: '{META_KEY}' metadata must be a JSON object; found {type(meta).__name__}")
+    found = meta.get("format_version")
+    if found != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{p}: format_version {found!r}; this cnnkit reads format_version {FORMAT_VERSION}. "
+            "Load it with the cnnkit version that wrote it, or retrain."
+        )
+    return meta
+
+
+def _default_builder(config: dict[str, Any]) -> nn.Module:
+    from cnnkit.model.builder import build_model  # lazy: io must not pull the model stack in on import
+
+    cfg = dict(config)
+    return build_model(cfg.pop("spec"), **cfg)
+
+
+def _read_tensors(p: Path) -> dict[str, torch.Tensor]:
+    try:
+        return safetensors.torch.load_file(str(p), device="cpu")
+    except Exception as err:
+        raise _not_safetensors(p, err) from None
+
+
+def _load_weights(p: Path, model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
+             for k in sorted(set(expected) & set(tensors)) if tensors[k].shape != expected[k].shape]  # fmt: skip
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{p}: weights do not match the rebuilt model. Missing keys: {missing}; unexpected keys: "
+            f"{unexpected}; shape mismatches: {wrong}. The file's 'model' metadata and weights disagree."
+        )
+    model.load_state_dict(tensors, strict=True)
+
+
+def load_weights_into(model: nn.Module, path: PathLike) -> dict[str, Any]:
+    """Load a ``save_model`` file's weights into an existing model (strict); returns its meta.
+
+    The model keeps its device, dtype and memory format (e.g. channels-last).
+
+    Raises:
+        CheckpointError: see ``read_meta``; also missing / unexpected keys or wrong shapes.
+    """
+    p = Path(path)
+    meta = read_meta(p)
+    _load_weights(p, model, _read_tensors(p))
+    return meta
+
+
+def load_model(
+    path: PathLike, *, device: str | torch.device = "cpu", builder: Builder | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model from a ``save_model`` file.
+
+    Args:
+        path: the model file.
+        device: where to put the model.
+        builder: ``config -> module`` (default: ``cnnkit.model.builder.build_model(
+            config.pop('spec'), **config)``); mainly for tests and custom models.
+
+    Returns:
+        ``(model in eval mode on device, meta)`` with meta as written (``meta['model']`` is
+        the rebuild config).
+
+    Raises:
+        CheckpointError: see ``read_meta``; also when weights and rebuilt model disagree
+            (missing / unexpected keys, shapes).
+    """
+    p = Path(path)
+    meta = read_meta(p)
+    if not isinstance(meta.get("model"), dict) or "spec" not in meta["model"]:
+        raise CheckpointError(f"{p}: metadata key 'model' must be an object with a 'spec'; found {meta.get('model')!r}")
+    try:
+        model = (builder or _default_builder)(dict(meta["model"]))
+    except CheckpointError:
+        raise
+    except ValueError as err:  # SpecError, ConfigError: the stored architecture is not buildable
+        raise CheckpointError(f"{p}: cannot rebuild the model from its metadata: {err}") from None
+    _load_weights(p, model, _read_tensors(p))
+    return model.to(device).eval(), meta
+
+
+# -- training state -------------------------------------------------------------------
+
+
+def capture_rng(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """Snapshot the torch (+ CUDA), numpy and python global RNGs, and named generators.
+
+    Everything is stored as tensors, numbers and lists, so it survives
+    ``torch.load(weights_only=True)``.
+    """
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": str(name), "keys": torch.as_tensor(np.asarray(keys, dtype=np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},  # fmt: skip
+        "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},  # fmt: skip
+        "generators": {k: g.get_state() for k, g in (generators or {}).items()},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: Mapping[str, Any], generators: Mapping[str, torch.Generator] | None = None) -> None:
+    """Put back what ``capture_rng`` took; the next random numbers repeat exactly.
+
+    Args:
+        state: a ``capture_rng()`` result (possibly after save/load).
+        generators: generators to restore by name; each name must be in the state.
+    """
+    missing = {"torch", "numpy", "python"} - set(state)
+    if missing:
+        raise CheckpointError(f"RNG state lacks {sorted(missing)}; expected a capture_rng() result")
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], np.asarray(n["keys"], dtype=np.int64).astype(np.uint32),
+                         int(n["pos"]), int(n["has_gauss"]), float(n["cached_gaussian"])))  # fmt: skip
+    py = state["python"]
+    random.setstate((int(py["version"]), tuple(int(v) for v in py["internal"].tolist()), py["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = state.get("generators", {})
+    for key, gen in (generators or {}).items():
+        if key not in saved:
+            raise CheckpointError(f"RNG state has no generator {key!r}; it holds {sorted(saved)}")
+        gen.set_state(saved[key])
+
+
+def _plain(value: Any) -> Any:
+    """numpy values -> python numbers / tensors, recursively (weights_only cannot read numpy)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def save_state(
+    path: PathLike,
+    *,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any = None,
+    scaler: Any = None,
+    epoch: int,
+    rng: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the training state needed to resume exactly, atomically.
+
+    Args:
+        path: destination (conventionally ``*.state.pt``).
+        optimizer, scheduler, scaler: objects with ``state_dict()``; scheduler/scaler optional.
+        epoch: the number of epochs completed.
+        rng: a ``capture_rng()`` result.
+        extra: plain data (numbers, strings, lists, dicts, tensors; numpy is converted).
+
+    Raises:
+        CheckpointError: something in the state would not load with ``weights_only=True``.
+    """
+    record = {
+        "format_version": FORMAT_VERSION, "epoch": int(epoch), "optimizer": optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "scaler": None if scaler is None else scaler.state_dict(),
+        "rng": _plain(dict(rng)), "extra": _plain(dict(extra or {})),
+    }  # fmt: skip
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    data = buffer.getvalue()
+    try:  # refuse to write a file that resume could not read safely
+        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"save_state({path}): the state holds objects weights_only loading refuses: {err}") from None
+    return atomic_write_bytes(path, data)
+
+
+def load_state(path: PathLike) -> dict[str, Any]:
+    """Read a ``save_state`` file (``weights_only=True``: no arbitrary objects).
+
+    Returns:
+        dict with format_version, epoch, optimizer, scheduler, scaler, rng, extra.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: training state file not found")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{p}: not a readable cnnkit training state ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        found = state.get("format_version") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{p}: training state format_version {found!r}; expected {FORMAT_VERSION}")
+    return state

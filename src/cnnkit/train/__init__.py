@@ -1,0 +1,1 @@
+"""Training: losses, metrics (pure pieces) and the loop."""
