@@ -1,0 +1,88 @@
+"""``evaluate``: a checkpoint against an annotated table -> metrics and a per-image table."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cnnkit.data.table import AnnotationTable
+from cnnkit.errors import DataError
+from cnnkit.infer.predict import Predictor
+from cnnkit.train.metrics import class_metrics, landmark_metrics, point_errors
+
+
+@dataclass
+class Evaluation:
+    """``metrics``: summary numbers; ``per_image``: one row per image, worst first."""
+
+    metrics: dict[str, Any]
+    per_image: pd.DataFrame
+
+    def __str__(self) -> str:
+        lines = [f"{k:>24}: {v:.4g}" for k, v in self.metrics.items() if isinstance(v, (int, float))]
+        return "\n".join(lines)
+
+
+def evaluate(model_path: str | Path, table: AnnotationTable, *, batch_size: int = 32, device: str = "auto",
+             workers: int = 0, pck_threshold: float = 0.05, norm: Any = "diagonal",
+             tta_flip: bool = False) -> Evaluation:
+    """Score a checkpoint on an annotated table; errors are in ORIGINAL image pixels."""
+    predictor = Predictor.from_checkpoint(model_path, device=device, tta_flip=tta_flip)
+    _check_matches(predictor, table)
+    with torch.inference_mode():
+        outputs = predictor.run(table, batch_size=batch_size, workers=workers)
+    images = table.df["image"].astype(str).to_numpy()[outputs.index]
+    if predictor.setup.task == "classes":
+        return _class_evaluation(predictor, outputs, images)
+    baseline = _baseline(predictor, outputs)
+    metrics = landmark_metrics(outputs.pred, outputs.true, names=predictor.landmarks, baseline_px=baseline,
+                               pck_threshold=pck_threshold, norm=norm)
+    errors = point_errors(outputs.pred, outputs.true)  # (N, K), NaN where missing
+    per_image = pd.DataFrame({"image": images, "row": outputs.index})
+    with warnings.catch_warnings():  # images with no annotated point: NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_image["error_px_mean"] = np.nanmean(errors, axis=1)
+    for k, name in enumerate(predictor.landmarks):
+        per_image[f"error_px/{name}"] = errors[:, k]
+    per_image = per_image.sort_values("error_px_mean", ascending=False, na_position="last").reset_index(drop=True)
+    return Evaluation(dict(metrics), per_image)
+
+
+def _class_evaluation(predictor: Predictor, outputs: Any, images: np.ndarray) -> Evaluation:
+    pred = outputs.pred.argmax(-1)
+    metrics = class_metrics(pred, outputs.true, classes=predictor.classes)
+    classes = predictor.classes
+    per_image = pd.DataFrame({
+        "image": images, "row": outputs.index, "true": [classes[i] for i in outputs.true],
+        "pred": [classes[i] for i in pred], "confidence": outputs.pred.max(-1),
+        "p_true": outputs.pred[np.arange(len(pred)), outputs.true],
+    })
+    per_image["correct"] = per_image["true"] == per_image["pred"]
+    per_image = per_image.sort_values(["correct", "p_true"]).reset_index(drop=True)
+    return Evaluation(dict(metrics), per_image)
+
+
+def _baseline(predictor: Predictor, outputs: Any) -> np.ndarray | None:
+    shape = predictor.meta.get("mean_shape_norm")
+    if shape is None:
+        return None
+    in_px = np.asarray(shape, dtype=np.float64)[None] * np.asarray(predictor.meta["size"], dtype=np.float64)
+    return (in_px - outputs.offset[:, None, :]) / outputs.scale[:, None, :]
+
+
+def _check_matches(predictor: Predictor, table: AnnotationTable) -> None:
+    task = predictor.setup.task
+    if table.task != task:
+        raise DataError(f"{table.source}: the table holds {table.task} but the model predicts {task}")
+    if task == "landmarks" and list(table.landmarks) != predictor.landmarks:
+        raise DataError(f"{table.source}: landmarks {list(table.landmarks)} differ from the model's "
+                        f"{predictor.landmarks}")
+    if task == "classes" and list(table.classes) != predictor.classes:
+        raise DataError(f"{table.source}: classes {list(table.classes)} differ from the model's {predictor.classes}")
+

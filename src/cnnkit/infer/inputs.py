@@ -1,0 +1,64 @@
+"""Turn whatever a user points ``predict`` at into an ``AnnotationTable`` of images."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cnnkit.data.sources import read_annotations
+from cnnkit.data.table import AnnotationTable
+from cnnkit.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def images_table(source: Any, *, images: str | Path | None = None) -> AnnotationTable:
+    """Image paths, a folder, a zip, an annotation file, a DataFrame or a table -> a table.
+
+    Folders are searched recursively in sorted order; a zip contributes its image members
+    (read from the archive later, never extracted).
+    """
+    if isinstance(source, AnnotationTable):
+        return source
+    if isinstance(source, pd.DataFrame):
+        return read_annotations(source, images=images)
+    if isinstance(source, (str, Path)):
+        return _from_path(Path(source), images)
+    if isinstance(source, Sequence) and source and all(isinstance(s, (str, Path)) for s in source):
+        return _from_files([Path(s) for s in source], f"{len(source)} image paths")
+    raise DataError(f"cannot predict on {type(source).__name__}: pass image paths, a folder, a .zip, "
+                    f"an annotation file, a DataFrame or an AnnotationTable")
+
+
+def _from_path(path: Path, images: str | Path | None) -> AnnotationTable:
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p.name))
+        if not found:
+            raise DataError(f"{path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return _from_files(found, str(path))
+    if path.suffix.lower() == ".zip":
+        with zipfile.ZipFile(path) as zf:
+            members = sorted(n for n in zf.namelist() if is_image_name(n) and not n.endswith("/"))
+        if not members:
+            raise DataError(f"{path}: the zip archive holds no images")
+        return AnnotationTable(pd.DataFrame({"image": members}), source=str(path), zip=path)
+    if is_image_name(path.name):
+        return _from_files([path], str(path))
+    return read_annotations(path, images=images)
+
+
+def _from_files(paths: list[Path], source: str) -> AnnotationTable:
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} image(s) not found, e.g. {missing[:3]}")
+    return AnnotationTable(pd.DataFrame({"image": [str(p.resolve()) for p in paths]}), source=source)
