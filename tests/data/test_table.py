@@ -50,3 +50,11 @@ def test_bad_split_and_schema_errors() -> None:
         AnnotationTable(pd.DataFrame({"image": ["a"]}), landmarks=("nose",))
     with pytest.raises(DataError, match="not among classes"):
         AnnotationTable(pd.DataFrame({"image": ["a"], "label": ["cat"]}), classes=("dog",))
+
+
+def test_infer_flip_pairs_only_obvious_pairs() -> None:
+    from cnnkit.data.table import infer_flip_pairs
+
+    names = ["nose", "left_eye", "right_eye", "Lhand", "RHand", "ear_l", "ear_r", "L_foot", "R_foot", "leftover"]
+    assert infer_flip_pairs(names) == (("left_eye", "right_eye"), ("ear_l", "ear_r"), ("L_foot", "R_foot"))
+    assert infer_flip_pairs(["left", "center"]) == ()

@@ -144,3 +144,39 @@ def _check_schema(table: AnnotationTable) -> None:
     for a, b in table.flip_pairs:
         if a not in names or b not in names:
             raise DataError(f"{where}: flip pair ({a!r}, {b!r}) names a landmark not in {list(table.landmarks)}")
+
+
+_SIDES = (("left", "right"), ("Left", "Right"), ("LEFT", "RIGHT"))
+
+
+def infer_flip_pairs(names: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """Obvious left/right landmark pairs from names; a name with no partner is left alone.
+
+    Recognised: ``left*``/``right*`` anywhere in the name (any of three cases),
+    ``*_l``/``*_r`` (or ``*_L``/``*_R``) suffixes and ``L``/``R`` prefixes followed by
+    ``_`` or an upper-case letter (``L_eye``, ``LEye``).
+
+    Example:
+        >>> infer_flip_pairs(["nose", "left_eye", "right_eye", "ear_l", "ear_r", "LHand", "RHand"])
+        (('left_eye', 'right_eye'), ('ear_l', 'ear_r'), ('LHand', 'RHand'))
+    """
+    present = set(names)
+    pairs: list[tuple[str, str]] = []
+    for name in names:
+        for partner in _partners(name):
+            if partner in present and partner != name:
+                pairs.append((name, partner))
+                break
+    return tuple(pairs)
+
+
+def _partners(name: str) -> list[str]:
+    """Right-side counterparts a left-side ``name`` could have (empty if not left-side)."""
+    out = [name.replace(left, right) for left, right in _SIDES if left in name]
+    for sep in ("_", "-", "."):
+        for low, high in (("l", "r"), ("L", "R")):
+            if name.endswith(sep + low):
+                out.append(name[: -len(low)] + high)
+    if len(name) > 1 and name[0] == "L" and (name[1] == "_" or name[1].isupper()):
+        out.append("R" + name[1:])
+    return out

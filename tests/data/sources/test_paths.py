@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import logging
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cnnkit import DataError
+from cnnkit.data.sources.paths import file_name, resolve_members, resolve_paths
+
+
+def test_file_name_of_foreign_paths() -> None:
+    assert file_name("file://C:\\a\\b c.png") == "b c.png"
+    assert file_name("/home/x/y.jpg") == "y.jpg"
+    assert file_name("./images/z.png") == "z.png"
+
+
+def test_relative_absolute_and_rerooted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "sub").mkdir()
+    for n in ("sub/a.png", "b.png", "c.png"):
+        (tmp_path / n).write_bytes(b"x")
+    raw = ["sub/a.png", str(tmp_path / "b.png"), "/elsewhere/old/c.png", "C:\\old\\b.png"]
+    with caplog.at_level(logging.INFO, logger="cnnkit"):
+        out = resolve_paths(raw, [tmp_path], source="s", images_given=True, annotation_dir=None)
+    assert out == [str(tmp_path / "sub/a.png"), str(tmp_path / "b.png"), str(tmp_path / "c.png"),
+                   str(tmp_path / "b.png")]
+    assert caplog.text.count("re-rooted 2 of 4 image paths") == 1
+
+
+def test_missing_names_rows_and_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    with pytest.raises(DataError, match=r"ann.csv: 2 of 3 images not found: row 1: 'b.png'; row 2: 'c.png'\..*"
+                                        r"Pass images="):
+        resolve_paths(["a.png", "b.png", "c.png"], [tmp_path], source="ann.csv", images_given=False,
+                      annotation_dir=tmp_path)
+
+
+def test_second_root_is_tried(tmp_path: Path) -> None:
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "a.png").write_bytes(b"x")
+    out = resolve_paths(["a.png"], [tmp_path, tmp_path / "extra"], source="s", images_given=False,
+                        annotation_dir=tmp_path)
+    assert out == [str(tmp_path / "extra" / "a.png")]
+
+
+def test_100k_rows_are_fast(tmp_path: Path) -> None:
+    for i in range(200):
+        (tmp_path / f"{i}.png").write_bytes(b"")
+    raw = [f"/other/computer/{i % 200}.png" for i in range(100_000)]
+    start = time.perf_counter()
+    out = resolve_paths(raw, [tmp_path], source="s", images_given=True, annotation_dir=None)
+    assert time.perf_counter() - start < 5.0
+    assert out[100_000 - 1] == str(tmp_path / "199.png")
+
+
+def test_zip_members_checked_without_extracting(tmp_path: Path) -> None:
+    zpath = tmp_path / "imgs.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.writestr("data/a.png", b"x")
+        zf.writestr("data/b.png", b"x")
+    out = resolve_members(["data/a.png", "b.png", "/old/pc/a.png"], zpath, prefix="data", source="s")
+    assert out == ["data/a.png", "data/b.png", "data/a.png"]
+    with pytest.raises(DataError, match=r"1 of 1 images are not members of .*imgs.zip: row 0: 'c.png'"):
+        resolve_members(["c.png"], zpath, prefix=None, source="s")
