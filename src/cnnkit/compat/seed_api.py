@@ -1,0 +1,514 @@
+"""The seed library's functions (``cnn_model_resnet`` / ``dl_utils``) on top of cnnkit's core.
+
+Same names, argument order, defaults and NHWC numpy shapes as the seed; every step is
+delegated to the core (``TableDataset`` / ``decode_image`` to load, ``build_model`` to
+build, ``StepSetup`` + ``train_one_epoch`` to train, ``run_inference`` to predict,
+``save_model`` / ``load_model`` for files). Porting a notebook means changing its import
+lines only; see docs/compat.md.
+
+Deviations from the seed (each deliberate):
+
+- Checkpoints: ``save_name='x'`` writes ``x.safetensors`` (the name is kept as given when it
+  already ends in ``.safetensors``); ``restore_name``, ``model_dir`` and ``model_name`` follow
+  the same rule. The file also works with ``cnnkit.infer.predict.predict``. It holds the
+  weights, not Adam's moments: a restored run restarts Adam's statistics. When restoring,
+  the checkpoint's architecture is used; a ``model`` list that differs is an error.
+- ``train``, ``predict_model`` and ``test_model`` walk the WHOLE DataFrame batch by batch
+  from row 0 (the seed overwrote ``offset`` the same way); ``offset`` only matters to
+  ``df_x_y`` / ``df_xy``. The last partial batch is used once per pass (the seed trained
+  it after every full batch) and ``batch_size`` in the caller's dict is never changed.
+- The caller's ``df_xy_args`` dict and DataFrame are never mutated.
+- ``df_x_y`` / ``df_xy`` return the rows that exist in ``offset .. offset+batch_size`` (as
+  ``iloc``; possibly fewer, or none) instead of failing with an IndexError.
+- Images are uint8 in both colour modes (the seed returned float64 grey); alpha channels
+  are dropped (the seed returned 4 channels for RGBA files and then failed); EXIF
+  orientation is applied; the resize filter is LANCZOS (Pillow's old ANTIALIAS).
+- The network sees images scaled to [0, 1] and normalised with ImageNet statistics, and
+  predicts landmarks normalised to the input frame; every value the seed API returns or
+  prints is still in resized pixels. The regression loss (training and ``test_model``) is
+  the seed's MSE in resized pixels; NaN landmarks are masked out of it.
+- ``res_131`` adds its residual (the seed's comparison bug dropped it) and projects the
+  shortcut when channels change; as in the seed it keeps the resolution (no stride by default).
+- Missing arguments (``model=None``, no ``save_name`` / ``restore_name`` / ``model_dir``)
+  raise ``ConfigError`` instead of printing and returning None/0; an unknown ``opt_mode``
+  or ``df_xy_args`` key raises too, with a suggestion.
+- ``train`` returns the mean training loss of each pass (the seed returned None) and takes
+  a keyword-only ``seed`` (default 0) that seeds python/numpy/torch: runs repeat exactly.
+  ``v=True`` prints ``Iter: <pass> batch <i> batches <n> Loss: <batch loss>`` where ``n``
+  counts the partial batch too.
+- ``predict_model`` / ``test_model`` run the network in evaluation mode;
+  ``is_training=True`` is not supported (a warning is issued and it is ignored).
+- ``test_model`` statistics for classification: class index 1 is the positive class;
+  ``spe`` / ``sen`` / ``acc`` are NaN when undefined (0/0); with more than two classes only
+  ``acc`` and ``loss`` are defined (the counts are NaN). ``stats_list`` defaults to a tuple.
+- ``plot_*`` honour ``figsize`` and return the matplotlib Axes.
+- Runs on the GPU when one is visible (``device='auto'``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from cnnkit.data.augment import Augment
+from cnnkit.data.dataset import TableDataset
+from cnnkit.data.decode import decode_image
+from cnnkit.data.images import FileImages
+from cnnkit.data.loader import make_loader
+from cnnkit.data.table import AnnotationTable
+from cnnkit.errors import ConfigError, DataError, did_you_mean
+from cnnkit.io.checkpoint import FORMAT_VERSION, load_model
+from cnnkit.io.checkpoint import save_model as _save_checkpoint
+from cnnkit.model.builder import build_model
+from cnnkit.rng import make_generator, seed_global
+from cnnkit.spec.parse import load_spec
+from cnnkit.train import targets as T
+from cnnkit.train.device import resolve_device
+from cnnkit.train.loop import StepSetup, run_inference, train_one_epoch
+from cnnkit.train.losses import make_loss
+from cnnkit.train.metrics import class_metrics
+
+__all__ = [
+    "batch_params", "checkpoint_path", "df_x_y", "df_xy", "plot_image_points", "plot_prediction_points",
+    "predict_model", "test_model", "train",
+]  # fmt: skip
+
+SUFFIX = ".safetensors"
+OPT_MODES = ("regression", "classification")
+_TASK = {"regression": "landmarks", "classification": "classes"}
+STATS = ("tp", "tn", "fp", "fn", "loss", "spe", "sen", "acc")
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def checkpoint_path(name: str | os.PathLike[str]) -> Path:
+    """The file a seed model name refers to: ``'x'`` -> ``x.safetensors``; ``'x.safetensors'`` kept.
+
+    Example:
+        >>> checkpoint_path("test_model").name, checkpoint_path("m/run.v2.safetensors").name
+        ('test_model.safetensors', 'run.v2.safetensors')
+    """
+    p = Path(name)
+    return p if p.suffix == SUFFIX else p.with_name(p.name + SUFFIX)
+
+
+# -- loading batches ------------------------------------------------------------------
+
+
+def _need_columns(df: pd.DataFrame, columns: Sequence[Any], what: str) -> None:
+    for col in columns:
+        if col not in df.columns:
+            raise DataError(f"{what}: column {col!r} not found in the DataFrame.{did_you_mean(col, df.columns)} "
+                            f"Columns: {list(df.columns)[:12]}...")  # fmt: skip
+
+
+def _as_list(labels: Any) -> list[Any]:
+    return [labels] if isinstance(labels, str) else list(labels)
+
+
+def _image_table(df: pd.DataFrame, x_label: str, zip_file: Any) -> AnnotationTable:
+    _need_columns(df, [x_label], "x_label")
+    frame = pd.DataFrame({"image": df[x_label].astype(str).to_numpy()})
+    return AnnotationTable(frame, zip=None if zip_file is None else Path(zip_file), source="<seed DataFrame>")
+
+
+def _landmark_table(df: pd.DataFrame, x_label: str, xp_label: Any, yp_label: Any, zip_file: Any) -> AnnotationTable:
+    """Seed columns -> canonical table: ``x_label`` -> 'image', xp[i]/yp[i] -> ``p{i}_x`` / ``p{i}_y``."""
+    xs, ys = _as_list(xp_label), _as_list(yp_label if yp_label is not None else [])
+    if len(xs) != len(ys) or not xs:
+        raise DataError(f"xp_label and yp_label must list the same number (>= 1) of columns. "
+                        f"Received {len(xs)} x columns and {len(ys)} y columns.")  # fmt: skip
+    _need_columns(df, xs + ys, "xp_label/yp_label")
+    base = _image_table(df, x_label, zip_file)
+    columns: dict[str, np.ndarray] = {}
+    for i, (cx, cy) in enumerate(zip(xs, ys, strict=True)):
+        for col, key in ((cx, f"p{i}_x"), (cy, f"p{i}_y")):
+            try:
+                columns[key] = pd.to_numeric(df[col]).to_numpy(dtype=np.float64)
+            except (ValueError, TypeError) as exc:
+                raise DataError(f"landmark column {col!r} must hold numbers: {exc}") from None
+    frame = pd.concat([base.df, pd.DataFrame(columns)], axis=1)  # one insert: no fragmentation
+    names = tuple(f"p{i}" for i in range(len(xs)))
+    return AnnotationTable(frame, landmarks=names, source=base.source, zip=base.zip)
+
+
+def _one_hot(df: pd.DataFrame, y_label: str) -> np.ndarray:
+    """Column of one-hot vectors (each (C,) or (1, C)) -> (N, C) float64."""
+    _need_columns(df, [y_label], "y_label")
+    rows = [np.asarray(v, dtype=np.float64).reshape(-1) for v in df[y_label]]
+    sizes = {len(r) for r in rows}
+    if len(sizes) > 1:
+        bad = next(i for i, r in enumerate(rows) if len(r) != len(rows[0]))
+        raise DataError(f"y_label {y_label!r}: one-hot vectors differ in length (row {bad} has {len(rows[bad])}, "
+                        f"row 0 has {len(rows[0])}). Every row needs one entry per class.")  # fmt: skip
+    return np.stack(rows) if rows else np.zeros((0, 0))
+
+
+def _class_table(df: pd.DataFrame, x_label: str, y_label: str, zip_file: Any) -> AnnotationTable:
+    """One-hot column -> canonical 'label' column with class names '0'..'C-1'."""
+    onehot = _one_hot(df, y_label)
+    if onehot.size == 0:
+        raise DataError(f"y_label {y_label!r}: no rows (or empty one-hot vectors) to take classes from")
+    base = _image_table(df, x_label, zip_file)
+    frame = base.df.assign(label=[str(i) for i in onehot.argmax(axis=1)])
+    classes = tuple(str(i) for i in range(onehot.shape[1]))
+    return AnnotationTable(frame, classes=classes, source=base.source, zip=base.zip)
+
+
+def _images(table: AnnotationTable, resize_wh: Sequence[int], gray: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Decode every row: NHWC uint8 images and (N, 2) float64 scales (fx, fy)."""
+    ds = TableDataset(table, size=(int(resize_wh[0]), int(resize_wh[1])), grayscale=bool(gray))
+    loaded = [ds.load(i) for i in range(len(ds))]
+    if not loaded:
+        return np.zeros((0, ds.size[1], ds.size[0], 1 if gray else 3), np.uint8), np.zeros((0, 2))
+    return np.stack([a for a, _ in loaded]), np.array([g.scale for _, g in loaded], dtype=np.float64)
+
+
+def _rows(df: pd.DataFrame, offset: int, batch_size: int) -> pd.DataFrame:
+    if int(offset) < 0 or int(batch_size) < 1:
+        raise DataError(f"need offset >= 0 and batch_size >= 1. Received offset={offset}, batch_size={batch_size}")
+    return df.iloc[int(offset) : int(offset) + int(batch_size)]
+
+
+def df_x_y(df: pd.DataFrame, x_label: str, xp_label: Sequence[str] | None = None, yp_label: Sequence[str] | None = None,
+           batch_size: int = 5, offset: int = 0, resize_wh: Sequence[int] = (32, 32), toGray: bool = False,
+           zip_file: str | os.PathLike[str] | None = None) -> Any:  # fmt: skip
+    """Seed API: rows ``offset .. offset+batch_size`` as resized images and landmarks.
+
+    Shapes:
+        imgs: (B, height, width, C) uint8, C = 1 when ``toGray`` else 3; ``resize_wh`` = (width, height).
+        fxs, fys: (B, K) float64, the ``xp_label`` / ``yp_label`` columns times ``fx = width / W``
+            and ``fy = height / H`` (landmarks in resized pixels). Only ``imgs`` when ``xp_label`` is None.
+    """
+    rows = _rows(df, offset, batch_size)
+    if xp_label is None:
+        return _images(_image_table(rows, x_label, zip_file), resize_wh, toGray)[0]
+    table = _landmark_table(rows, x_label, xp_label, yp_label, zip_file)
+    imgs, scale = _images(table, resize_wh, toGray)
+    pts = table.points()  # (B, K, 2) original pixels, float64
+    return imgs, pts[:, :, 0] * scale[:, :1], pts[:, :, 1] * scale[:, 1:]
+
+
+def df_xy(df: pd.DataFrame, x_label: str, y_label: str | None, batch_size: int = 5, offset: int = 0,
+          resize_wh: Sequence[int] = (32, 32), toGray: bool = False,
+          zip_file: str | os.PathLike[str] | None = None) -> Any:  # fmt: skip
+    """Seed API: rows ``offset .. offset+batch_size`` as resized images and one-hot targets.
+
+    Shapes:
+        imgs as :func:`df_x_y`; targets (B, n_classes) float64. Only ``imgs`` when ``y_label`` is None.
+    """
+    rows = _rows(df, offset, batch_size)
+    imgs, _ = _images(_image_table(rows, x_label, zip_file), resize_wh, toGray)
+    return imgs if y_label is None else (imgs, _one_hot(rows, y_label))
+
+
+def batch_params(df_xy_args: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    """Seed API: ``(rows, full_batches, batch_size, rows_in_full_batches)`` of the dict's DataFrame."""
+    rows, size = int(df_xy_args["df"].shape[0]), int(df_xy_args.get("batch_size", 5))
+    return rows, rows // size, size, size * (rows // size)
+
+
+# -- the df_xy_args dict --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Args:
+    """A validated, private copy of the caller's ``df_xy_args`` (never mutated)."""
+
+    df: pd.DataFrame
+    x_label: str
+    xp_label: Any
+    yp_label: Any
+    y_label: Any
+    batch_size: int
+    size: tuple[int, int]
+    gray: bool
+    zip_file: Any
+
+    def table(self, opt_mode: str, *, targets: bool = True) -> AnnotationTable:
+        if not targets:
+            return _image_table(self.df, self.x_label, self.zip_file)
+        if opt_mode == "regression":
+            return _landmark_table(self.df, self.x_label, self.xp_label, self.yp_label, self.zip_file)
+        return _class_table(self.df, self.x_label, self.y_label, self.zip_file)
+
+    def dataset(self, table: AnnotationTable) -> TableDataset:
+        return TableDataset(table, size=self.size, grayscale=self.gray)
+
+
+def _check_mode(opt_mode: str) -> None:
+    if opt_mode not in OPT_MODES:
+        raise ConfigError(f"opt_mode {opt_mode!r} is not one of {OPT_MODES}.{did_you_mean(opt_mode, OPT_MODES)}")
+
+
+def _read_args(df_xy_args: Mapping[str, Any], opt_mode: str, *, targets: bool) -> _Args:
+    _check_mode(opt_mode)
+    if not isinstance(df_xy_args, Mapping):
+        raise ConfigError(f"df_xy_args must be the dict of df_x_y / df_xy arguments. Received {type(df_xy_args).__name__}")
+    known = set(inspect.signature(df_x_y).parameters) | {"y_label"}
+    for key in df_xy_args:
+        if key not in known:
+            raise ConfigError(f"df_xy_args: unknown key {key!r}.{did_you_mean(key, known)} Allowed: {sorted(known)}")
+    need = ["df", "x_label"]
+    if targets:
+        need += ["xp_label", "yp_label"] if opt_mode == "regression" else ["y_label"]
+    missing = [k for k in need if df_xy_args.get(k) is None]
+    if missing:
+        raise ConfigError(f"df_xy_args lacks {missing} (needed for opt_mode={opt_mode!r})")
+    a = dict(df_xy_args)
+    size = a.get("resize_wh", (32, 32))
+    return _Args(df=a["df"], x_label=a["x_label"], xp_label=a.get("xp_label"), yp_label=a.get("yp_label"),
+                 y_label=a.get("y_label"), batch_size=int(a.get("batch_size", 5)),
+                 size=(int(size[0]), int(size[1])), gray=bool(a.get("toGray", False)),
+                 zip_file=a.get("zip_file"))  # fmt: skip
+
+
+# -- training -------------------------------------------------------------------------
+
+
+def _meta(table: AnnotationTable, args: _Args, opt_mode: str) -> dict[str, Any]:
+    """Checkpoint metadata in the layout of ``cnnkit.train.fit`` (read by ``cnnkit.infer.predict``)."""
+    channels = 1 if args.gray else 3
+    return {
+        "format_version": FORMAT_VERSION, "task": table.task, "landmarks": list(table.landmarks),
+        "classes": list(table.classes), "flip_pairs": [], "normalisation": T.default_normalisation(channels),
+        "size": list(args.size), "channels": channels, "grayscale": args.gray, "letterbox": False,
+        "augment": Augment().to_dict(),
+        "seed_api": {"opt_mode": opt_mode, "x_label": str(args.x_label), "y_label": _names(args.y_label),
+                     "xp_label": _names(args.xp_label), "yp_label": _names(args.yp_label)},
+    }  # fmt: skip
+
+
+def _names(labels: Any) -> list[str] | None:
+    return None if labels is None else [str(c) for c in _as_list(labels)]
+
+
+def _setup(meta: Mapping[str, Any], device: torch.device) -> StepSetup:
+    norm = meta["normalisation"]
+    return StepSetup(task=meta["task"], size=(int(meta["size"][0]), int(meta["size"][1])),
+                     mean=tuple(norm["mean"]), std=tuple(norm["std"]), device=device)  # fmt: skip
+
+
+def _loss(task: str, size: tuple[int, int]) -> LossFn:
+    """Seed losses: MSE in RESIZED pixels (landmarks; the network works in normalised units) or cross-entropy."""
+    if task == "classes":
+        return make_loss("classes", "cross_entropy")
+    mse = make_loss("landmarks", "mse")
+    return lambda pred, target: mse(T.norm_to_points(pred, size), T.norm_to_points(target, size))
+
+
+def _outputs(task: str, table: AnnotationTable) -> int:
+    return 2 * len(table.landmarks) if task == "landmarks" else len(table.classes)
+
+
+def _restore(name: Any, model: Any, meta: dict[str, Any], device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """Load ``name``'s checkpoint for training; it must match the data the dict describes."""
+    if name is None:
+        raise ConfigError("train(restore_model=True) needs restore_name, the save_name of an earlier run")
+    path = checkpoint_path(name)
+    net, saved = load_model(path, device=device)
+    for key in ("task", "size", "channels", "landmarks", "classes"):
+        if saved.get(key) != meta[key]:
+            raise ConfigError(f"{path}: the checkpoint's {key} is {saved.get(key)!r} but df_xy_args gives "
+                              f"{meta[key]!r}. Restore with the same columns, resize_wh, toGray and opt_mode.")  # fmt: skip
+    if model is not None and json.loads(json.dumps(load_spec(model))) != saved["model"]["spec"]:
+        raise ConfigError(f"{path}: the model list differs from the checkpoint's architecture; pass model=None "
+                          "or the same list to continue from it.")  # fmt: skip
+    return net, {**meta, "normalisation": saved["normalisation"]}
+
+
+def _printer(p: int, n_batches: int, sink: list[float]) -> Callable[[int, Mapping[str, float]], None]:
+    def show(_n: int, _logs: Mapping[str, float]) -> None:
+        print("Iter:", p, "batch", len(sink) - 1, "batches", n_batches, "Loss:", sink[-1])
+
+    return show
+
+
+def train(df_xy_args: Mapping[str, Any], model: Any = None, iters: int = 10, lr: float = 0.001,
+          save_model: bool = True, save_name: str | None = None, restore_model: bool = False,
+          restore_name: str | None = None, v: bool = False, opt_mode: str = "classification",
+          *, seed: int = 0) -> list[float]:  # fmt: skip
+    """Seed API: train ``model`` (a spec list) for ``iters`` passes over the DataFrame with Adam(lr).
+
+    The seed's automatic final layer (``2 x landmarks`` or ``n_classes`` outputs) is added by
+    ``build_model``; regression targets are ``[x0..xN, y0..yN]`` in resized pixels (MSE).
+
+    Returns:
+        The mean training loss of each pass (length ``iters``).
+    """
+    args = _read_args(df_xy_args, opt_mode, targets=True)
+    table = args.table(opt_mode)
+    if len(table) == 0:
+        raise DataError("train: the DataFrame in df_xy_args has no rows")
+    seed_global(seed)
+    device, meta = resolve_device("auto"), _meta(table, args, opt_mode)
+    if restore_model:
+        net, meta = _restore(restore_name, model, meta, device)
+    elif model is None:
+        raise ConfigError("train needs model=[...], a layer list such as [['conv', {'layer_depth': 8}], ['relu']]")
+    else:
+        net = build_model(model, size=args.size, channels=meta["channels"], outputs=_outputs(table.task, table),
+                          head="flatten").to(device)  # fmt: skip
+    setup, loss_fn = _setup(meta, device), _loss(table.task, args.size)
+    loader = make_loader(args.dataset(table), batch_size=args.batch_size, shuffle=False, seed=seed)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: 1.0)  # the seed's constant rate
+    gen, means = make_generator(seed), []
+    for p in range(int(iters)):
+        sink: list[float] = []
+
+        def recorded(pred: torch.Tensor, target: torch.Tensor, sink: list[float] = sink) -> torch.Tensor:
+            loss = loss_fn(pred, target)
+            sink.append(float(loss.detach()))
+            return loss
+
+        logs = train_one_epoch(net, loader, setup, opt, sched, recorded, generator=gen,
+                               on_batch=_printer(p, len(loader), sink) if v else None)  # fmt: skip
+        means.append(float(logs["train_loss"]))
+    if save_model:
+        _save(net, meta, save_name)
+    return means
+
+
+def _save(net: nn.Module, meta: Mapping[str, Any], save_name: str | None) -> None:
+    if save_name is None:
+        warnings.warn("train(save_model=True) without save_name: the model is not saved", stacklevel=3)
+        return
+    path = _save_checkpoint(checkpoint_path(save_name), net, meta)
+    print(f"Model saved in file: {path}")
+
+
+# -- prediction and testing -----------------------------------------------------------
+
+
+def _load(args: _Args, name: Any, opt_mode: str, is_training: bool, what: str) -> tuple[nn.Module, dict[str, Any]]:
+    if name is None:
+        raise ConfigError(f"{what} needs the model name given to train(save_name=...)")
+    if is_training:
+        warnings.warn(f"{what}(is_training=True) is not supported; the model runs in evaluation mode", stacklevel=3)
+    path = checkpoint_path(name)
+    net, meta = load_model(path, device=resolve_device("auto"))
+    if meta.get("task") != _TASK[opt_mode]:
+        raise ConfigError(f"{path} is a {meta.get('task')!r} model but opt_mode={opt_mode!r}; use opt_mode="
+                          f"{'regression' if meta.get('task') == 'landmarks' else 'classification'!r}")  # fmt: skip
+    if list(meta["size"]) != list(args.size) or bool(meta.get("grayscale")) != args.gray:
+        raise ConfigError(f"{path} was trained on resize_wh={tuple(meta['size'])}, toGray={bool(meta.get('grayscale'))}; "
+                          f"df_xy_args gives resize_wh={args.size}, toGray={args.gray}. Use the training values.")  # fmt: skip
+    return net, meta
+
+
+def _batches(args: _Args, table: AnnotationTable) -> Any:
+    return make_loader(args.dataset(table), batch_size=args.batch_size, shuffle=False)
+
+
+def predict_model(df_xy_args: Mapping[str, Any], model_dir: str | None = None, opt_mode: str = "classification",
+                  is_training: bool = False, v: bool = False) -> list[Any]:  # fmt: skip
+    """Seed API: per batch, regression (B, 2N) ``[x.., y..]`` in resized pixels, or
+    classification ``(softmax probabilities (B, C), predicted class index (B,))``."""
+    args = _read_args(df_xy_args, opt_mode, targets=False)
+    net, meta = _load(args, model_dir, opt_mode, is_training, "predict_model")
+    setup, out = _setup(meta, next(net.parameters()).device), []
+    for batch in _batches(args, args.table(opt_mode, targets=False)):
+        res = run_inference(net, [batch], setup)
+        if setup.task == "landmarks":
+            pts = res.pred_input_px if res.pred_input_px is not None else np.zeros((0, 0, 2))
+            item: Any = np.concatenate([pts[:, :, 0], pts[:, :, 1]], axis=1)
+        else:
+            item = (res.pred, res.pred.argmax(axis=1))
+        if v:
+            print(item)
+        out.append(item)
+    return out
+
+
+def _class_stats(pred: np.ndarray, true: np.ndarray, classes: Sequence[str], loss: float) -> dict[str, float]:
+    m = class_metrics(pred, true, classes=classes)
+    nan = float("nan")
+    stats = {k: m.get(k, nan) for k in ("tp", "tn", "fp", "fn")}
+    stats.update(spe=m.get("specificity", nan), sen=m.get("sensitivity", nan), acc=m["accuracy"], loss=loss)
+    return stats
+
+
+def test_model(df_xy_args: Mapping[str, Any], model_name: str | None = None, opt_mode: str = "regression",
+               stats_list: Sequence[str] = STATS, is_training: bool = False) -> list[Any]:  # fmt: skip
+    """Seed API: per-batch statistics. Regression: the batch MSE in resized pixels (float).
+    Classification: a dict ``{name: value for name in stats_list}`` (tp, tn, fp, fn, spe, sen, acc, loss)."""
+    args = _read_args(df_xy_args, opt_mode, targets=True)
+    for s in stats_list:
+        if s not in STATS:
+            raise ConfigError(f"stats_list: unknown statistic {s!r}.{did_you_mean(s, STATS)} Known: {STATS}")
+    net, meta = _load(args, model_name, opt_mode, is_training, "test_model")
+    table = args.table(opt_mode)
+    want, got = len(meta["landmarks"]) + len(meta["classes"]), len(table.landmarks) + len(table.classes)
+    if want != got:
+        raise ConfigError(f"{checkpoint_path(model_name or '')}: the model predicts {want} {table.task}, "
+                          f"but df_xy_args gives {got}. Use the columns it was trained with.")  # fmt: skip
+    setup = _setup(meta, next(net.parameters()).device)
+    loss_fn, out = _loss(setup.task, setup.size), []
+    for batch in _batches(args, table):
+        res = run_inference(net, [batch], setup, loss_fn)
+        if setup.task == "landmarks":
+            item: Any = float(res.loss)
+            print("Loss", item)
+        else:
+            stats = _class_stats(res.pred, np.asarray(res.true), table.classes, float(res.loss))
+            item = {k: stats[k] for k in stats_list}
+            print(item)
+        out.append(item)
+    return out
+
+
+test_model.__test__ = False  # type: ignore[attr-defined]  # a seed name, not a pytest test
+
+
+# -- plots ----------------------------------------------------------------------------
+
+
+def _show(plt: Any) -> None:
+    if "agg" not in str(plt.get_backend()).lower():  # scripts with a window; notebooks show the figure anyway
+        plt.show()
+
+
+def plot_image_points(df: pd.DataFrame, _index_: Any, fullname: str, max_point: int = 11,
+                      figsize: tuple[float, float] = (8, 8)) -> Any:  # fmt: skip
+    """Seed API: the image of row label ``_index_`` (path in column ``fullname``) with points
+    ``x0..``/``y0..`` (original pixels) as crosses."""
+    import matplotlib.pyplot as plt
+
+    from cnnkit.viz.plots import show_image_points
+
+    _need_columns(df, [fullname], "fullname")
+    file = str(df[fullname].loc[_index_])
+    xs = df[[f"x{i}" for i in range(max_point)]].loc[_index_].to_numpy(dtype=np.float64)
+    ys = df[[f"y{i}" for i in range(max_point)]].loc[_index_].to_numpy(dtype=np.float64)
+    print(file)
+    image, _ = decode_image(FileImages().read(file), name=file)
+    _, ax = plt.subplots(figsize=figsize)
+    show_image_points(image, np.stack([xs, ys], axis=1), ax=ax)
+    _show(plt)
+    return ax
+
+
+def plot_prediction_points(imgs_array: np.ndarray, predicted_points: Any, _index_: int = 0,
+                           figsize: tuple[float, float] = (8, 8)) -> Any:  # fmt: skip
+    """Seed API: resized image ``_index_`` (NHWC) with its predicted ``[x.., y..]`` points."""
+    import matplotlib.pyplot as plt
+
+    from cnnkit.viz.plots import show_image_points
+
+    flat = np.asarray(predicted_points[_index_], dtype=np.float64).reshape(-1)
+    k = flat.shape[0] // 2
+    _, ax = plt.subplots(figsize=figsize)
+    show_image_points(np.asarray(imgs_array)[_index_], np.stack([flat[:k], flat[k:]], axis=1), ax=ax)
+    _show(plt)
+    return ax
