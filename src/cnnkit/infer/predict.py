@@ -88,17 +88,17 @@ class Predictor:
     def frame(self, table: AnnotationTable, outputs: Outputs) -> pd.DataFrame:
         """Outputs -> one row per image: image, <name>_x/_y (original pixels) or label/probabilities."""
         rows = table.df.iloc[outputs.index]
-        df = pd.DataFrame({"image": rows["image"].astype(str).to_numpy()}, index=rows.index)
+        columns: dict[str, Any] = {"image": rows["image"].astype(str).to_numpy()}
         if self.setup.task == "landmarks":
             for k, name in enumerate(self.landmarks):
-                df[f"{name}_x"] = outputs.pred[:, k, 0]
-                df[f"{name}_y"] = outputs.pred[:, k, 1]
+                columns[f"{name}_x"] = outputs.pred[:, k, 0]
+                columns[f"{name}_y"] = outputs.pred[:, k, 1]
         else:
-            best = outputs.pred.argmax(-1)
-            df["label"] = [self.classes[i] for i in best]
-            df["confidence"] = outputs.pred.max(-1)
+            columns["label"] = [self.classes[i] for i in outputs.pred.argmax(-1)]
+            columns["confidence"] = outputs.pred.max(-1)
             for c, name in enumerate(self.classes):
-                df[f"prob_{name}"] = outputs.pred[:, c]
+                columns[f"prob_{name}"] = outputs.pred[:, c]
+        df = pd.DataFrame(columns, index=rows.index)  # built at once: no fragmented frame with many points
         return df.sort_index()
 
 
