@@ -1,0 +1,169 @@
+"""Output heads added after the spec's last layer: 'flatten', 'gap' and 'heatmap'.
+
+Convention (landmarks, every head): the output is ``[x0..xK-1, y0..yK-1]``. The heatmap head
+returns normalised input coordinates with the origin at the top-left CORNER: 0 is the
+left/top edge of the input and 1 the right/bottom edge; heatmap cell ``(i, j)`` has its centre
+at ``((j + 0.5) / W_map, (i + 0.5) / H_map)``. A model trained on targets ``x_px / width``,
+``y_px / height`` therefore works with any head.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnkit.errors import ConfigError, SpecError, did_you_mean
+
+Shape = tuple[int, int, int]
+HEAD_OPTIONS: dict[str, dict[str, Any]] = {"flatten": {}, "gap": {}, "heatmap": {"width": 64}}
+
+
+def parse_head(
+    head: str | Mapping[str, Any] | None, default: str, outputs: int
+) -> tuple[str, dict[str, Any]]:
+    """Normalise ``'gap'`` / ``{'type': 'heatmap', 'width': 64}`` / None into (type, options).
+
+    Raises:
+        ConfigError: unknown head or option, bad width, odd ``outputs`` for 'heatmap'.
+    """
+    raw: dict[str, Any] = (
+        {"type": default if head is None else head} if not isinstance(head, Mapping) else dict(head)
+    )
+    kind = raw.pop("type", None)
+    if kind not in HEAD_OPTIONS:
+        raise ConfigError(
+            f"head: unknown type {kind!r}.{did_you_mean(str(kind), HEAD_OPTIONS)} Heads: {', '.join(HEAD_OPTIONS)}."
+        )
+    opts = dict(HEAD_OPTIONS[kind])
+    for key, value in raw.items():
+        if key not in opts:
+            raise ConfigError(
+                f"head {kind!r}: unknown option {key!r}.{did_you_mean(key, opts)} Allowed: {list(opts)}."
+            )
+        opts[key] = value
+    width = opts.get("width", 1)
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ConfigError(f"head {kind!r}: option 'width' expected an integer >= 1. Received: {width!r}.")
+    if kind == "heatmap" and outputs % 2:
+        raise ConfigError(
+            f"head 'heatmap' predicts K landmarks as [x.., y..]: outputs must be even (2K). Received: {outputs}."
+        )
+    return kind, opts
+
+
+class FlattenHead(nn.Module):
+    """Flatten + fully connected (the seed's automatic final layer). ``[B, C, H, W] -> [B, outputs]``."""
+
+    def __init__(self, in_shape: Shape, outputs: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(math.prod(in_shape), outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+class GapHead(nn.Module):
+    """Global average pool + fully connected (torchvision ResNet). ``[B, C, H, W] -> [B, outputs]``."""
+
+    def __init__(self, in_shape: Shape, outputs: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_shape[0], outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def soft_argmax(maps: torch.Tensor) -> torch.Tensor:
+    """Expected (x, y) of each map under a spatial softmax, in normalised corner-origin coordinates.
+
+    Shapes:
+        maps ``[B, K, H, W]`` -> ``[B, 2K]`` laid out ``[x0..xK-1, y0..yK-1]``, each in (0, 1).
+    """
+    b, k, h, w = maps.shape
+    prob = F.softmax(maps.reshape(b, k, h * w), dim=-1).reshape(b, k, h, w)
+    xs = (torch.arange(w, device=maps.device, dtype=maps.dtype) + 0.5) / w
+    ys = (torch.arange(h, device=maps.device, dtype=maps.dtype) + 0.5) / h
+    x = (prob.sum(dim=2) * xs).sum(dim=-1)
+    y = (prob.sum(dim=3) * ys).sum(dim=-1)
+    return torch.cat([x, y], dim=1)
+
+
+class HeatmapHead(nn.Module):
+    """FPN-style top-down merge of the taps, K heatmaps, soft-argmax (integral regression).
+
+    ``forward`` takes the tapped feature maps ordered fine -> coarse and returns ``[B, 2K]``.
+    """
+
+    def __init__(self, tap_channels: Sequence[int], width: int, landmarks: int) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in tap_channels)
+        self.smooth = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(width, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            )
+            for _ in tap_channels[:-1]
+        )
+        self.to_maps = nn.Conv2d(width, landmarks, 1)
+
+    def reset_output(self) -> None:
+        """Near-zero map logits, so an untrained head predicts the image centre (stable start)."""
+        nn.init.normal_(self.to_maps.weight, std=1e-3)
+        if self.to_maps.bias is not None:
+            nn.init.zeros_(self.to_maps.bias)
+
+    def heatmaps(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Logit maps ``[B, K, H_f, W_f]`` at the finest tap's resolution."""
+        y = self.lateral[-1](feats[-1])
+        for i in range(len(feats) - 2, -1, -1):
+            y = F.interpolate(y, size=feats[i].shape[-2:], mode="bilinear", align_corners=False)
+            y = self.smooth[i](y + self.lateral[i](feats[i]))
+        return self.to_maps(y)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        return soft_argmax(self.heatmaps(feats))
+
+
+def select_taps(shapes: Sequence[Shape], in_hw: tuple[int, int]) -> list[int]:
+    """Layer indices feeding the heatmap head, fine -> coarse, the last layer always included.
+
+    A tap is the last layer at each spatial resolution. From the last layer the chain walks to
+    finer taps down to the finest one at stride 4..8 of the input (or the finest available).
+    """
+    last = len(shapes) - 1
+    if shapes[last][1] * shapes[last][2] <= 1:
+        raise SpecError(
+            f"head 'heatmap' needs a spatial last layer; layer {last} outputs (C, H, W) = {shapes[last]}. "
+            "Remove the final flatten/fc/global_avg_pool or use head='gap'."
+        )
+    chain = [last]
+    for i in range(last - 1, -1, -1):
+        c, h, w = shapes[i]
+        prev = shapes[chain[-1]]
+        if shapes[i + 1][1:] != (h, w) and h * w > prev[1] * prev[2]:
+            chain.append(i)
+
+    def stride(i: int) -> float:
+        return math.sqrt(in_hw[0] * in_hw[1] / (shapes[i][1] * shapes[i][2]))
+
+    in_range = [n for n, i in enumerate(chain) if 4 <= stride(i) + 1e-9 and stride(i) <= 8 + 1e-9]
+    stop = in_range[-1] if in_range else len(chain) - 1
+    return chain[: stop + 1][::-1]
+
+
+def make_head(
+    kind: str, opts: Mapping[str, Any], shapes: Sequence[Shape], in_hw: tuple[int, int], outputs: int
+) -> tuple[nn.Module, tuple[int, ...]]:
+    """Build the head; returns it and the tapped layer indices (empty unless 'heatmap')."""
+    if kind == "flatten":
+        return FlattenHead(shapes[-1], outputs), ()
+    if kind == "gap":
+        return GapHead(shapes[-1], outputs), ()
+    taps = select_taps(shapes, in_hw)
+    return HeatmapHead([shapes[i][0] for i in taps], opts["width"], outputs // 2), tuple(taps)
