@@ -1,0 +1,300 @@
+"""The epoch loop behind ``fit``: train, validate, record, checkpoint, resume.
+
+Resume is exact on CPU: epoch ``e``'s shuffle order and augmentation draws are pure
+functions of (seed, e), and the optimizer, schedule and global RNG states (dropout) are
+saved with every ``last`` checkpoint and restored before the next epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from cnnkit.config import TrainConfig
+from cnnkit.errors import CheckpointError
+from cnnkit.io.atomic import atomic_write_text
+from cnnkit.io.checkpoint import (
+    capture_rng,
+    load_state,
+    load_weights_into,
+    restore_rng,
+    save_model,
+    save_state,
+)
+from cnnkit.rng import make_generator
+from cnnkit.train.distributed import DistContext, merge_outputs
+from cnnkit.train.loop import Outputs, StepSetup, run_inference, train_one_epoch
+from cnnkit.train.metrics import class_metrics, landmark_metrics
+from cnnkit.train.optim import make_optimizer, make_scheduler
+
+log = logging.getLogger("cnnkit")
+
+
+@dataclass
+class RunState:
+    """What survives between epochs (and across a resume)."""
+
+    epochs_done: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_value: float = math.inf
+    shape_sum: np.ndarray | None = None  # (K, 2) sums of training points, normalised
+    shape_count: np.ndarray | None = None
+    interrupted: bool = False
+
+    def history_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.history)
+
+    def mean_shape_norm(self) -> np.ndarray | None:
+        if self.shape_sum is None or self.shape_count is None:
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.shape_sum / self.shape_count
+
+
+class EpochRunner:
+    """Owns the model, optimizer and schedule of one run; ``run`` does the epochs."""
+
+    def __init__(self, model: nn.Module, setup: StepSetup, cfg: TrainConfig, loaders: dict[str, Any],
+                 loss_fn: Any, out: Path, meta: dict[str, Any], dist: DistContext) -> None:
+        self.model = model.to(setup.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.setup, self.cfg, self.loaders, self.loss_fn = setup, cfg, loaders, loss_fn
+        self.out, self.meta, self.dist = out, meta, dist
+        # self.model stays the plain module (saved without a 'module.' prefix); steps go through DDP.
+        wrapped = dist.wrap(self.model, sync_bn=cfg.sync_bn)
+        self.opt = make_optimizer(self.model, cfg)
+        self.sched = make_scheduler(self.opt, cfg, max(1, len(loaders["train"])))
+        self.step_model = torch.compile(wrapped) if cfg.compile else wrapped
+        # Validation shards differ in length, so it must not run through DDP's collectives.
+        self.eval_model = self.model if dist.is_distributed else self.step_model
+
+    # -- resume -----------------------------------------------------------------------
+    def resume_state(self, run_dir: Path) -> RunState:
+        weights, state_path = run_dir / "last.safetensors", run_dir / "last.state.pt"
+        if not weights.exists() or not state_path.exists():
+            raise CheckpointError(f"cannot resume: {weights} or {state_path} is missing. "
+                                  f"Start without resume, or point resume= at a run folder that has them.")
+        load_weights_into(self.model, weights)
+        saved = load_state(state_path)
+        self.opt.load_state_dict(saved["optimizer"])
+        self.sched.load_state_dict(saved["scheduler"])
+        extra = saved["extra"]
+        self._restore_rng(saved["rng"], extra.get("rng_ranks"), int(saved["epoch"]))
+        state = RunState(epochs_done=int(saved["epoch"]), history=list(extra["history"]),
+                         best_value=float(extra["best_value"]))
+        if extra.get("shape_sum") is not None:
+            state.shape_sum = np.asarray(extra["shape_sum"], dtype=np.float64)
+            state.shape_count = np.asarray(extra["shape_count"], dtype=np.float64)
+        if not self.cfg.quiet and self.dist.is_main:
+            log.info(f"resuming {run_dir} after epoch {state.epochs_done}")
+        return state
+
+    def _restore_rng(self, main: Any, per_rank: list[Any] | None, epoch: int) -> None:
+        """Each rank's own saved RNG; a rank the saved run did not have derives a fresh seed."""
+        if not self.dist.is_distributed:
+            restore_rng(main)
+        elif per_rank is not None and len(per_rank) == self.dist.world_size:
+            restore_rng(per_rank[self.dist.rank])
+        else:
+            restore_rng(main)
+            if not self.dist.is_main:
+                torch.manual_seed(self.dist.rank_seed(self.cfg.seed * 1_000_003 + epoch))
+
+    # -- the loop ---------------------------------------------------------------------
+    def run(self, state: RunState) -> RunState:
+        try:
+            for epoch in range(state.epochs_done, self.cfg.epochs):
+                self._one_epoch(epoch, state)
+        except KeyboardInterrupt:
+            state.interrupted = True
+            if self.dist.is_main:
+                save_model(self.out / "interrupted.safetensors", self.model, self._meta(state, -1))
+                log.warning(f"interrupted: the last completed epoch is in {self.out / 'last.safetensors'}; "
+                            f"the weights of the epoch in progress are in interrupted.safetensors. "
+                            f"Resume with resume=True.")
+        if self.dist.is_main and self.cfg.plots and state.history:
+            self._plots(state)
+        return state
+
+    def _one_epoch(self, epoch: int, state: RunState) -> None:
+        start = time.perf_counter()
+        train_loader = self.loaders["train"]
+        train_loader.sampler.set_epoch(epoch)
+        generator = make_generator(self.dist.rank_seed(self.cfg.seed * 1_000_003 + epoch))
+        tap = _ShapeTap(train_loader, state, self.setup)
+        with self._progress(epoch, len(train_loader.sampler)) as bar:
+            logs = train_one_epoch(self.step_model, tap, self.setup, self.opt, self.sched, self.loss_fn,
+                                   generator=generator, on_batch=bar.update_with if bar else None)
+        if tap.active:
+            self._reduce_shape(state)
+        row: dict[str, float] = {"epoch": epoch + 1, **self._reduce_train_logs(logs, len(train_loader.sampler))}
+        if "val" in self.loaders:
+            row.update(self._validate(state))
+        row["time_s"] = time.perf_counter() - start
+        state.history.append(row)
+        state.epochs_done = epoch + 1
+        self._record(state, row)
+
+    def _reduce_train_logs(self, logs: dict[str, float], n_local: int) -> dict[str, float]:
+        """Global train loss (sum over ranks / rows over ranks) and global images per second."""
+        if not self.dist.is_distributed:
+            return logs
+        loss_sum, n, speed = self.dist.reduce_numbers(logs["train_loss"] * n_local, n_local, logs["images_per_s"])
+        return {**logs, "train_loss": loss_sum / max(n, 1.0), "images_per_s": speed}
+
+    def _reduce_shape(self, state: RunState) -> None:
+        """Mean-shape sums of all ranks (each summed its own rows, padding repeats left out)."""
+        if not self.dist.is_distributed or self.setup.task != "landmarks":
+            return
+        zeros = np.zeros((len(self.meta["landmarks"]), 2))
+        local = np.stack([zeros if state.shape_sum is None else state.shape_sum,
+                          zeros if state.shape_count is None else state.shape_count])
+        total = self.dist.reduce_sum(torch.from_numpy(local)).numpy()
+        state.shape_sum, state.shape_count = total[0], total[1]
+
+    def _validate(self, state: RunState) -> dict[str, float]:
+        outputs = run_inference(self.eval_model, self.loaders["val"], self.setup, self.loss_fn)
+        outputs = merge_outputs(self.dist.gather(outputs))  # every rank: all val rows, in table order
+        return {"val_loss": outputs.loss, **{f"val_{k}": v for k, v in self._metrics(outputs, state).items()}}
+
+    def _metrics(self, outputs: Outputs, state: RunState) -> dict[str, float]:
+        if self.setup.task == "classes":
+            return {k: float(v) for k, v in class_metrics(outputs.pred.argmax(-1), outputs.true,
+                                                          classes=self.meta["classes"]).items()
+                    if np.isscalar(v)}
+        baseline = self._baseline_px(outputs, state)
+        found = landmark_metrics(outputs.pred, outputs.true, names=self.meta["landmarks"], baseline_px=baseline)
+        return {k: float(v) for k, v in found.items() if np.isscalar(v)}
+
+    def _baseline_px(self, outputs: Outputs, state: RunState) -> np.ndarray | None:
+        """The mean training shape, placed in each val image's original pixels."""
+        shape = state.mean_shape_norm()
+        return None if shape is None else baseline_in_original(shape, self.setup.size, outputs)
+
+    # -- records ----------------------------------------------------------------------
+    def _meta(self, state: RunState, epoch: int) -> dict[str, Any]:
+        shape = state.mean_shape_norm()
+        return {**self.meta, "epoch": epoch,
+                "mean_shape_norm": None if shape is None else np.nan_to_num(shape, nan=0.5).tolist()}
+
+    def _record(self, state: RunState, row: dict[str, float]) -> None:
+        rng = capture_rng()
+        per_rank = self.dist.gather(rng) if self.dist.is_distributed else None  # collective: all ranks
+        if not self.dist.is_main:
+            return
+        frame = state.history_frame()
+        atomic_write_text(self.out / "metrics.csv", frame.to_csv(index=False))
+        meta = self._meta(state, state.epochs_done)
+        save_model(self.out / "last.safetensors", self.model, meta)
+        extra = self._extra(state) | ({"rng_ranks": per_rank} if per_rank is not None else {})
+        save_state(self.out / "last.state.pt", optimizer=self.opt, scheduler=self.sched, epoch=state.epochs_done,
+                   rng=rng, extra=extra)
+        value = self._selection_value(row)
+        if value <= state.best_value or not math.isfinite(state.best_value):
+            state.best_value = value
+            save_model(self.out / "best.safetensors", self.model, {**meta, "selected_by": self._selection_key()})
+        if not self.cfg.quiet:
+            log.info(format_epoch_line(row, self.cfg.epochs))
+
+    def _extra(self, state: RunState) -> dict[str, Any]:
+        return {"history": state.history, "best_value": state.best_value,
+                "shape_sum": None if state.shape_sum is None else state.shape_sum.tolist(),
+                "shape_count": None if state.shape_count is None else state.shape_count.tolist()}
+
+    def _selection_key(self) -> str:
+        if "val" not in self.loaders:
+            return "last"
+        return "val_error_px_mean" if self.setup.task == "landmarks" else "val_accuracy"
+
+    def _selection_value(self, row: dict[str, float]) -> float:
+        key = self._selection_key()
+        if key == "last":
+            return -float(row["epoch"])  # always the newest
+        value = float(row.get(key, math.nan))
+        value = -value if key == "val_accuracy" else value
+        return value if math.isfinite(value) else math.inf
+
+    def _progress(self, epoch: int, total: int) -> Any:
+        return _Bar(epoch, self.cfg.epochs, total, disable=self.cfg.quiet or not self.dist.is_main)
+
+    def _plots(self, state: RunState) -> None:
+        from cnnkit.train.report import write_run_plots
+
+        write_run_plots(self.out, state.history_frame(), self.model, self.loaders.get("val"), self.setup, self.meta)
+
+
+def baseline_in_original(shape_norm: np.ndarray, size: tuple[int, int], outputs: Outputs) -> np.ndarray:
+    """(K, 2) normalised mean shape -> (N, K, 2) original pixels of each image in ``outputs``."""
+    in_px = shape_norm[None] * np.asarray(size, dtype=np.float64)
+    return (in_px - outputs.offset[:, None, :]) / outputs.scale[:, None, :]
+
+
+def format_epoch_line(row: dict[str, float], epochs: int) -> str:
+    parts = [f"epoch {int(row['epoch'])}/{epochs}", f"train_loss {row['train_loss']:.4g}"]
+    for key in ("val_loss", "val_error_px_mean", "val_baseline_px_mean", "val_nme", "val_accuracy"):
+        if key in row and np.isfinite(row[key]):
+            parts.append(f"{key} {row[key]:.4g}")
+    parts.append(f"{row['images_per_s']:.1f} img/s")
+    return "  ".join(parts)
+
+
+class _ShapeTap:
+    """Wraps the train loader; sums the (un-augmented) training points for the mean-shape baseline."""
+
+    def __init__(self, loader: Any, state: RunState, setup: StepSetup) -> None:
+        self.loader, self.state, self.setup = loader, state, setup
+        self.active = setup.task == "landmarks" and state.epochs_done == 0
+        # Under DDP a rank's last rows may repeat other ranks' rows (padding); leave them out.
+        self.limit = getattr(loader.sampler, "real_count", len(loader.sampler))
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Any:
+        seen = 0
+        for batch in self.loader:
+            if self.active and seen < self.limit:
+                self._add(batch["points"][: self.limit - seen])
+            seen += len(batch["points"])
+            yield batch
+
+    def _add(self, points_px: torch.Tensor) -> None:
+        norm = (points_px / torch.tensor(self.setup.size, dtype=points_px.dtype)).double().numpy()
+        present = ~np.isnan(norm)
+        s, c = np.where(present, norm, 0.0).sum(0), present.sum(0).astype(np.float64)
+        if self.state.shape_sum is None:
+            self.state.shape_sum, self.state.shape_count = s, c
+        else:
+            self.state.shape_sum, self.state.shape_count = self.state.shape_sum + s, self.state.shape_count + c
+
+
+class _Bar:
+    """A tqdm bar per epoch (or nothing when quiet / not the main process)."""
+
+    def __init__(self, epoch: int, epochs: int, total: int, *, disable: bool) -> None:
+        self.args = {"total": total, "desc": f"epoch {epoch + 1}/{epochs}", "unit": "img", "leave": False,
+                     "disable": disable, "dynamic_ncols": True}
+        self.bar: Any = None
+
+    def __enter__(self) -> _Bar | None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(**self.args)
+        return self
+
+    def update_with(self, n: int, logs: dict[str, float]) -> None:
+        self.bar.update(n)
+        self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.close()

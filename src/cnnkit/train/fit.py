@@ -1,0 +1,220 @@
+"""``fit``: one call from a spec (or model) and tables to a run folder with checkpoints.
+
+Run folder layout::
+
+    out_dir/
+      last.safetensors  last.state.pt   weights + metadata; optimizer/schedule/RNG for resume
+      best.safetensors                  best by the validation metric (= last without val)
+      metrics.csv                       one row per epoch
+      settings.json                     the resolved settings, to repeat the run
+      curves.png  val_predictions.png   plots (main process only)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from cnnkit.config import DataConfig, TrainConfig, from_mapping, split_options
+from cnnkit.data.augment import Augment, flip_permutation
+from cnnkit.data.dataset import TableDataset
+from cnnkit.data.loader import EpochSampler, make_loader
+from cnnkit.data.table import AnnotationTable
+from cnnkit.errors import ConfigError, DataError
+from cnnkit.io.atomic import atomic_write_text
+from cnnkit.io.checkpoint import FORMAT_VERSION
+from cnnkit.model.builder import build_model
+from cnnkit.train import targets as T
+from cnnkit.train.device import describe_device, resolve_device
+from cnnkit.train.distributed import DistContext, distributed
+from cnnkit.train.epochs import EpochRunner, RunState
+from cnnkit.train.loop import StepSetup
+from cnnkit.train.losses import make_loss
+
+log = logging.getLogger("cnnkit")
+
+
+@dataclass
+class Run:
+    """What ``fit`` returns: the history and where the checkpoints are."""
+
+    out_dir: Path
+    history: pd.DataFrame
+    best: Path
+    last: Path
+    interrupted: bool = False
+    model: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The last epoch's row as a dict."""
+        return {} if self.history.empty else self.history.iloc[-1].to_dict()
+
+
+def fit(
+    model: Any,
+    train: AnnotationTable,
+    val: AnnotationTable | None = None,
+    *,
+    out_dir: str | Path = "runs/exp",
+    head: Any = None,
+    augment: Augment | Mapping[str, Any] | None = None,
+    resume: bool | str | Path = False,
+    pretrained: str | Path | None = None,
+    normalisation: Mapping[str, Sequence[float]] | None = None,
+    dist: DistContext | None = None,
+    **options: Any,
+) -> Run:
+    """Train ``model`` on ``train``; validate on ``val`` each epoch; write a run folder.
+
+    Args:
+        model: a preset name ('resnet18'), a spec list, a path to a YAML/JSON spec, or a module
+            from ``build_model`` (its outputs must match the table).
+        train, val: tables from ``read_annotations``; the task (landmarks or classes) and the
+            number of outputs come from ``train``.
+        out_dir: the run folder (created).
+        head: output head for specs ('flatten', 'gap', 'heatmap'); None = the builder's default.
+        augment: an ``Augment`` or a mapping of its fields; off at evaluation.
+        resume: True to continue the run in ``out_dir`` from ``last``; or a run folder path.
+        pretrained: a torchvision/timm ResNet weights file for the matching preset.
+        normalisation: {'mean': [...], 'std': [...]} per channel; None = the default for the channels.
+        dist: the process group to train in; None = ``DistContext.from_env()``: one process, or
+            DDP under torchrun (started here and ended at the end). ``batch_size`` is per process.
+        **options: ``DataConfig`` fields (size=(w, h), grayscale, letterbox, cache, workers) and
+            ``TrainConfig`` fields (epochs, batch_size, lr, optimizer, schedule, loss, seed,
+            device, precision, channels_last, compile, quiet, ...). Unknown names are errors.
+    """
+    data_opts, train_opts, rest = split_options(options)
+    if rest:
+        from_mapping(TrainConfig, rest, where="fit")  # raises with a did-you-mean
+    data_cfg = from_mapping(DataConfig, data_opts, where="fit")
+    cfg = from_mapping(TrainConfig, train_opts, where="fit")
+    aug = augment if isinstance(augment, Augment) else Augment.from_mapping(augment or {})
+    _check_tables(train, val)
+    with distributed(dist, cfg.device) as ctx:
+        device = ctx.device or resolve_device(cfg.device)
+        # The run draws initial weights and dropout masks from the global RNG, seeded here inside a
+        # fork so the caller's RNG state is left as it was.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(cfg.seed)
+            net = build_for_table(model, train, data_cfg, head, pretrained)  # the same on every rank
+            if ctx.is_distributed:
+                torch.manual_seed(ctx.rank_seed(cfg.seed))  # but each rank its own dropout masks
+            return _fit_built(net, model, train, val, data_cfg, cfg, aug, device, Path(out_dir), head,
+                              resume, normalisation, ctx)
+
+
+def _fit_built(net: nn.Module, model: Any, train: AnnotationTable, val: AnnotationTable | None,
+               data_cfg: DataConfig, cfg: TrainConfig, aug: Augment, device: torch.device, out: Path,
+               head: Any, resume: bool | str | Path, normalisation: Mapping[str, Sequence[float]] | None,
+               dist: DistContext) -> Run:
+    norm = dict(normalisation) if normalisation else T.default_normalisation(data_cfg.channels)
+    setup = StepSetup(
+        task=train.task, size=data_cfg.size, mean=tuple(norm["mean"]), std=tuple(norm["std"]),
+        device=device, precision=cfg.precision, channels_last=cfg.channels_last, augment=aug,
+        flip_perm=flip_permutation(train.landmarks, train.flip_pairs, force=aug.force_flip) if aug.flip else None,
+    )
+    meta = _checkpoint_meta(train, data_cfg, norm, aug)
+    runner = EpochRunner(net, setup, cfg, _loaders(train, val, data_cfg, cfg, dist), make_loss_for(train, cfg),
+                         out, meta, dist)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_settings(out, model, net, data_cfg, cfg, aug, head, train, val)
+        if not cfg.quiet:
+            log.info(describe_device(device))
+    state = runner.resume_state(Path(resume) if isinstance(resume, (str, Path)) else out) if resume else RunState()
+    state = runner.run(state)
+    return Run(out, state.history_frame(), out / "best.safetensors", out / "last.safetensors",
+               interrupted=state.interrupted, model=runner.model)
+
+
+def make_loss_for(train: AnnotationTable, cfg: TrainConfig) -> Any:
+    if train.task == "landmarks":
+        return make_loss("landmarks", cfg.loss or "mse")
+    opts = {"label_smoothing": cfg.label_smoothing} if cfg.label_smoothing else {}
+    return make_loss("classes", cfg.loss or "cross_entropy", **opts)
+
+
+def _check_tables(train: AnnotationTable, val: AnnotationTable | None) -> None:
+    if train.task == "none":
+        raise DataError(f"{train.source}: the training table has neither landmarks nor class labels")
+    if len(train) == 0:
+        raise DataError(f"{train.source}: the training table is empty")
+    if val is None:
+        return
+    if val.task != train.task or val.landmarks != train.landmarks or val.classes != train.classes:
+        raise DataError(
+            f"validation table {val.source} does not match training table {train.source}: "
+            f"task {val.task} vs {train.task}, landmarks {list(val.landmarks)[:4]}... vs "
+            f"{list(train.landmarks)[:4]}..., classes {list(val.classes)} vs {list(train.classes)}"
+        )
+
+
+def _n_outputs(train: AnnotationTable) -> int:
+    return 2 * len(train.landmarks) if train.task == "landmarks" else len(train.classes)
+
+
+def build_for_table(model: Any, train: AnnotationTable, data_cfg: DataConfig, head: Any = None,
+                    pretrained: Any = None) -> nn.Module:
+    """A module as given (outputs checked), or built from a spec with the table's output count."""
+    n_out = _n_outputs(train)
+    if isinstance(model, nn.Module):
+        outputs = getattr(model, "outputs", None)
+        if outputs is not None and outputs != n_out:
+            raise ConfigError(f"the model has {outputs} outputs but the table needs {n_out} "
+                              f"({'2 x landmarks' if train.task == 'landmarks' else 'one per class'})")
+        return model
+    net = build_model(model, size=data_cfg.size, channels=data_cfg.channels, outputs=n_out, head=head)
+    if pretrained is not None:
+        from cnnkit.model.pretrained import load_pretrained
+
+        load_pretrained(net, pretrained)
+    return net
+
+
+def _loaders(train: AnnotationTable, val: AnnotationTable | None, data_cfg: DataConfig,
+             cfg: TrainConfig, dist: DistContext) -> dict[str, Any]:
+    """Train loader (shuffled, padded shard per rank) and val loader (in order, unpadded shard)."""
+    ds_opts = {"size": data_cfg.size, "grayscale": data_cfg.grayscale, "letterbox": data_cfg.letterbox,
+               "cache": data_cfg.cache}
+    with dist.main_first(enabled=data_cfg.cache is not None):  # rank 0 builds the decoded cache
+        sets = {"train": TableDataset(train, **ds_opts)}
+        if val is not None and len(val):
+            sets["val"] = TableDataset(val, **ds_opts)
+    shard = {"rank": dist.rank, "world_size": dist.world_size}
+    return {name: make_loader(ds, batch_size=cfg.batch_size, shuffle=name == "train", seed=cfg.seed,
+                              workers=data_cfg.workers,
+                              sampler=EpochSampler(len(ds), shuffle=name == "train", seed=cfg.seed,
+                                                   pad=name == "train", **shard))
+            for name, ds in sets.items()}
+
+
+def _checkpoint_meta(train: AnnotationTable, data_cfg: DataConfig, norm: Mapping[str, Any],
+                     aug: Augment) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION, "task": train.task, "landmarks": list(train.landmarks),
+        "classes": list(train.classes), "flip_pairs": [list(p) for p in train.flip_pairs],
+        "normalisation": {k: list(v) for k, v in norm.items()}, "size": list(data_cfg.size),
+        "channels": data_cfg.channels, "grayscale": data_cfg.grayscale, "letterbox": data_cfg.letterbox,
+        "augment": aug.to_dict(),
+    }
+
+
+def _write_settings(out: Path, model: Any, net: nn.Module, data_cfg: DataConfig, cfg: TrainConfig,
+                    aug: Augment, head: Any, train: AnnotationTable, val: AnnotationTable | None) -> None:
+    config = net.config() if hasattr(net, "config") else {"module": type(net).__name__}
+    settings = {
+        "model": config, "model_argument": model if isinstance(model, (str, list)) else None,
+        "head": head, "data": data_cfg.to_dict(), "train": cfg.to_dict(), "augment": aug.to_dict(),
+        "train_table": {"source": train.source, "rows": len(train)},
+        "val_table": None if val is None else {"source": val.source, "rows": len(val)},
+    }
+    atomic_write_text(out / "settings.json", json.dumps(settings, indent=2, default=str))

@@ -1,0 +1,54 @@
+"""Optimizer and learning-rate schedule from a TrainConfig."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from cnnkit.config import TrainConfig
+
+
+def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Backbone and head as separate groups, so a pretrained backbone can take a lower lr or be frozen."""
+    backbone = getattr(model, "backbone_parameters", None)
+    head = getattr(model, "head_parameters", None)
+    if backbone is None or head is None or (cfg.backbone_lr is None and not cfg.freeze_backbone):
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr}]
+    backbone_params = list(backbone())
+    if cfg.freeze_backbone:
+        for p in backbone_params:
+            p.requires_grad_(False)
+        return [{"params": list(head()), "lr": cfg.lr}]
+    return [{"params": backbone_params, "lr": cfg.backbone_lr}, {"params": list(head()), "lr": cfg.lr}]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = _param_groups(model, cfg)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+
+
+def make_scheduler(
+    opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-step schedule (stepped after every batch), so its state resumes exactly."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(total - 1, cfg.warmup_epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle":
+        max_lrs = [g["lr"] for g in opt.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lrs, total_steps=total)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if cfg.schedule in ("cosine", "warmup_cosine"):
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
