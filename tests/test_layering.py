@@ -16,12 +16,12 @@ ALLOWED: dict[str, set[str]] = {
     "layers": {"errors", "spec"},
     "model": {"errors", "spec", "layers"},
     "data": {"errors", "rng", "config"},
-    "train": {"errors", "rng", "config", "spec", "layers", "model", "data", "io"},
+    "train": {"errors", "rng", "config", "spec", "layers", "model", "data", "io", "viz"},
     "io": {"errors", "config", "spec", "layers", "model"},
     "infer": {"errors", "config", "spec", "layers", "model", "data", "io", "train"},
     "viz": {"errors"},
 }
-ON_TOP = {"compat", "cli", "__main__", "__init__", "demo"}
+ON_TOP = {"compat", "cli", "__main__", "__init__", "demo", "experiment"}
 
 
 def _cnnkit_imports(path: Path) -> set[str]:

@@ -1,18 +1,33 @@
-"""cnnkit: build CNNs from a layer list; train them on images streamed from disk."""
+"""cnnkit: build CNNs from a layer list; train them on images streamed from disk.
+
+Importing the package registers the built-in layer kinds. Everything below is the public
+API; submodules are implementation detail unless documented.
+"""
 
 from __future__ import annotations
 
+from cnnkit.data.augment import Augment
+from cnnkit.data.cache import build_cache
+from cnnkit.data.check import check_data
+from cnnkit.data.sources import read_annotations
+from cnnkit.data.sources.writers import write_csv, write_via
 from cnnkit.data.table import AnnotationTable
 from cnnkit.errors import CheckpointError, CnnkitError, ConfigError, DataError, SpecError
+from cnnkit.infer.evaluate import Evaluation, evaluate
+from cnnkit.infer.predict import Predictor, predict
+from cnnkit.io.checkpoint import load_model
+from cnnkit.io.export import export_model
+from cnnkit.layers.registry import register
+from cnnkit.model.builder import build_model
+from cnnkit.model.summary import summary
+from cnnkit.spec.parse import load_spec
+from cnnkit.train.fit import Run, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnnotationTable",
-    "CheckpointError",
-    "CnnkitError",
-    "ConfigError",
-    "DataError",
-    "SpecError",
-    "__version__",
+    "AnnotationTable", "Augment", "CheckpointError", "CnnkitError", "ConfigError", "DataError", "Evaluation",
+    "Predictor", "Run", "SpecError", "__version__", "build_cache", "build_model", "check_data", "evaluate",
+    "export_model", "fit", "load_model", "load_spec", "predict", "read_annotations", "register", "summary",
+    "write_csv", "write_via",
 ]

@@ -1,0 +1,231 @@
+"""The ``cnnkit`` command: parse arguments, build configs, call library functions.
+
+User errors (``cnnkit.CnnkitError``) print one line and exit with code 2; Ctrl-C exits
+with 130; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cnnkit.errors import CnnkitError
+
+EXAMPLES = {
+    "train": "cnnkit train exp.yaml --set train.epochs=5 --set data.size=96x96",
+    "predict": "cnnkit predict runs/exp/best.safetensors photos/ --out preds.csv --via review.json",
+    "evaluate": "cnnkit evaluate runs/exp/best.safetensors test.csv --images images/ --out per_image.csv",
+    "summary": "cnnkit summary resnet50 --size 224x224 --outputs 1000",
+    "spec": "cnnkit spec resnet18 > my_model.yaml",
+    "check-data": "cnnkit check-data via_project.json --images images/",
+    "convert": "cnnkit convert via_project.json landmarks.csv",
+    "cache": "cnnkit cache via_project.json --size 160x120 --folder cache/",
+    "export": "cnnkit export runs/exp/best.safetensors --format onnx",
+    "demo": "cnnkit demo --out runs/demo",
+}
+
+
+def _add(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_text, description=help_text, epilog=f"example:\n  {EXAMPLES[name]}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="annotation file (CSV, VIA, COCO, DeepLabCut) or a folder of class folders")
+    p.add_argument("--images", help="folder that image paths are relative to")
+    p.add_argument("--zip", help="zip archive holding the images")
+    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnnkit", description="Build CNNs from a layer list; train them on "
+                                     "images streamed from disk (landmarks or classes).")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars or info lines")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = _add(sub, "train", "train from an experiment file (YAML)")
+    p.add_argument("experiment")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    p.add_argument("--resume", action="store_true", help="continue the run in the output folder")
+    p = _add(sub, "predict", "predict landmarks or classes for images")
+    p.add_argument("model")
+    p.add_argument("inputs", nargs="+", help="images, folders, a .zip or an annotation file")
+    p.add_argument("--out", default="predictions.csv")
+    p.add_argument("--via", help="also write a VIA 2 project to review and correct the predictions")
+    p.add_argument("--images", help="folder that paths in an annotation file are relative to")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p = _add(sub, "evaluate", "score a model on annotated images (errors in original pixels)")
+    p.add_argument("model")
+    _data_args(p)
+    p.add_argument("--out", help="write the per-image table (worst first) to this CSV")
+    p.add_argument("--json", help="write the metrics to this JSON file")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p = _add(sub, "summary", "print a layer table with output shapes, parameters and MACs")
+    p.add_argument("spec", help="preset name or a YAML/JSON spec file")
+    p.add_argument("--size", required=True, help="input WIDTHxHEIGHT")
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--outputs", type=int, default=1000)
+    p.add_argument("--head")
+    p = _add(sub, "spec", "print a preset as an editable YAML layer list")
+    p.add_argument("preset")
+    p = _add(sub, "check-data", "check annotations and images; report problems")
+    _data_args(p)
+    p.add_argument("--no-decode", action="store_true", help="only check files exist (faster)")
+    p = _add(sub, "convert", "convert annotations between formats (.csv or VIA .json by extension)")
+    _data_args(p)
+    p.add_argument("output")
+    p = _add(sub, "cache", "decode and resize every image once into a cache file")
+    _data_args(p)
+    p.add_argument("--size", required=True)
+    p.add_argument("--folder", required=True)
+    p.add_argument("--grayscale", action="store_true")
+    p.add_argument("--letterbox", action="store_true")
+    p = _add(sub, "export", "export a checkpoint to ONNX or TorchScript (with a parity check)")
+    p.add_argument("model")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--out")
+    p = _add(sub, "demo", "generate a demo data set, train on it, evaluate, plot")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="a tiny run (seconds), for smoke tests")
+    return parser
+
+
+def _read(args: argparse.Namespace) -> Any:
+    from cnnkit.data.sources import read_annotations
+
+    opts = {"images": args.images, "zip": args.zip, "landmark_attribute": args.landmark_attribute}
+    return read_annotations(args.data, **{k: v for k, v in opts.items() if v is not None})
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cnnkit.experiment import load_experiment, run_experiment
+
+    exp = load_experiment(args.experiment, args.set)
+    result = run_experiment(exp, quiet=args.quiet, resume=args.resume)
+    run = result["run"]
+    print(f"run folder: {run.out_dir}  best: {run.best.name}  last: {run.last.name}")
+    if "test" in result:
+        print("test metrics:\n" + str(result["test"]))
+    return 130 if run.interrupted else 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from cnnkit.infer.predict import predict, predictions_table
+
+    source: Any = args.inputs[0] if len(args.inputs) == 1 else args.inputs
+    preds = predict(args.model, source, batch_size=args.batch_size, device=args.device, images=args.images)
+    from cnnkit.data.sources.writers import write_via
+
+    _write_frame(preds, Path(args.out))
+    print(f"{len(preds)} predictions -> {args.out}")
+    if args.via:
+        landmarks = [c[:-2] for c in preds.columns if c.endswith("_x")]
+        if not landmarks:
+            raise CnnkitError("--via needs a landmark model; this model predicts classes")
+        write_via(predictions_table(preds, landmarks), args.via)
+        print(f"VIA project for review -> {args.via}")
+    return 0
+
+
+def _write_frame(frame: Any, path: Path) -> None:
+    """CSV via a temporary file, so an interrupted write never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cnnkit.infer.evaluate import evaluate
+
+    result = evaluate(args.model, _read(args), batch_size=args.batch_size, device=args.device)
+    print(result)
+    if args.out:
+        result.per_image.to_csv(args.out, index=False)
+    if args.json:
+        plain = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
+        Path(args.json).write_text(json.dumps(plain, indent=2), encoding="utf-8")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from cnnkit.config import _parse_size
+    from cnnkit.model.summary import summary
+
+    print(summary(args.spec, size=_parse_size(args.size, "--size"), channels=args.channels,
+                  outputs=args.outputs, **({"head": args.head} if args.head else {})))
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    from cnnkit.spec.parse import dump_spec_yaml, load_spec
+
+    print(dump_spec_yaml(load_spec(args.preset)), end="")
+    return 0
+
+
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from cnnkit.data.check import check_data
+
+    report = check_data(_read(args), on_error="skip", decode=not args.no_decode)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from cnnkit.data.sources.writers import write_csv, write_via
+
+    table = _read(args)
+    out = Path(args.output)
+    (write_via if out.suffix.lower() == ".json" else write_csv)(table, out)
+    print(f"{len(table)} rows -> {out}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from cnnkit.config import _parse_size
+    from cnnkit.data.cache import build_cache
+
+    path = build_cache(_read(args), size=_parse_size(args.size, "--size"), grayscale=args.grayscale,
+                       letterbox=args.letterbox, folder=args.folder, progress=not args.quiet)
+    print(f"cache: {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from cnnkit.io.export import export_model
+
+    print(export_model(args.model, args.out, format=args.format))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cnnkit.demo import run_demo
+
+    run_demo(args.out, seed=args.seed, quick=args.quick)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "summary": cmd_summary,
+            "spec": cmd_spec, "check-data": cmd_check_data, "convert": cmd_convert, "cache": cmd_cache,
+            "export": cmd_export, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
+                        stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except CnnkitError as exc:
+        print(f"cnnkit {args.command}: error: {str(exc).strip()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,287 @@
+"""Experiment files: one YAML file of settings -> validated sections -> tables -> ``fit``.
+
+Layout (every section optional except ``data.source``)::
+
+    model:   {spec: resnet18 | [[...], ...] | spec.yaml, head: gap, pretrained: weights.pth}
+    data:    {source: via_project.json, images: folder, zip: images.zip, landmark_attribute: landmark,
+              split: [0.8, 0.2] | {fractions: [...], seed: 0, group: person} | {column: split}
+                     | {file: splits.csv, on: filename, column: split},
+              val: other.csv, test: other.csv,
+              size: 160x120, grayscale: false, letterbox: false, cache: null, workers: 0}
+    train:   {epochs, batch_size, lr, optimizer, schedule, loss, seed, device, precision, ...}
+    augment: {rotate: 15, scale: [0.9, 1.1], shift: 0.08, brightness: 0.2, contrast: 0.2, flip: false}
+    output:  runs/exp
+
+Relative paths are resolved against the experiment file's folder. ``--set train.epochs=5``
+overrides one key (the value is parsed as YAML).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import yaml
+
+from cnnkit.config import DataConfig, TrainConfig, from_mapping
+from cnnkit.data.augment import Augment
+from cnnkit.data.sources import read_annotations
+from cnnkit.data.table import AnnotationTable
+from cnnkit.errors import ConfigError, DataError, did_you_mean
+
+if TYPE_CHECKING:
+    from cnnkit.train.distributed import DistContext
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-4`` as a string; people write learning rates that way, so read it as a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+SECTIONS = ("model", "data", "train", "augment", "output")
+MODEL_KEYS = ("spec", "head", "pretrained")
+SOURCE_KEYS = ("source", "images", "zip", "landmark_attribute", "split", "val", "test", "format",
+               "image_column", "label_column", "unannotated")
+DATA_KEYS = SOURCE_KEYS + tuple(DataConfig.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment file. ``settings`` is the resolved mapping saved in the run folder."""
+
+    settings: dict[str, Any]
+    base: Path
+
+    @property
+    def output(self) -> Path:
+        return self._path(self.settings.get("output", "runs/exp"))
+
+    def _path(self, value: str | Path) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base / p
+
+    def data_config(self) -> DataConfig:
+        data = {k: v for k, v in self.settings["data"].items() if k in DataConfig.__dataclass_fields__}
+        if data.get("cache"):
+            data["cache"] = str(self._path(data["cache"]))
+        return from_mapping(DataConfig, data, where="data")
+
+    def train_config(self) -> TrainConfig:
+        return from_mapping(TrainConfig, self.settings.get("train", {}), where="train")
+
+    def augment(self) -> Augment:
+        return Augment.from_mapping(self.settings.get("augment") or {})
+
+    def model_spec(self) -> Any:
+        spec = self.settings.get("model", {}).get("spec", "resnet18")
+        if isinstance(spec, str) and spec.endswith((".yaml", ".yml", ".json")):
+            return str(self._path(spec))
+        return spec
+
+    def tables(self) -> dict[str, AnnotationTable]:
+        """Read the sources and split them: {'train', 'val'?, 'test'?}."""
+        data = self.settings["data"]
+        table = self._read(data["source"])
+        parts = _split(table, data.get("split"), self)
+        for name in ("val", "test"):
+            if data.get(name):
+                parts[name] = self._read(data[name])
+        return parts
+
+    def _read(self, source: str) -> AnnotationTable:
+        data = self.settings["data"]
+        opts = {k: data[k] for k in ("landmark_attribute", "format", "image_column", "label_column", "unannotated")
+                if data.get(k) is not None}
+        images = self._path(data["images"]) if data.get("images") else None
+        zip_path = self._path(data["zip"]) if data.get("zip") else None
+        return read_annotations(self._path(source), images=images, zip=zip_path, **opts)
+
+
+def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
+    """Read, override and validate an experiment file before any work starts."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: experiment file not found")
+    try:
+        raw = _yaml(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
+    settings = apply_overrides(dict(raw), overrides)
+    validate_settings(settings, str(path))
+    exp = Experiment(settings, path.resolve().parent)
+    exp.data_config(), exp.train_config(), exp.augment()  # noqa: B018 - validate every section now
+    return exp
+
+
+def apply_overrides(settings: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``['train.epochs=5', 'data.size=96x96']`` applied to a deep copy of ``settings``."""
+    out = copy.deepcopy(settings)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=5")
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+        node[parts[-1]] = _yaml(value)
+    return out
+
+
+def validate_settings(settings: Mapping[str, Any], where: str) -> None:
+    """Unknown sections/keys (with suggestions) and wrong types, with the key path."""
+    for key in settings:
+        if key not in SECTIONS:
+            raise ConfigError(f"{where}: unknown section {key!r}.{did_you_mean(key, SECTIONS)} "
+                              f"Sections: {', '.join(SECTIONS)}.")
+    for section, allowed in (("model", MODEL_KEYS), ("data", DATA_KEYS),
+                             ("train", tuple(TrainConfig.__dataclass_fields__))):
+        body = settings.get(section, {})
+        if body is None:
+            continue
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"{where}: {section}: expected a mapping. Received: {body!r}")
+        for key in body:
+            if key not in allowed:
+                raise ConfigError(f"{where}: {section}.{key}: unknown key.{did_you_mean(key, allowed)} "
+                                  f"Allowed: {', '.join(allowed)}.")
+    data = settings.get("data") or {}
+    if not data.get("source"):
+        raise ConfigError(f"{where}: data.source is required (an annotation file or a folder of class folders)")
+    _check_types(settings.get("train") or {}, where)
+
+
+def _check_types(train: Mapping[str, Any], where: str) -> None:
+    for name, f in TrainConfig.__dataclass_fields__.items():
+        if name not in train:
+            continue
+        value, kind = train[name], str(f.type)
+        ok = {"int": isinstance(value, int) and not isinstance(value, bool),
+              "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+              "bool": isinstance(value, bool), "str": isinstance(value, str)}.get(kind, True)
+        if kind.endswith("| None") and value is None:
+            ok = True
+        if not ok:
+            raise ConfigError(f"{where}: train.{name}: expected {kind}. Received: {value!r} "
+                              f"({type(value).__name__})")
+
+
+def _split(table: AnnotationTable, split: Any, exp: Experiment) -> dict[str, AnnotationTable]:
+    if split is None:
+        return {"train": table}
+    if isinstance(split, Sequence) and not isinstance(split, str):
+        split = {"fractions": list(split)}
+    if not isinstance(split, Mapping):
+        raise ConfigError(f"data.split: expected fractions or a mapping. Received: {split!r}")
+    if "fractions" in split:
+        parts = table.split(split["fractions"], seed=int(split.get("seed", 0)), group=split.get("group"))
+        return dict(zip(("train", "val", "test"), parts, strict=False))
+    if "column" in split:
+        return _split_by_column(_with_split_file(table, split, exp) if "file" in split else table, split["column"])
+    raise ConfigError(f"data.split: give 'fractions' or 'column' (optionally with 'file'). Received: {dict(split)}")
+
+
+def _with_split_file(table: AnnotationTable, split: Mapping[str, Any], exp: Experiment) -> AnnotationTable:
+    """Join a split column from a CSV keyed by a path relative to the data folder (e.g. lips splits.csv)."""
+    path = exp._path(split["file"])
+    on = split.get("on", "filename")
+    frame = pd.read_csv(path)
+    if on not in frame.columns or split["column"] not in frame.columns:
+        raise DataError(f"{path}: needs columns {on!r} and {split['column']!r}. Columns: {list(frame.columns)}")
+    lookup = {str(k).replace("\\", "/"): v for k, v in zip(frame[on], frame[split["column"]], strict=True)}
+    values = [_suffix_lookup(str(img).replace("\\", "/"), lookup) for img in table.df["image"]]
+    df = table.df.copy()
+    df[split["column"]] = values
+    return table.with_df(df)
+
+
+def _suffix_lookup(image: str, lookup: Mapping[str, Any]) -> Any:
+    parts = image.split("/")
+    for i in range(len(parts)):
+        hit = lookup.get("/".join(parts[i:]))
+        if hit is not None:
+            return hit
+    return None
+
+
+def _split_by_column(table: AnnotationTable, column: str) -> dict[str, AnnotationTable]:
+    if column not in table.df.columns:
+        raise DataError(f"data.split.column: {column!r} not found.{did_you_mean(column, table.df.columns)}")
+    values = table.df[column].astype(str)
+    parts = {name: table.with_df(table.df[values == name]) for name in ("train", "val", "test")}
+    if len(parts["train"]) == 0:
+        raise DataError(f"data.split.column {column!r}: no row has the value 'train'. "
+                        f"Values found: {sorted(set(values))[:8]}")
+    return {k: v for k, v in parts.items() if len(v)}
+
+
+def run_experiment(exp: Experiment, *, quiet: bool = False, resume: bool = False) -> dict[str, Any]:
+    """Train as the file says, evaluate on test (if any), save the resolved settings.
+
+    Under torchrun every rank runs this; only rank 0 writes files and evaluates on test.
+    """
+    from cnnkit.train.distributed import distributed
+
+    with distributed(None, exp.train_config().device) as dist:
+        return _run_experiment(exp, quiet, resume, dist)
+
+
+def _run_experiment(exp: Experiment, quiet: bool, resume: bool, dist: DistContext) -> dict[str, Any]:
+    import torch
+
+    from cnnkit.infer.evaluate import evaluate
+    from cnnkit.io.atomic import atomic_write_text
+    from cnnkit.train.fit import build_for_table, fit
+
+    tables = exp.tables()
+    data_cfg, train_cfg = exp.data_config(), exp.train_config()
+    model_settings = exp.settings.get("model") or {}
+    pretrained = model_settings.get("pretrained")
+    # Build (and so validate) the model before anything is written to the run folder; seeded as
+    # fit() seeds its own build, so a file and the same fit() call start from the same weights.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_cfg.seed)
+        net = build_for_table(exp.model_spec(), tables["train"], data_cfg, model_settings.get("head"),
+                              exp._path(pretrained) if pretrained else None)
+    out = exp.output
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "experiment.yaml", yaml.safe_dump(exp.settings, sort_keys=False))
+    options = {**data_cfg.to_dict(), **train_cfg.to_dict()}
+    options["quiet"] = quiet or train_cfg.quiet
+    run = fit(net, tables["train"], tables.get("val"), out_dir=out, resume=resume, augment=exp.augment(),
+              dist=dist, **options)
+    result: dict[str, Any] = {"run": run}
+    if "test" in tables and not run.interrupted and dist.is_main:
+        # best = selected on val (or the last epoch without val); the test split chooses nothing.
+        test = evaluate(run.best, tables["test"], batch_size=train_cfg.batch_size,
+                        device=train_cfg.device, workers=data_cfg.workers)
+        atomic_write_text(out / "test_metrics.json", json.dumps(_plain(test.metrics), indent=2))
+        test.per_image.to_csv(out / "test_per_image.csv", index=False)
+        result["test"] = test
+    return result
+
+
+def _plain(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-able view of a metrics dict (numbers as floats, tables dropped)."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}

@@ -1,0 +1,121 @@
+"""Every subcommand through the real entry point (a subprocess), on small real data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+SMALL = [["conv", {"filter_size": 3, "layer_depth": 8, "strides": [1, 2, 2, 1]}], ["bn"], ["relu"],
+         ["res_33", {"depths": [16, 16], "stride": 2}], ["global_avg_pool"]]
+
+
+def cnnkit(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cnnkit", "--quiet", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+@pytest.fixture
+def small_lips_csv(lips_dir, tmp_path):
+    out = tmp_path / "lips.csv"
+    done = cnnkit("convert", str(lips_dir / "via_project.json"), str(out))
+    assert done.returncode == 0, done.stderr
+    df = pd.read_csv(out)
+    assert len(df) == 707
+    df.iloc[::25].to_csv(out, index=False)  # 29 rows
+    return out
+
+
+def _experiment(tmp_path, source, **train):
+    exp = {"model": {"spec": SMALL, "head": "gap"},
+           "data": {"source": str(source), "split": {"fractions": [0.6, 0.2, 0.2], "seed": 0}, "size": "48x36"},
+           "train": {"epochs": 2, "batch_size": 8, "lr": 0.003, "device": "cpu", **train},
+           "output": str(tmp_path / "run")}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    return path
+
+
+def test_train_predict_evaluate_export_round_trip(small_lips_csv, tmp_path) -> None:
+    exp = _experiment(tmp_path, small_lips_csv)
+    done = cnnkit("train", str(exp), "--set", "train.epochs=3")
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "run"
+    assert len(pd.read_csv(run / "metrics.csv")) == 3  # --set took effect
+    saved = yaml.safe_load((run / "experiment.yaml").read_text())
+    assert saved["train"]["epochs"] == 3
+    assert json.loads((run / "test_metrics.json").read_text())["error_px_mean"] > 0
+    preds_csv, via = tmp_path / "preds.csv", tmp_path / "review.json"
+    done = cnnkit("predict", str(run / "best.safetensors"), str(small_lips_csv), "--out", str(preds_csv),
+                  "--via", str(via))
+    assert done.returncode == 0, done.stderr
+    preds = pd.read_csv(preds_csv)
+    assert len(preds) == 29 and "leftLip_x" in preds.columns
+    assert json.loads(via.read_text())["_via_img_metadata"]
+    done = cnnkit("evaluate", str(run / "best.safetensors"), str(small_lips_csv), "--json", str(tmp_path / "m.json"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["error_px_mean"] > 0
+    for fmt, suffix in (("torchscript", ".pt"), ("onnx", ".onnx")):
+        done = cnnkit("export", str(run / "best.safetensors"), "--format", fmt)
+        assert done.returncode == 0, done.stderr
+        assert (run / f"best{suffix}").stat().st_size > 1000
+        assert "parity" in done.stdout
+
+
+def test_config_errors_exit_2_with_one_clear_line(small_lips_csv, tmp_path) -> None:
+    exp = _experiment(tmp_path, small_lips_csv)
+    done = cnnkit("train", str(exp), "--set", "train.epoch=3")
+    assert done.returncode == 2
+    assert "train.epoch: unknown key. Did you mean 'epochs'?" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = cnnkit("train", str(exp), "--set", "train.epochs=three")
+    assert done.returncode == 2 and "train.epochs: expected int" in done.stderr
+    done = cnnkit("train", str(exp), "--set", "modle.spec=resnet18")
+    assert done.returncode == 2 and "Did you mean 'model'?" in done.stderr
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_summary_spec_and_check_data(lips_dir, tmp_path) -> None:
+    done = cnnkit("summary", "resnet50", "--size", "224x224", "--outputs", "1000")
+    assert done.returncode == 0, done.stderr
+    assert "25,557,032" in done.stdout or "25557032" in done.stdout
+    done = cnnkit("spec", "resnet18")
+    assert done.returncode == 0
+    spec = yaml.safe_load(done.stdout)
+    assert isinstance(spec, list) and spec[0][0] == "conv"
+    (tmp_path / "r18.yaml").write_text(done.stdout)
+    again = cnnkit("summary", str(tmp_path / "r18.yaml"), "--size", "224x224", "--outputs", "1000")
+    assert "11,689,512" in again.stdout or "11689512" in again.stdout
+    done = cnnkit("check-data", str(lips_dir / "via_project.json"), "--no-decode")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "707" in done.stdout
+    done = cnnkit("check-data", str(tmp_path / "nope.csv"))
+    assert done.returncode == 2 and "nope.csv" in done.stderr
+
+
+def test_demo_quick(tmp_path) -> None:
+    done = cnnkit("demo", "--out", str(tmp_path / "demo"), "--quick")
+    assert done.returncode == 0, done.stderr
+    assert "baseline" in done.stdout
+    assert (tmp_path / "demo" / "last.safetensors").is_file() or any((tmp_path / "demo").rglob("*.safetensors"))
+
+
+def test_cache_command_writes_one_file(small_lips_csv, tmp_path) -> None:
+    done = cnnkit("cache", str(small_lips_csv), "--size", "32x24", "--folder", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr
+    files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert files and sum(p.stat().st_size for p in files) >= 29 * 32 * 24 * 3
+
+
+def test_bad_spec_in_experiment_is_reported_with_layer_index(small_lips_csv, tmp_path) -> None:
+    exp = _experiment(tmp_path, small_lips_csv)
+    settings = yaml.safe_load(exp.read_text())
+    settings["model"]["spec"] = [["conv", {"layer_dept": 8}], ["relu"]]
+    exp.write_text(yaml.safe_dump(settings))
+    done = cnnkit("train", str(exp))
+    assert done.returncode == 2
+    assert "layer 0" in done.stderr and "layer_depth" in done.stderr

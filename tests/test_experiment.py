@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from cnnkit.errors import ConfigError
+from cnnkit.experiment import apply_overrides, load_experiment
+
+
+def _write(tmp_path, settings):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def test_overrides_parse_yaml_values_without_touching_the_input() -> None:
+    settings = {"train": {"epochs": 1}}
+    out = apply_overrides(settings, ["train.epochs=5", "data.size=96x96", "train.lr=1e-4"])
+    assert out["train"] == {"epochs": 5, "lr": 1e-4}
+    assert out["data"] == {"size": "96x96"}
+    assert settings == {"train": {"epochs": 1}}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides(settings, ["train.epochs"])
+
+
+def test_errors_name_the_key_path(tmp_path) -> None:
+    base = {"data": {"source": "x.csv"}}
+    with pytest.raises(ConfigError, match=r"data\.sise: unknown key\. Did you mean 'size'\?"):
+        load_experiment(_write(tmp_path, {"data": {"source": "x.csv", "sise": "8x8"}}))
+    with pytest.raises(ConfigError, match=r"train\.lr: expected float"):
+        load_experiment(_write(tmp_path, {**base, "train": {"lr": "fast"}}))
+    with pytest.raises(ConfigError, match="data.source is required"):
+        load_experiment(_write(tmp_path, {"train": {"epochs": 1}}))
+    with pytest.raises(ConfigError, match="unknown value 'bf8'"):
+        load_experiment(_write(tmp_path, {**base, "train": {"precision": "bf8"}}))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        (tmp_path / "bad.yaml").write_text("train: [1, 2")
+        load_experiment(tmp_path / "bad.yaml")
+
+
+def test_split_by_file_and_column(lips_dir, tmp_path) -> None:
+    settings = {"data": {"source": str(lips_dir / "via_project.json"),
+                         "split": {"file": str(lips_dir / "splits.csv"), "on": "filename", "column": "split"}}}
+    exp = load_experiment(_write(tmp_path, settings))
+    tables = exp.tables()
+    assert len(tables["train"]) == 207
+    assert len(tables["test"]) == 392
+    assert "val" not in tables
+    settings["data"]["split"] = [0.5, 0.5]
+    halves = load_experiment(_write(tmp_path, settings)).tables()
+    assert len(halves["train"]) + len(halves["val"]) == 707
