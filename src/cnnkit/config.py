@@ -95,6 +95,8 @@ class TrainConfig:
         _check(float(self.weight_decay) >= 0, f"weight_decay must be >= 0. Received: {self.weight_decay}")
         _check(0 <= float(self.label_smoothing) < 1, f"label_smoothing must be in [0, 1). Received: {self.label_smoothing}")
         _check(int(self.warmup_epochs) >= 0, f"warmup_epochs must be >= 0. Received: {self.warmup_epochs}")
+        _check(self.select in ("auto", "last") or self.select.startswith(("val_", "train_")),
+               f"select: expected 'auto', 'last' or a recorded metric such as 'val_nme'. Received: {self.select!r}")
         for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS)):
             value = getattr(self, key)
             _check(value in allowed, f"{key}: unknown value {value!r}.{did_you_mean(value, allowed)} "

@@ -176,9 +176,9 @@ class DistContext:
         ``model`` must already be on its device. With ``sync_bn`` the BatchNorm layers of
         ``model`` are replaced IN the module (the caller keeps training and saving ``model``).
         """
-        if True:
+        if not self.is_distributed:
             return model
-        device = next(model.parameters()).device
+        device = next(model.parameters(), torch.empty(0)).device
         if sync_bn:
             if device.type == "cpu":
                 raise ConfigError("sync_bn: SyncBatchNorm needs GPUs (PyTorch has no CPU version). "

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from cnnkit.config import TrainConfig
-from cnnkit.errors import CheckpointError
+from cnnkit.errors import CheckpointError, ConfigError, did_you_mean
 from cnnkit.io.atomic import atomic_write_text
 from cnnkit.io.checkpoint import (
     capture_rng,
@@ -37,6 +37,7 @@ from cnnkit.train.metrics import class_metrics, landmark_metrics
 from cnnkit.train.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger("cnnkit")
+HIGHER_IS_BETTER = ("accuracy", "pck", "f1_macro")
 
 
 @dataclass
@@ -212,16 +213,23 @@ class EpochRunner:
                 "shape_count": None if state.shape_count is None else state.shape_count.tolist()}
 
     def _selection_key(self) -> str:
-        if "val" not in self.loaders:
+        """``select``: 'auto' (the main val metric), 'last', or a history column such as 'val_nme'."""
+        if "val" not in self.loaders or self.cfg.select == "last":
             return "last"
+        if self.cfg.select != "auto":
+            return self.cfg.select
         return "val_error_px_mean" if self.setup.task == "landmarks" else "val_accuracy"
 
     def _selection_value(self, row: dict[str, float]) -> float:
+        """Lower is better; accuracy-like metrics are negated."""
         key = self._selection_key()
         if key == "last":
             return -float(row["epoch"])  # always the newest
-        value = float(row.get(key, math.nan))
-        value = -value if key == "val_accuracy" else value
+        if key not in row:
+            raise ConfigError(f"select: {key!r} is not a recorded metric.{did_you_mean(key, row)} "
+                              f"Recorded: {', '.join(row)}.")
+        value = float(row[key])
+        value = -value if key.endswith(HIGHER_IS_BETTER) else value
         return value if math.isfinite(value) else math.inf
 
     def _progress(self, epoch: int, total: int) -> Any:
