@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,6 +111,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     exp = load_experiment(args.experiment, args.set)
     result = run_experiment(exp, quiet=args.quiet, resume=args.resume)
     run = result["run"]
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 130 if run.interrupted else 0
     print(f"run folder: {run.out_dir}  best: {run.best.name}  last: {run.last.name}")
     if "test" in result:
         print("test metrics:\n" + str(result["test"]))
