@@ -33,9 +33,9 @@ def lips_tables(lips_dir):
 
 def test_landmarks_learn_below_mean_shape_baseline(lips_tables, tmp_path) -> None:
     train, val = lips_tables
-    run = fit(SMALL, train, val, out_dir=tmp_path, epochs=25, lr=3e-3, **OPTS)
-    assert len(run.history) == 25
-    assert run.history["train_loss"].iloc[-1] < 0.3 * run.history["train_loss"].iloc[0]
+    run = fit(SMALL, train, val, out_dir=tmp_path, epochs=15, lr=3e-3, **OPTS)
+    assert len(run.history) == 15
+    assert run.history["train_loss"].iloc[-1] < 0.2 * run.history["train_loss"].iloc[0]
     on_train = evaluate(run.last, train, device="cpu").metrics
     assert on_train["error_px_mean"] < 0.6 * on_train["baseline_px_mean"]
     last = run.history.iloc[-1]
@@ -43,7 +43,7 @@ def test_landmarks_learn_below_mean_shape_baseline(lips_tables, tmp_path) -> Non
     for name in ("last.safetensors", "best.safetensors", "last.state.pt", "metrics.csv", "settings.json"):
         assert (tmp_path / name).is_file()
     csv = pd.read_csv(tmp_path / "metrics.csv")
-    assert list(csv["epoch"]) == list(range(1, 26))
+    assert list(csv["epoch"]) == list(range(1, 16))
 
 
 def test_resume_gives_the_same_weights_as_one_run(lips_tables, tmp_path) -> None:
@@ -99,3 +99,15 @@ def test_bad_options_fail_before_work(lips_tables, tmp_path) -> None:
     with pytest.raises(DataError, match="empty"):
         fit(SMALL, train.subset([]), None, out_dir=tmp_path, **OPTS)
     assert not (tmp_path / "last.safetensors").exists()
+
+
+def test_direct_head_starts_at_the_image_centre(lips_tables, tmp_path) -> None:
+    """A fresh landmark model predicts ~0.5 for every coordinate, so epoch 1 starts near the baseline."""
+    from cnnkit.config import DataConfig
+    from cnnkit.train.fit import build_for_table
+
+    train, _ = lips_tables
+    net = build_for_table(SMALL, train, DataConfig(size=(64, 48))).eval()
+    out = net(torch.rand(4, 3, 48, 64))
+    assert out.shape == (4, 2 * len(train.landmarks))
+    assert (out - 0.5).abs().max() < 0.2

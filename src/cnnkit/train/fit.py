@@ -177,7 +177,25 @@ def build_for_table(model: Any, train: AnnotationTable, data_cfg: DataConfig, he
         from cnnkit.model.pretrained import load_pretrained
 
         load_pretrained(net, pretrained)
+    if train.task == "landmarks":
+        start_at_centre(net)
     return net
+
+
+def start_at_centre(net: nn.Module) -> None:
+    """Make a fresh direct head predict (about) the image centre for every landmark.
+
+    Targets are normalised to [0, 1], so an output layer with zero bias and default-scale weights
+    starts far off (errors of hundreds of pixels in the first epoch) and spends epochs just moving
+    towards the middle. A 0.5 bias and 10x smaller weights start training near the mean-shape
+    baseline instead. The heatmap head already starts at the centre (see model/heads.py).
+    """
+    head = getattr(net, "head_net", None)
+    fc = getattr(head, "fc", None)
+    if isinstance(fc, nn.Linear):
+        with torch.no_grad():
+            fc.weight.mul_(0.1)
+            fc.bias.fill_(0.5)
 
 
 def _loaders(train: AnnotationTable, val: AnnotationTable | None, data_cfg: DataConfig,
