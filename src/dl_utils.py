@@ -3,28 +3,5 @@
 A notebook written for the seed keeps working with ``import dl_utils`` / ``from dl_utils import *``.
 """
 
-from __future__ import annotations
-
-from cnnkit.compat.seed_api import (
-    batch_params,
-    checkpoint_path,
-    df_x_y,
-    df_xy,
-    plot_image_points,
-    plot_prediction_points,
-    predict_model,
-    test_model,
-    train,
-)
-
-__all__ = [
-    "batch_params",
-    "checkpoint_path",
-    "df_x_y",
-    "df_xy",
-    "plot_image_points",
-    "plot_prediction_points",
-    "predict_model",
-    "test_model",
-    "train",
-]
+from cnnkit.compat.seed_api import *  # noqa: F403 - the seed's names, exactly as seed_api lists them
+from cnnkit.compat.seed_api import __all__  # noqa: F401

@@ -4,28 +4,5 @@ Nothing in the core imports this package. The top-level modules ``cnn_model_resn
 ``dl_utils`` re-export the same names, so ``from cnn_model_resnet import *`` works.
 """
 
-from __future__ import annotations
-
-from cnnkit.compat.seed_api import (
-    batch_params,
-    checkpoint_path,
-    df_x_y,
-    df_xy,
-    plot_image_points,
-    plot_prediction_points,
-    predict_model,
-    test_model,
-    train,
-)
-
-__all__ = [
-    "batch_params",
-    "checkpoint_path",
-    "df_x_y",
-    "df_xy",
-    "plot_image_points",
-    "plot_prediction_points",
-    "predict_model",
-    "test_model",
-    "train",
-]
+from cnnkit.compat.seed_api import *  # noqa: F403 - the names seed_api.__all__ lists
+from cnnkit.compat.seed_api import __all__  # noqa: F401
