@@ -85,8 +85,10 @@ class EpochRunner:
         if not weights.exists() or not state_path.exists():
             raise CheckpointError(f"cannot resume: {weights} or {state_path} is missing. "
                                   f"Start without resume, or point resume= at a run folder that has them.")
-        load_weights_into(self.model, weights)
+        load_weights_into(self.model, weights)  # also checks the file is a cnnkit checkpoint
         saved = load_state(state_path)
+        if saved["extra"].get("model") is not None:  # the state's own weights: its epoch's, always
+            self.model.load_state_dict(saved["extra"]["model"])
         self.opt.load_state_dict(saved["optimizer"])
         self.sched.load_state_dict(saved["scheduler"])
         extra = saved["extra"]
@@ -193,17 +195,20 @@ class EpochRunner:
         per_rank = self.dist.gather(rng) if self.dist.is_distributed else None  # collective: all ranks
         if not self.dist.is_main:
             return
-        frame = state.history_frame()
-        atomic_write_text(self.out / "metrics.csv", frame.to_csv(index=False))
+        # Order matters for crash safety: the state file is the commit point and is written last.
+        # It holds the weights too, so a kill between two writes resumes from one consistent epoch.
+        atomic_write_text(self.out / "metrics.csv", state.history_frame().to_csv(index=False))
         meta = self._meta(state, state.epochs_done)
         save_model(self.out / "last.safetensors", self.model, meta)
-        extra = self._extra(state) | ({"rng_ranks": per_rank} if per_rank is not None else {})
-        save_state(self.out / "last.state.pt", optimizer=self.opt, scheduler=self.sched, epoch=state.epochs_done,
-                   rng=rng, extra=extra)
         value = self._selection_value(row)
         if value <= state.best_value or not math.isfinite(state.best_value):
-            state.best_value = value
             save_model(self.out / "best.safetensors", self.model, {**meta, "selected_by": self._selection_key()})
+            state.best_value = value
+        extra = self._extra(state) | {"model": self.model.state_dict()}
+        if per_rank is not None:
+            extra["rng_ranks"] = per_rank
+        save_state(self.out / "last.state.pt", optimizer=self.opt, scheduler=self.sched, epoch=state.epochs_done,
+                   rng=rng, extra=extra)
         if not self.cfg.quiet:
             log.info(format_epoch_line(row, self.cfg.epochs))
 

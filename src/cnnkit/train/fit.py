@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -148,6 +149,9 @@ def _check_tables(train: AnnotationTable, val: AnnotationTable | None) -> None:
         raise DataError(f"{train.source}: the training table has neither landmarks nor class labels")
     if len(train) == 0:
         raise DataError(f"{train.source}: the training table is empty")
+    for table in (train, val):
+        if table is not None:
+            _check_finite(table)
     if val is None:
         return
     if val.task != train.task or val.landmarks != train.landmarks or val.classes != train.classes:
@@ -156,6 +160,20 @@ def _check_tables(train: AnnotationTable, val: AnnotationTable | None) -> None:
             f"task {val.task} vs {train.task}, landmarks {list(val.landmarks)[:4]}... vs "
             f"{list(train.landmarks)[:4]}..., classes {list(val.classes)} vs {list(train.classes)}"
         )
+
+
+def _check_finite(table: AnnotationTable) -> None:
+    """Infinite landmarks would end training in NaN losses: refuse them up front, naming row and column."""
+    if table.task != "landmarks":
+        return
+    xs, ys = table.point_columns
+    values = table.df[xs + ys].to_numpy(dtype=np.float64)
+    bad = np.argwhere(np.isinf(values))
+    if len(bad):
+        row, col = bad[0]
+        raise DataError(f"{table.source}: row {row} ({table.df['image'].iloc[row]}), column {(xs + ys)[col]}: "
+                        f"landmark is {values[row, col]}; {len(bad)} infinite value(s) in all. Fix or blank them "
+                        f"(blank = missing); `cnnkit check-data` lists them.")
 
 
 def _n_outputs(train: AnnotationTable) -> int:

@@ -24,7 +24,24 @@ def is_coco(data: Any) -> bool:
 
 
 def coco_table(data: Any, *, source: str) -> AnnotationTable:
-    """The landmark table of a COCO keypoints document."""
+    """The landmark table of a COCO keypoints document.
+
+    Raises:
+        DataError: not COCO, or a part of it has the wrong JSON type.
+    """
+    try:
+        return _coco_table(data, source)
+    except DataError:
+        raise
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        # any JSON type can sit anywhere in a hand-made file: one clear error instead of a crash
+        raise DataError(f"{source}: a part of this COCO file has an unexpected JSON type or lacks a key "
+                        f"({type(exc).__name__}: {exc}). Expected lists 'images' [{{id, file_name}}], "
+                        f"'annotations' [{{image_id, category_id, keypoints}}], 'categories' "
+                        f"[{{id, keypoints}}].") from exc
+
+
+def _coco_table(data: Any, source: str) -> AnnotationTable:
     if not is_coco(data):
         found = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise DataError(f"{source}: a COCO file needs the keys 'images', 'annotations', 'categories'; found {found}")
@@ -33,6 +50,10 @@ def coco_table(data: Any, *, source: str) -> AnnotationTable:
         raise DataError(f"{source}: expected exactly one category with 'keypoints'; found {len(cats)} "
                         f"({[c.get('name') for c in cats]}). Split the file per category.")
     names = [str(n) for n in cats[0]["keypoints"]]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # two columns of one name would silently merge into one landmark
+        raise DataError(f"{source}: categories[id={cats[0].get('id')!r}].keypoints names {twice} more than once; "
+                        f"every keypoint needs its own name")
     files = {img["id"]: str(img["file_name"]) for img in data["images"]}
     rows: list[tuple[str, Any, np.ndarray]] = []
     seen = set()

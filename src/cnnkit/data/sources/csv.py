@@ -15,6 +15,7 @@ import csv as _csv
 import json
 import logging
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -56,7 +57,18 @@ def load_csv(path: Path) -> pd.DataFrame:
     except _csv.Error:
         sep = ","
     try:
-        return pd.read_csv(path, sep=sep, encoding=encoding)
+        # index_col=False: a row with more fields than the header must not silently turn the
+        # first columns into an index (shifting every value); pandas warns, and that is an error.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, sep=sep, encoding=encoding, index_col=False)
+    except pd.errors.ParserWarning:
+        n = len(next(_csv.reader([line], delimiter=sep)))
+        rows = _csv.reader(path.read_text(encoding=encoding, errors="replace").splitlines(), delimiter=sep)
+        at, width = next(((i, len(r)) for i, r in enumerate(rows, 1) if len(r) > n), (0, 0))
+        raise DataError(f"{path}: line {at} has {width} fields but the header has {n} ({line[:80]!r}). "
+                        f"Quote cells that contain {sep!r} (e.g. decimal commas) and remove trailing "
+                        f"separators.") from None
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{path}: cannot parse as CSV (separator {sep!r}): {exc}") from exc
 
@@ -191,7 +203,7 @@ def _labels(frame: pd.DataFrame, cols: Sequence[str], source: str) -> tuple[pd.S
             rows = np.flatnonzero(values.isna().to_numpy())[:5].tolist()
             raise DataError(f"{source}: column {cols[0]!r} has no label in rows {rows}")
         text = values.astype(str).str.strip()
-        if not text.str.startswith("[").all():
+        if text.empty or not text.str.startswith("[").all():  # no rows: no one-hot width to read
             return _plain_labels(values, text)
         onehot = np.array([_parse_vector(t, i, cols[0], source) for i, t in enumerate(text)], dtype=object)
         names = [str(i) for i in range(len(onehot[0]))]

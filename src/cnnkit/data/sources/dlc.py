@@ -63,6 +63,9 @@ def _landmark_columns(header: list[list[str]], n_index: int, path: Path
         name = f"{animals[j]}_{parts[j]}" if animals else parts[j]
         if name not in names:
             names.append(name)
+        if (name, axis) in cols:  # a repeated body part would silently overwrite the earlier column
+            raise DataError(f"{path}: body part {name!r} has two {axis!r} columns ({cols[(name, axis)] + 1} and "
+                            f"{j + 1}); every body part needs its own name")
         cols[(name, axis)] = j
     unpaired = [n for n in names if (n, "x") not in cols or (n, "y") not in cols]
     if unpaired or not names:

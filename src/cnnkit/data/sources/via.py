@@ -56,7 +56,25 @@ class ViaProject:
 
 # -- parsing -------------------------------------------------------------------------
 def parse_via_json(data: Any, source: str) -> ViaProject:
-    """A parsed VIA JSON document (1.x, 2.x project or annotations, 3.x project) -> ViaProject."""
+    """A parsed VIA JSON document (1.x, 2.x project or annotations, 3.x project) -> ViaProject.
+
+    Raises:
+        DataError: not a VIA document, or a part of it has the wrong JSON type.
+    """
+    try:
+        return _parse_via_json(data, source)
+    except DataError:
+        raise
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        # A hand-edited or foreign file can put any JSON type anywhere; checking each access
+        # would double the parser, so a wrong type anywhere becomes one clear error here.
+        raise DataError(f"{source}: a part of this VIA file has an unexpected JSON type ({type(exc).__name__}: "
+                        f"{exc}). Image entries need 'filename' and a list of 'regions' whose "
+                        f"'shape_attributes'/'region_attributes' are objects (VIA 3: 'file', 'view', 'metadata' "
+                        f"objects). Re-save or re-export the file from VIA.") from exc
+
+
+def _parse_via_json(data: Any, source: str) -> ViaProject:
     if isinstance(data, dict) and any(str(k).startswith("_via_") for k in data):
         for key in ("_via_img_metadata",):
             if key not in data:
