@@ -85,8 +85,11 @@ class Experiment:
     def train_config(self) -> TrainConfig:
         return from_mapping(TrainConfig, self.settings.get("train", {}), where="train")
 
-    def augment(self) -> Augment:
-        return Augment.from_mapping(self.settings.get("augment") or {})
+    def augment(self) -> Augment | str:
+        """The ``augment:`` section; absent -> 'auto' (fit's default for the task), ``null`` or ``{}`` -> none."""
+        if "augment" not in self.settings:
+            return "auto"
+        return Augment.from_mapping(self.settings["augment"] or {})
 
     def model_spec(self) -> Any:
         spec = self.settings.get("model", {}).get("spec", "resnet18")

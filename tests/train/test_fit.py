@@ -21,7 +21,7 @@ SMALL = [
     ["res_33", {"depths": [32, 32], "stride": 2}],
     ["global_avg_pool"],
 ]
-OPTS = {"size": (64, 48), "batch_size": 8, "quiet": True, "plots": False, "seed": 0}
+OPTS = {"size": (64, 48), "batch_size": 8, "quiet": True, "plots": False, "seed": 0, "augment": None}
 
 
 @pytest.fixture

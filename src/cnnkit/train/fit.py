@@ -33,6 +33,7 @@ from cnnkit.errors import ConfigError, DataError
 from cnnkit.io.atomic import atomic_write_text
 from cnnkit.io.checkpoint import FORMAT_VERSION
 from cnnkit.model.builder import build_model
+from cnnkit.spec.parse import PRESET_NAMES
 from cnnkit.train import targets as T
 from cnnkit.train.device import describe_device, resolve_device
 from cnnkit.train.distributed import DistContext, distributed
@@ -67,7 +68,7 @@ def fit(
     *,
     out_dir: str | Path = "runs/exp",
     head: Any = None,
-    augment: Augment | Mapping[str, Any] | None = None,
+    augment: Augment | Mapping[str, Any] | str | None = "auto",
     resume: bool | str | Path = False,
     pretrained: str | Path | None = None,
     normalisation: Mapping[str, Sequence[float]] | None = None,
@@ -83,7 +84,9 @@ def fit(
             number of outputs come from ``train``.
         out_dir: the run folder (created).
         head: output head for specs ('flatten', 'gap', 'heatmap'); None = the builder's default.
-        augment: an ``Augment`` or a mapping of its fields; off at evaluation.
+        augment: an ``Augment``, a mapping of its fields, None (no augmentation) or 'auto' (the
+            default): ``Augment.default_landmarks()`` for landmark tables — rotation, scale, shift
+            and brightness/contrast, no flips — and none for classes. Off at evaluation.
         resume: True to continue the run in ``out_dir`` from ``last``; or a run folder path.
         pretrained: a torchvision/timm ResNet weights file for the matching preset.
         normalisation: {'mean': [...], 'std': [...]} per channel; None = the default for the channels.
@@ -98,7 +101,7 @@ def fit(
         from_mapping(TrainConfig, rest, where="fit")  # raises with a did-you-mean
     data_cfg = from_mapping(DataConfig, data_opts, where="fit")
     cfg = from_mapping(TrainConfig, train_opts, where="fit")
-    aug = augment if isinstance(augment, Augment) else Augment.from_mapping(augment or {})
+    aug = resolve_augment(augment, train)
     _check_tables(train, val)
     with distributed(dist, cfg.device) as ctx:
         device = ctx.device or resolve_device(cfg.device)
@@ -135,6 +138,17 @@ def _fit_built(net: nn.Module, model: Any, train: AnnotationTable, val: Annotati
     state = runner.run(state)
     return Run(out, state.history_frame(), out / "best.safetensors", out / "last.safetensors",
                interrupted=state.interrupted, model=runner.model)
+
+
+def resolve_augment(augment: Augment | Mapping[str, Any] | str | None, train: AnnotationTable) -> Augment:
+    """'auto' -> the measured best default for landmarks (docs/ACCURACY.md), none for classes."""
+    if isinstance(augment, Augment):
+        return augment
+    if isinstance(augment, str):
+        if augment != "auto":
+            raise ConfigError(f"augment: expected 'auto', None, a mapping or an Augment. Received: {augment!r}")
+        return Augment.default_landmarks() if train.task == "landmarks" else Augment()
+    return Augment.from_mapping(augment or {})
 
 
 def make_loss_for(train: AnnotationTable, cfg: TrainConfig) -> Any:
@@ -190,6 +204,8 @@ def build_for_table(model: Any, train: AnnotationTable, data_cfg: DataConfig, he
             raise ConfigError(f"the model has {outputs} outputs but the table needs {n_out} "
                               f"({'2 x landmarks' if train.task == 'landmarks' else 'one per class'})")
         return model
+    if head is None and train.task == "landmarks" and isinstance(model, str) and model in PRESET_NAMES:
+        head = "heatmap"  # the measured best head for landmarks on a preset backbone (docs/ACCURACY.md)
     net = build_model(model, size=data_cfg.size, channels=data_cfg.channels, outputs=n_out, head=head)
     if pretrained is not None:
         from cnnkit.model.pretrained import load_pretrained
