@@ -1,0 +1,46 @@
+"""``run_demo``: a quick run end to end, data reuse, and argument checks."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from cnnkit.demo.run import METRIC_KEYS, _ensure_data, run_demo
+from cnnkit.demo.synth import make_demo_dataset
+from cnnkit.errors import ConfigError
+
+
+def test_quick_run_writes_files_and_returns_finite_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = run_demo(tmp_path / "demo", quick=True, seed=1)
+    for key in (*METRIC_KEYS, "ratio", "images", "train_seconds", "error_px/left_eye", "error_px/chin"):
+        assert math.isfinite(metrics[key]), key
+    assert metrics["error_px_mean"] > 0 and metrics["baseline_px_mean"] > 0
+    assert metrics["ratio"] == pytest.approx(metrics["error_px_mean"] / metrics["baseline_px_mean"])
+    assert metrics["images"] == 6  # 15% of the 40 quick images
+    root = tmp_path / "demo"
+    assert len(list((root / "data" / "images").glob("*.jpg"))) == 40
+    for name in ("test_predictions.png", "run/curves.png", "run/best.safetensors"):
+        assert (root / name).stat().st_size > 1000, name
+    assert json.loads((root / "test_metrics.json").read_text()) == pytest.approx(metrics)
+    out = capsys.readouterr().out
+    assert "mean-shape baseline" in out and "test_predictions.png" in out
+
+
+def test_existing_data_is_reused_and_other_settings_regenerate(tmp_path: Path) -> None:
+    make_demo_dataset(tmp_path, n_images=3, seed=0)
+    image = tmp_path / "images" / "demo_0000.jpg"
+    stamp = image.stat().st_mtime_ns
+    _ensure_data(tmp_path, 3, 0, quiet=True)
+    assert image.stat().st_mtime_ns == stamp
+    _ensure_data(tmp_path, 3, 4, quiet=True)
+    assert image.stat().st_mtime_ns != stamp
+
+
+@pytest.mark.parametrize(("kwargs", "word"), [({"n_images": 10}, "n_images"), ({"epochs": 0}, "epochs")])
+def test_rejects_bad_arguments(tmp_path: Path, kwargs: dict[str, int], word: str) -> None:
+    with pytest.raises(ConfigError, match=word):
+        run_demo(tmp_path, quiet=True, **kwargs)
+    assert not (tmp_path / "data").exists()
