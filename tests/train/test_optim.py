@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnnkit.config import TrainConfig
+from cnnkit.model.builder import build_model
+from cnnkit.train.optim import make_optimizer, make_scheduler
+
+SPEC = [["conv", {"filter_size": 3, "layer_depth": 4}], ["relu"]]
+
+
+def _model():
+    return build_model(SPEC, size=(8, 8), channels=3, outputs=4, head="gap")
+
+
+def test_backbone_lr_gives_two_groups() -> None:
+    model = _model()
+    opt = make_optimizer(model, TrainConfig(lr=1e-3, backbone_lr=1e-4))
+    assert [g["lr"] for g in opt.param_groups] == [1e-4, 1e-3]
+    head_ids = {id(p) for p in model.head_parameters()}
+    assert {id(p) for p in opt.param_groups[1]["params"]} == head_ids
+
+
+def test_freeze_backbone_trains_only_the_head() -> None:
+    model = _model()
+    opt = make_optimizer(model, TrainConfig(freeze_backbone=True))
+    assert len(opt.param_groups) == 1
+    assert all(not p.requires_grad for p in model.backbone_parameters())
+    before = [p.clone() for p in model.backbone_parameters()]
+    model(torch.rand(2, 3, 8, 8)).sum().backward()
+    opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.backbone_parameters(), strict=True))
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "warmup_cosine", "onecycle"])
+def test_schedules_decay_to_near_zero(schedule: str) -> None:
+    model = _model()
+    cfg = TrainConfig(lr=1.0, epochs=2, schedule=schedule, warmup_epochs=1 if schedule == "warmup_cosine" else 0)
+    opt = make_optimizer(model, cfg)
+    sched = make_scheduler(opt, cfg, steps_per_epoch=5)
+    lrs = []
+    for _ in range(10):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert max(lrs) <= 1.0 + 1e-9 and lrs[-1] < 0.05
+    if schedule == "warmup_cosine":
+        assert lrs[0] < lrs[4]  # still warming up in epoch 1
