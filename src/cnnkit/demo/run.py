@@ -30,9 +30,10 @@ from cnnkit.infer.predict import predict
 from cnnkit.train.fit import fit
 
 # A small ResNet: a stride-2 stem and four basic (3x3, 3x3) residual stages, 16 -> 128 channels,
-# at 96x96 the feature maps go 48 -> 48 -> 24 -> 12 -> 6. The heatmap head merges the stride-4..8
-# maps and reads each landmark by soft-argmax, which localises far better than a flattened
-# regression on a few hundred images (measured: test error 0.21x the baseline after 40 epochs, ~0.2x by 30).
+# at 96x96 the feature maps go 48 -> 48 -> 24 -> 12 -> 6. The heatmap head merges the stride-8
+# and coarser maps and reads each landmark by soft-argmax, which localises far better than a
+# flattened regression (measured, seed 0: 600 images, 40 epochs -> test error 6.9 px against a
+# 59.0 px mean-shape baseline, 0.12x, in about 1 minute on 2 idle cores).
 DEMO_SPEC: list[list[Any]] = [
     ["conv", {"filter_size": 3, "layer_depth": 16, "strides": [1, 2, 2, 1], "bias": False}], ["bn"], ["relu"],
     ["res_33", {"depths": 16}],
@@ -46,7 +47,7 @@ DEMO_SIZE = (96, 96)
 DEMO_AUGMENT = {"flip": True, "rotate": 15.0, "scale": (0.9, 1.1), "shift": 0.08, "brightness": 0.2,
                 "contrast": 0.2}  # fmt: skip
 SPLIT = (0.7, 0.15, 0.15)
-DEMO_EPOCHS = 30
+DEMO_EPOCHS = 40
 QUICK_IMAGES, QUICK_EPOCHS = 40, 2
 GRID_IMAGES = 16
 METRIC_KEYS = ("error_px_mean", "baseline_px_mean", "nme", "pck")
@@ -79,7 +80,7 @@ def run_demo(
     out_dir: str | Path = "runs/demo",
     *,
     seed: int = 0,
-    n_images: int = 300,
+    n_images: int = 600,
     epochs: int | None = None,
     quick: bool = False,
     quiet: bool = False,
@@ -97,7 +98,7 @@ def run_demo(
         out_dir: the demo folder (created).
         seed: seeds the data, the split and training.
         n_images: images to generate (>= 20, so that every split holds some).
-        epochs: training epochs (default 30, or 2 with ``quick``).
+        epochs: training epochs (default 40, or 2 with ``quick``).
         quick: a tiny run for tests: at most 40 images and 2 epochs (no learning to speak of).
         quiet: no progress bar or log lines (the final summary is still printed).
 
