@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cnnkit.data.sources.json_shape import json_shape_errors
 from cnnkit.data.table import AnnotationTable
 from cnnkit.errors import DataError
 
@@ -29,16 +30,9 @@ def coco_table(data: Any, *, source: str) -> AnnotationTable:
     Raises:
         DataError: not COCO, or a part of it has the wrong JSON type.
     """
-    try:
+    with json_shape_errors(source, "COCO", "Expected lists 'images' [{id, file_name}], 'annotations' "
+                           "[{image_id, category_id, keypoints}], 'categories' [{id, keypoints}]."):
         return _coco_table(data, source)
-    except DataError:
-        raise
-    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
-        # any JSON type can sit anywhere in a hand-made file: one clear error instead of a crash
-        raise DataError(f"{source}: a part of this COCO file has an unexpected JSON type or lacks a key "
-                        f"({type(exc).__name__}: {exc}). Expected lists 'images' [{{id, file_name}}], "
-                        f"'annotations' [{{image_id, category_id, keypoints}}], 'categories' "
-                        f"[{{id, keypoints}}].") from exc
 
 
 def _coco_table(data: Any, source: str) -> AnnotationTable:

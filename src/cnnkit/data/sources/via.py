@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cnnkit.data.sources.json_shape import json_shape_errors
 from cnnkit.data.table import AnnotationTable
 from cnnkit.errors import DataError, did_you_mean
 
@@ -61,17 +62,10 @@ def parse_via_json(data: Any, source: str) -> ViaProject:
     Raises:
         DataError: not a VIA document, or a part of it has the wrong JSON type.
     """
-    try:
+    with json_shape_errors(source, "VIA", "Image entries need 'filename' and a list of 'regions' whose "
+                           "'shape_attributes'/'region_attributes' are objects (VIA 3: 'file', 'view', 'metadata' "
+                           "objects). Re-save or re-export the file from VIA."):
         return _parse_via_json(data, source)
-    except DataError:
-        raise
-    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
-        # A hand-edited or foreign file can put any JSON type anywhere; checking each access
-        # would double the parser, so a wrong type anywhere becomes one clear error here.
-        raise DataError(f"{source}: a part of this VIA file has an unexpected JSON type ({type(exc).__name__}: "
-                        f"{exc}). Image entries need 'filename' and a list of 'regions' whose "
-                        f"'shape_attributes'/'region_attributes' are objects (VIA 3: 'file', 'view', 'metadata' "
-                        f"objects). Re-save or re-export the file from VIA.") from exc
 
 
 def _parse_via_json(data: Any, source: str) -> ViaProject:
