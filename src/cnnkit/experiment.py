@@ -100,14 +100,14 @@ class Experiment:
     def tables(self) -> dict[str, AnnotationTable]:
         """Read the sources and split them: {'train', 'val'?, 'test'?}."""
         data = self.settings["data"]
-        table = self._read(data["source"])
+        table = self.read_source(data["source"])
         parts = _split(table, data.get("split"), self)
         for name in ("val", "test"):
             if data.get(name):
-                parts[name] = self._read(data[name])
+                parts[name] = self.read_source(data[name])
         return parts
 
-    def _read(self, source: str) -> AnnotationTable:
+    def read_source(self, source: str) -> AnnotationTable:
         data = self.settings["data"]
         opts = {k: data[k] for k in ("landmark_attribute", "format", "image_column", "label_column", "unannotated")
                 if data.get(k) is not None}
@@ -200,11 +200,11 @@ def _split(table: AnnotationTable, split: Any, exp: Experiment) -> dict[str, Ann
         parts = table.split(split["fractions"], seed=int(split.get("seed", 0)), group=split.get("group"))
         return dict(zip(("train", "val", "test"), parts, strict=False))
     if "column" in split:
-        return _split_by_column(_with_split_file(table, split, exp) if "file" in split else table, split["column"])
+        return _split_by_column(join_split_file(table, split, exp) if "file" in split else table, split["column"])
     raise ConfigError(f"data.split: give 'fractions' or 'column' (optionally with 'file'). Received: {dict(split)}")
 
 
-def _with_split_file(table: AnnotationTable, split: Mapping[str, Any], exp: Experiment) -> AnnotationTable:
+def join_split_file(table: AnnotationTable, split: Mapping[str, Any], exp: Experiment) -> AnnotationTable:
     """Join a split column from a CSV keyed by a path relative to the data folder (e.g. lips splits.csv)."""
     path = exp._path(split["file"])
     on = split.get("on", "filename")
