@@ -1,0 +1,101 @@
+"""Smoke test of the benchmark scripts: each quick mode runs in a subprocess and prints its table.
+
+The full runs take many minutes and write docs/PERFORMANCE.md; here the model and end-to-end
+scripts run through ``bench/run_all.py --quick --no-write`` and the GPU script through its
+CPU ``--dry-run`` path, so a broken import, flag or table shows up in ``make test``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _table_rows(text: str, first_cell: str) -> list[list[str]]:
+    """Cells of the Markdown table rows of ``text`` whose first cell is ``first_cell``."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
+    return [r for r in rows if r[0] == first_cell]
+
+
+def test_run_all_quick_prints_every_table(tmp_path: Path) -> None:
+    doc = ROOT / "docs" / "PERFORMANCE.md"
+    before = doc.read_text(encoding="utf-8") if doc.exists() else None
+    cmd = [sys.executable, str(BENCH / "run_all.py"), "--quick", "--no-write", "--only", "model_step", "end_to_end"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-3000:]
+    out = res.stdout
+    # model_step: the four (precision, memory format) rows for resnet18, positive speeds, a ratio.
+    rows = _table_rows(out, "resnet18")
+    steps = [r for r in rows if r[2] in ("fp32", "bf16")]
+    assert [(r[2], r[3]) for r in steps] == [
+        ("fp32", "contiguous"), ("fp32", "channels-last"), ("bf16", "contiguous"), ("bf16", "channels-last")
+    ]
+    assert all(float(r[4]) > 0 and float(r[5]) > 0 for r in steps)
+    # the ratio column is cnnkit / reference (median of per-round ratios: near, not equal to, img/s a / b)
+    assert all(0.2 < float(r[6]) < 5 for r in steps)
+    assert steps[0][1] == "11,197,032"  # resnet18 with a 40-output gap head, the same for the reference
+    # end_to_end: memory / cold / warm rows, memory is the 1.000 baseline.
+    modes = {r[1]: r for r in rows if r[1] in ("memory", "cold, workers=2", "warm")}
+    assert set(modes) == {"memory", "cold, workers=2", "warm"} and modes["memory"][3] == "1.000"
+    assert float(modes["cold, workers=2"][2]) > 0 and float(modes["warm"][2]) > 0
+    # the summary repeats the verdicts, and --no-write left the doc alone
+    summary = out.split("=== summary", 1)[1]
+    assert re.search(r"`model_step`: ok .*\n.*target >= 0\.98", summary)
+    assert re.search(r"`end_to_end`: ok .*\n.*warm/memory \d\.\d{3}", summary)
+    assert (doc.read_text(encoding="utf-8") if doc.exists() else None) == before
+
+
+def test_gpu_bench_refuses_without_cuda_and_dry_run_writes_table(tmp_path: Path) -> None:
+    gpu = _load("gpu_bench")
+    if not gpu.torch.cuda.is_available():
+        res = subprocess.run([sys.executable, str(BENCH / "gpu_bench.py")], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and "no CUDA GPU" in res.stderr
+    out = tmp_path / "gpu.md"
+    cmd = [sys.executable, str(BENCH / "gpu_bench.py"), "--dry-run", "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    cells = {r[0]: r for r in _table_rows(out.read_text(), "synthetic") + _table_rows(out.read_text(), "cache")}
+    assert cells["synthetic"][2] == "1.000" and float(cells["cache"][1]) > 0
+    assert "CPU (dry run)" in res.stdout
+
+
+def test_run_all_commands_map_each_scripts_flags() -> None:
+    run_all = _load("run_all")
+    assert run_all.command("loader", True, False, None)[2:] == ["--quick"]
+    assert run_all.command("loader", False, False, None)[2:] == ["--no-doc"]
+    assert run_all.command("loader", False, True, None)[2:] == []
+    assert run_all.command("augment", False, True, None)[2:] == ["--threads", "1", "--write"]
+    assert "--write" not in run_all.command("augment", True, True, None)
+    assert run_all.command("model_step", True, False, 2)[2:] == ["--quick", "--no-write", "--threads", "2"]
+    assert run_all.command("peer_keras", False, True, 2)[2:] == ["--keras-bf16"]
+    assert run_all.command("peer_keras", True, False, None)[2:] == ["--quick", "--no-write"]
+
+
+def test_reference_resnets_match_cnnkit_parameter_counts() -> None:
+    model_step = _load("model_step")
+    x = model_step.torch.randn(2, 3, 92, 64, generator=model_step.torch.Generator().manual_seed(0))
+    for arch in ("resnet18", "resnet50"):
+        pair = model_step.build_pair(arch)
+        assert model_step.n_params(pair["cnnkit"]) == model_step.n_params(pair["reference"])
+        # same weights copied in: the same function, so the timing compares like with like
+        with model_step.torch.no_grad():
+            ours, ref = (pair[k].eval()(x) for k in ("cnnkit", "reference"))
+        assert ours.shape == (2, 40) and model_step.torch.allclose(ours, ref, rtol=1e-4, atol=1e-5)
+    # torchvision's counts with a 1000-class fc (the presets' parity target) pin the reference layout too
+    assert model_step.n_params(model_step.RefResNet("resnet50", 1000)) == 25_557_032
+    assert model_step.n_params(model_step.RefResNet("resnet18", 1000)) == 11_689_512
