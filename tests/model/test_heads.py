@@ -24,10 +24,10 @@ def test_soft_argmax_peak_gives_cell_centre(i: int, j: int) -> None:
 
 def test_select_taps_stops_at_the_finest_stride_option() -> None:
     model = build_model("resnet18", size=(224, 224), outputs=4, head="heatmap")
-    assert model.taps == (7, 9, 11)  # default stride 8: stages 2-4 at 28, 14 and 7 pixels
-    assert [model.layer_shapes[t][1] for t in model.taps] == [28, 14, 7]
-    finer = build_model("resnet18", size=(224, 224), outputs=4, head={"type": "heatmap", "stride": 4})
-    assert finer.taps == (5, 7, 9, 11)
+    assert model.taps == (5, 7, 9, 11)  # default stride 4: stages 1-4 at 56, 28, 14 and 7 pixels
+    assert [model.layer_shapes[t][1] for t in model.taps] == [56, 28, 14, 7]
+    coarser = build_model("resnet18", size=(224, 224), outputs=4, head={"type": "heatmap", "stride": 8})
+    assert coarser.taps == (7, 9, 11)
 
 
 def test_select_taps_finest_available_when_no_stride_4() -> None:
@@ -50,7 +50,7 @@ PYRAMID = [
 
 
 def test_heatmap_model_outputs_normalised_coordinates_and_traces() -> None:
-    model = build_model(PYRAMID, size=(64, 48), outputs=22, head={"type": "heatmap", "width": 16}).eval()
+    model = build_model(PYRAMID, size=(64, 48), outputs=22, head={"type": "heatmap", "width": 16, "stride": 8}).eval()
     assert isinstance(model.head_net, HeatmapHead) and model.head_net.to_maps.out_channels == 11
     assert model.taps == (3, 4)  # strides 8, 16; stops at the default finest stride, 8
     x = torch.randn(2, 3, 48, 64)
@@ -82,5 +82,5 @@ def test_heatmap_learns_a_point() -> None:
 
 def test_parse_head_forms() -> None:
     assert parse_head(None, "flatten", 3) == ("flatten", {})
-    assert parse_head("heatmap", "gap", 4) == ("heatmap", {"width": 64, "stride": 8})
-    assert parse_head({"type": "heatmap", "width": 16}, "gap", 4) == ("heatmap", {"width": 16, "stride": 8})
+    assert parse_head("heatmap", "gap", 4) == ("heatmap", {"width": 128, "stride": 4})
+    assert parse_head({"type": "heatmap", "width": 16}, "gap", 4) == ("heatmap", {"width": 16, "stride": 4})

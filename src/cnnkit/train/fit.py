@@ -127,7 +127,7 @@ def _fit_built(net: nn.Module, model: Any, train: AnnotationTable, val: Annotati
         flip_perm=flip_permutation(train.landmarks, train.flip_pairs, force=aug.force_flip) if aug.flip else None,
     )
     meta = _checkpoint_meta(train, data_cfg, norm, aug)
-    runner = EpochRunner(net, setup, cfg, _loaders(train, val, data_cfg, cfg, dist), make_loss_for(train, cfg),
+    runner = EpochRunner(net, setup, cfg, _loaders(train, val, data_cfg, cfg, dist), make_loss_for(train, cfg, net),
                          out, meta, dist)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -151,9 +151,12 @@ def resolve_augment(augment: Augment | Mapping[str, Any] | str | None, train: An
     return Augment.from_mapping(augment or {})
 
 
-def make_loss_for(train: AnnotationTable, cfg: TrainConfig) -> Any:
+def make_loss_for(train: AnnotationTable, cfg: TrainConfig, net: nn.Module | None = None) -> Any:
+    """The configured loss; by default MSE (the seed's) for direct heads, L1 for the heatmap head,
+    which gave the lowest error on lips-via's `extra` split (docs/ACCURACY.md)."""
     if train.task == "landmarks":
-        return make_loss("landmarks", cfg.loss or "mse")
+        default = "l1" if getattr(net, "head", None) == "heatmap" else "mse"
+        return make_loss("landmarks", cfg.loss or default)
     opts = {"label_smoothing": cfg.label_smoothing} if cfg.label_smoothing else {}
     return make_loss("classes", cfg.loss or "cross_entropy", **opts)
 
