@@ -118,6 +118,9 @@ class DistContext:
     def close(self) -> None:
         """End the process group if this context started it (once per job, at the very end)."""
         if self.owns_group and tdist.is_initialized():
+            # Meet first: a rank that tears down its gloo pairs while a peer still uses them can
+            # abort the peer ("terminate called without an active exception"), seen once in CI.
+            tdist.barrier()
             tdist.destroy_process_group()
 
     # -- collectives (identity in one process) --------------------------------------------
