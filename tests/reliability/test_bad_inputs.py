@@ -273,16 +273,6 @@ VIA_BAD = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(VIA_BAD))
-def test_via_project_of_wrong_version_or_structure(case: str, three_images: Path) -> None:
-    doc, message = VIA_BAD[case]
-    path = three_images / "project.json"
-    path.write_text(json.dumps(doc), encoding="utf-8")
-    with pytest.raises(DataError, match=message) as info:
-        read_annotations(path)
-    assert "project.json" in str(info.value)
-
-
 COCO_BAD = {
     "categories not a list": ({"images": [], "annotations": [], "categories": 3}, r"unexpected JSON type"),
     "image without id": ({"images": [{"file_name": "im0.png"}], "annotations": [],
@@ -295,14 +285,19 @@ COCO_BAD = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(COCO_BAD))
-def test_coco_file_of_wrong_structure(case: str, three_images: Path) -> None:
-    doc, message = COCO_BAD[case]
-    path = three_images / "coco.json"
+WRONG_STRUCTURE = [("project.json", VIA_BAD, case) for case in sorted(VIA_BAD)] + [
+    ("coco.json", COCO_BAD, case) for case in sorted(COCO_BAD)]
+
+
+@pytest.mark.parametrize(("name", "cases", "case"), WRONG_STRUCTURE, ids=[f"{n}-{c}" for n, _, c in WRONG_STRUCTURE])
+def test_json_file_of_wrong_version_or_structure(name: str, cases: dict, case: str, three_images: Path) -> None:
+    """VIA and COCO files of the wrong version or structure: the library's error, naming the file."""
+    doc, message = cases[case]
+    path = three_images / name
     path.write_text(json.dumps(doc), encoding="utf-8")
     with pytest.raises(DataError, match=message) as info:
         read_annotations(path)
-    assert "coco.json" in str(info.value)
+    assert name in str(info.value)
 
 
 def test_deeplabcut_body_part_named_twice(three_images: Path) -> None:
