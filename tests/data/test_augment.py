@@ -212,9 +212,14 @@ def test_bad_shapes_are_reported() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_runs_on_cuda_and_matches_the_point_there() -> None:
     start = torch.tensor([[[25.3, 20.7]]]).repeat(8, 1, 1)
-    aug = Augment(rotate=25, scale=(0.85, 1.15), shift=0.08, brightness=0.2, noise=0.01)
+    aug = Augment(rotate=25, scale=(0.85, 1.15), shift=0.08, brightness=0.2)
     img, pts = augment_batch(_blobs(start).cuda(), start.cuda(), aug, generator=_gen())
     assert img.is_cuda and pts.is_cuda
-    again = augment_batch(_blobs(start).cuda(), start.cuda(), aug, generator=_gen())
-    assert torch.equal(img, again[0])
-    torch.testing.assert_close(_centroids(img.cpu()), pts[:, 0].cpu().double(), atol=0.2, rtol=0)
+    torch.testing.assert_close(_centroids(img.cpu()), pts[:, 0].cpu().double(), atol=0.06, rtol=0)
+    # Noise is drawn on the GPU from a seed taken from the CPU generator: same seed, same batch.
+    # (Not in the centroid check: clamping noise at 0 lifts the dark background and moves the centroid.)
+    noisy = Augment(rotate=25, noise=0.01)
+    first = augment_batch(_blobs(start).cuda(), start.cuda(), noisy, generator=_gen())[0]
+    again = augment_batch(_blobs(start).cuda(), start.cuda(), noisy, generator=_gen())[0]
+    assert torch.equal(first, again)
+    assert not torch.equal(first, augment_batch(_blobs(start).cuda(), start.cuda(), noisy, generator=_gen(1))[0])
