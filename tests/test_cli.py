@@ -32,7 +32,8 @@ def small_lips_csv(lips_dir, tmp_path):
 
 def _experiment(tmp_path, source, **train):
     exp = {"model": {"spec": SMALL, "head": "gap"},
-           "data": {"source": str(source), "split": {"fractions": [0.6, 0.2, 0.2], "seed": 0}, "size": "48x36"},
+           "data": {"source": str(source), "split": {"fractions": [0.6, 0.2, 0.2], "seed": 0}, "size": "48x36",
+                    "flip_pairs": "auto"},
            "train": {"epochs": 2, "batch_size": 8, "lr": 0.003, "device": "cpu", **train},
            "output": str(tmp_path / "run")}
     path = tmp_path / "exp.yaml"
@@ -58,7 +59,13 @@ def test_train_predict_evaluate_export_round_trip(small_lips_csv, tmp_path) -> N
     assert json.loads(via.read_text())["_via_img_metadata"]
     done = cnnkit("evaluate", str(run / "best.safetensors"), str(small_lips_csv), "--json", str(tmp_path / "m.json"))
     assert done.returncode == 0, done.stderr
-    assert json.loads((tmp_path / "m.json").read_text())["error_px_mean"] > 0
+    plain = json.loads((tmp_path / "m.json").read_text())["error_px_mean"]
+    assert plain > 0
+    done = cnnkit("evaluate", str(run / "best.safetensors"), str(small_lips_csv), "--tta-flip",
+                  "--json", str(tmp_path / "tta.json"))
+    assert done.returncode == 0, done.stderr  # data.flip_pairs: auto put the lips' pairs in the checkpoint
+    tta = json.loads((tmp_path / "tta.json").read_text())["error_px_mean"]
+    assert tta > 0 and abs(tta - plain) > 1e-6  # the mirror image changed the prediction
     for fmt, suffix in (("torchscript", ".pt"), ("onnx", ".onnx")):
         done = cnnkit("export", str(run / "best.safetensors"), "--format", fmt)
         assert done.returncode == 0, done.stderr

@@ -49,3 +49,20 @@ def test_split_by_file_and_column(lips_dir, tmp_path) -> None:
     settings["data"]["split"] = [0.5, 0.5]
     halves = load_experiment(_write(tmp_path, settings)).tables()
     assert len(halves["train"]) + len(halves["val"]) == 707
+
+
+def test_flip_pairs_and_test_time_flip_settings(lips_dir, tmp_path) -> None:
+    data = {"source": str(lips_dir / "via_project.json"), "flip_pairs": "auto"}
+    table = load_experiment(_write(tmp_path, {"data": data})).tables()["train"]
+    assert set(table.flip_pairs) == {("leftLip", "rightLip"), ("topleftinner", "toprightinner"),
+                                     ("bottomleftinner", "bottomrightinner")}
+    given = {**data, "flip_pairs": [["leftLip", "rightLip"]]}
+    assert load_experiment(_write(tmp_path, {"data": given})).tables()["train"].flip_pairs == (("leftLip", "rightLip"),)
+    with pytest.raises(ConfigError, match=r"flip_pairs\[1\]: expected a \(left, right\) pair"):
+        load_experiment(_write(tmp_path, {"data": {**data, "flip_pairs": [["leftLip", "rightLip"], "topmidinner"]}})).tables()
+    exp = load_experiment(_write(tmp_path, {"data": data, "evaluate": {"tta_flip": True}}))
+    assert exp.tta_flip and not load_experiment(_write(tmp_path, {"data": data})).tta_flip
+    with pytest.raises(ConfigError, match=r"evaluate\.tta_flip: expected true or false"):
+        load_experiment(_write(tmp_path, {"data": data, "evaluate": {"tta_flip": "yes"}}))
+    with pytest.raises(ConfigError, match=r"evaluate\.tta: unknown key\. Allowed: tta_flip"):
+        load_experiment(_write(tmp_path, {"data": data, "evaluate": {"tta": True}}))

@@ -43,6 +43,11 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark")
 
 
+def _tta_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tta-flip", action="store_true",
+                   help="average the outputs on the image and its mirror image (landmarks need flip pairs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnkit", description="Build CNNs from a layer list; train them on "
                                      "images streamed from disk (landmarks or classes).")
@@ -60,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", help="folder that paths in an annotation file are relative to")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
+    _tta_arg(p)
     p = _add(sub, "evaluate", "score a model on annotated images (errors in original pixels)")
     p.add_argument("model")
     _data_args(p)
@@ -67,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the metrics to this JSON file")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
+    _tta_arg(p)
     p = _add(sub, "summary", "print a layer table with output shapes, parameters and MACs")
     p.add_argument("spec", help="preset name or a YAML/JSON spec file")
     p.add_argument("--size", required=True, help="input WIDTHxHEIGHT")
@@ -123,7 +130,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cnnkit.infer.predict import predict, predictions_table
 
     source: Any = args.inputs[0] if len(args.inputs) == 1 else args.inputs
-    preds = predict(args.model, source, batch_size=args.batch_size, device=args.device, images=args.images)
+    preds = predict(args.model, source, batch_size=args.batch_size, device=args.device, images=args.images,
+                    tta_flip=args.tta_flip)
     from cnnkit.data.sources.writers import write_via
 
     _write_frame(preds, Path(args.out))
@@ -147,7 +155,8 @@ def _write_frame(frame: Any, path: Path) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cnnkit.infer.evaluate import evaluate
 
-    result = evaluate(args.model, _read(args), batch_size=args.batch_size, device=args.device)
+    result = evaluate(args.model, _read(args), batch_size=args.batch_size, device=args.device,
+                      tta_flip=args.tta_flip)
     print(result)
     if args.out:
         result.per_image.to_csv(args.out, index=False)

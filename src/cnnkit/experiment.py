@@ -6,10 +6,11 @@ Layout (every section optional except ``data.source``)::
     data:    {source: via_project.json, images: folder, zip: images.zip, landmark_attribute: landmark,
               split: [0.8, 0.2] | {fractions: [...], seed: 0, group: person} | {column: split}
                      | {file: splits.csv, on: filename, column: split},
-              val: other.csv, test: other.csv,
+              val: other.csv, test: other.csv, flip_pairs: auto | [[left_eye, right_eye], ...],
               size: 160x120, grayscale: false, letterbox: false, cache: null, workers: 0}
     train:   {epochs, batch_size, lr, optimizer, schedule, loss, seed, device, precision, ...}
     augment: {rotate: 15, scale: [0.9, 1.1], shift: 0.08, brightness: 0.2, contrast: 0.2, flip: false}
+    evaluate: {tta_flip: false}   # how the test split is scored after training
     output:  runs/exp
 
 Relative paths are resolved against the experiment file's folder. ``--set train.epochs=5``
@@ -54,10 +55,11 @@ def _yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
-SECTIONS = ("model", "data", "train", "augment", "output")
+SECTIONS = ("model", "data", "train", "augment", "evaluate", "output")
 MODEL_KEYS = ("spec", "head", "pretrained")
+EVALUATE_KEYS = ("tta_flip",)
 SOURCE_KEYS = ("source", "images", "zip", "landmark_attribute", "split", "val", "test", "format",
-               "image_column", "label_column", "unannotated")
+               "image_column", "label_column", "unannotated", "flip_pairs")
 DATA_KEYS = SOURCE_KEYS + tuple(DataConfig.__dataclass_fields__)
 
 
@@ -91,6 +93,11 @@ class Experiment:
             return "auto"
         return Augment.from_mapping(self.settings["augment"] or {})
 
+    @property
+    def tta_flip(self) -> bool:
+        """``evaluate.tta_flip``: score the test split on image + mirror image (needs flip pairs)."""
+        return bool((self.settings.get("evaluate") or {}).get("tta_flip", False))
+
     def model_spec(self) -> Any:
         spec = self.settings.get("model", {}).get("spec", "resnet18")
         if isinstance(spec, str) and spec.endswith((".yaml", ".yml", ".json")):
@@ -109,8 +116,8 @@ class Experiment:
 
     def read_source(self, source: str) -> AnnotationTable:
         data = self.settings["data"]
-        opts = {k: data[k] for k in ("landmark_attribute", "format", "image_column", "label_column", "unannotated")
-                if data.get(k) is not None}
+        opts = {k: data[k] for k in ("landmark_attribute", "format", "image_column", "label_column", "unannotated",
+                                     "flip_pairs") if data.get(k) is not None}
         images = self._path(data["images"]) if data.get("images") else None
         zip_path = self._path(data["zip"]) if data.get("zip") else None
         return read_annotations(self._path(source), images=images, zip=zip_path, **opts)
@@ -157,7 +164,7 @@ def validate_settings(settings: Mapping[str, Any], where: str) -> None:
         if key not in SECTIONS:
             raise ConfigError(f"{where}: unknown section {key!r}.{did_you_mean(key, SECTIONS)} "
                               f"Sections: {', '.join(SECTIONS)}.")
-    for section, allowed in (("model", MODEL_KEYS), ("data", DATA_KEYS),
+    for section, allowed in (("model", MODEL_KEYS), ("data", DATA_KEYS), ("evaluate", EVALUATE_KEYS),
                              ("train", tuple(TrainConfig.__dataclass_fields__))):
         body = settings.get(section, {})
         if body is None:
@@ -172,6 +179,9 @@ def validate_settings(settings: Mapping[str, Any], where: str) -> None:
     if not data.get("source"):
         raise ConfigError(f"{where}: data.source is required (an annotation file or a folder of class folders)")
     _check_types(settings.get("train") or {}, where)
+    tta = (settings.get("evaluate") or {}).get("tta_flip", False)
+    if not isinstance(tta, bool):
+        raise ConfigError(f"{where}: evaluate.tta_flip: expected true or false. Received: {tta!r}")
 
 
 def _check_types(train: Mapping[str, Any], where: str) -> None:
@@ -277,8 +287,8 @@ def _run_experiment(exp: Experiment, quiet: bool, resume: bool, dist: DistContex
     result: dict[str, Any] = {"run": run}
     if "test" in tables and not run.interrupted and dist.is_main:
         # best = selected on val (or the last epoch without val); the test split chooses nothing.
-        test = evaluate(run.best, tables["test"], batch_size=train_cfg.batch_size,
-                        device=train_cfg.device, workers=data_cfg.workers)
+        test = evaluate(run.best, tables["test"], batch_size=train_cfg.batch_size, device=train_cfg.device,
+                        workers=data_cfg.workers, tta_flip=exp.tta_flip)
         atomic_write_text(out / "test_metrics.json", json.dumps(_plain(test.metrics), indent=2))
         test.per_image.to_csv(out / "test_per_image.csv", index=False)
         result["test"] = test

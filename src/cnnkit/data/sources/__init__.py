@@ -205,4 +205,10 @@ def _flip_pairs(flip_pairs: FlipPairs, table: AnnotationTable, fmt: str) -> tupl
         return ()
     if isinstance(flip_pairs, str) or isinstance(flip_pairs, Mapping):
         raise ConfigError(f"flip_pairs must be 'auto', None or a list of (left, right) names. Received: {flip_pairs!r}")
-    return tuple((str(a), str(b)) for a, b in flip_pairs)
+    pairs = []
+    for i, pair in enumerate(flip_pairs):
+        if isinstance(pair, (str, Mapping)) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise ConfigError(f"flip_pairs[{i}]: expected a (left, right) pair of landmark names, "
+                              f"e.g. ['left_eye', 'right_eye']. Received: {pair!r}")
+        pairs.append((str(pair[0]), str(pair[1])))
+    return tuple(pairs)
