@@ -83,6 +83,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     sync_bn: bool = False  # under DDP: BatchNorm statistics over the global batch (CUDA only)
+    ema: float = 0.0  # > 0: validate and save a moving average of the weights with this decay
     seed: int = 0
     select: str = "auto"
     quiet: bool = False
@@ -94,6 +95,7 @@ class TrainConfig:
         _check(float(self.lr) > 0, f"lr must be > 0. Received: lr={self.lr}")
         _check(float(self.weight_decay) >= 0, f"weight_decay must be >= 0. Received: {self.weight_decay}")
         _check(0 <= float(self.label_smoothing) < 1, f"label_smoothing must be in [0, 1). Received: {self.label_smoothing}")
+        _check(0 <= float(self.ema) < 1, f"ema must be in [0, 1) (0 = off; e.g. 0.99). Received: ema={self.ema}")
         _check(int(self.warmup_epochs) >= 0, f"warmup_epochs must be >= 0. Received: {self.warmup_epochs}")
         _check(self.select in ("auto", "last") or self.select.startswith(("val_", "train_")),
                f"select: expected 'auto', 'last' or a recorded metric such as 'val_nme'. Received: {self.select!r}")

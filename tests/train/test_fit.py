@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from cnnkit.data.sources import read_annotations
-from cnnkit.errors import ConfigError, DataError
+from cnnkit.errors import CheckpointError, ConfigError, DataError
 from cnnkit.infer.evaluate import evaluate
 from cnnkit.train.fit import fit
 
@@ -111,3 +112,39 @@ def test_direct_head_starts_at_the_image_centre(lips_tables, tmp_path) -> None:
     out = net(torch.rand(4, 3, 48, 64))
     assert out.shape == (4, 2 * len(train.landmarks))
     assert (out - 0.5).abs().max() < 0.2
+
+
+def test_fit_saves_the_average_and_resumes_it_exactly(lips_tables, tmp_path) -> None:
+    few = lips_tables[0].subset(range(20))
+    common = dict(OPTS, lr=1e-3, ema=0.9)
+    fit(SMALL, few, out_dir=tmp_path / "once", epochs=3, **common)
+    fit(SMALL, few, out_dir=tmp_path / "twice", epochs=1, **common)
+    fit(SMALL, few, out_dir=tmp_path / "twice", epochs=3, resume=True, **common)
+    once, twice = load_file(tmp_path / "once" / "last.safetensors"), load_file(tmp_path / "twice" / "last.safetensors")
+    for key in once:
+        torch.testing.assert_close(once[key], twice[key], rtol=1e-5, atol=1e-6, msg=key)
+    state = torch.load(tmp_path / "once" / "last.state.pt", weights_only=True)
+    raw, kept = state["extra"]["model"], state["extra"]["ema"]["weights"]
+    assert state["extra"]["ema"]["updates"] == 3 * 3  # 20 images / batch 8 = 3 steps per epoch
+    name = next(k for k in raw if k.endswith("weight") and raw[k].ndim == 4)
+    torch.testing.assert_close(once[name], kept[name])  # the file holds the average ...
+    assert not torch.allclose(once[name], raw[name])  # ... not the raw weights
+
+
+def test_resume_with_ema_of_a_run_without_it_is_refused(lips_tables, tmp_path) -> None:
+    few = lips_tables[0].subset(range(8))
+    fit(SMALL, few, out_dir=tmp_path, epochs=1, **OPTS)
+    with pytest.raises(CheckpointError, match="kept no weight average"):
+        fit(SMALL, few, out_dir=tmp_path, epochs=2, resume=True, **dict(OPTS, ema=0.9))
+
+
+def test_auto_augment_flips_only_sets_with_declared_pairs(lips_tables) -> None:
+    from cnnkit.train.fit import resolve_augment
+
+    train, _ = lips_tables
+    assert train.flip_pairs == ()
+    plain = resolve_augment("auto", train)
+    assert not plain.flip and plain.rotate == 15.0
+    paired = dataclasses.replace(train, flip_pairs=(("leftLip", "rightLip"),))
+    assert resolve_augment("auto", paired) == dataclasses.replace(plain, flip=True)
+    assert not resolve_augment({"rotate": 5}, paired).flip  # an explicit setting is kept as written

@@ -32,6 +32,7 @@ from cnnkit.io.checkpoint import (
 )
 from cnnkit.rng import make_generator
 from cnnkit.train.distributed import DistContext, merge_outputs
+from cnnkit.train.ema import WeightAverage
 from cnnkit.train.loop import Outputs, StepSetup, run_inference, train_one_epoch
 from cnnkit.train.metrics import class_metrics, landmark_metrics
 from cnnkit.train.optim import make_optimizer, make_scheduler
@@ -76,8 +77,16 @@ class EpochRunner:
         self.opt = make_optimizer(self.model, cfg)
         self.sched = make_scheduler(self.opt, cfg, max(1, len(loaders["train"])))
         self.step_model = torch.compile(wrapped) if cfg.compile else wrapped
+        self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
         # Validation shards differ in length, so it must not run through DDP's collectives.
         self.eval_model = self.model if dist.is_distributed else self.step_model
+        if self.ema is not None:
+            self.eval_model = self.ema.module
+
+    @property
+    def kept_model(self) -> nn.Module:
+        """The weights that are validated and saved: the moving average with ``ema``, else the model."""
+        return self.model if self.ema is None else self.ema.module
 
     # -- resume -----------------------------------------------------------------------
     def resume_state(self, run_dir: Path) -> RunState:
@@ -92,6 +101,7 @@ class EpochRunner:
         self.opt.load_state_dict(saved["optimizer"])
         self.sched.load_state_dict(saved["scheduler"])
         extra = saved["extra"]
+        self._restore_average(extra.get("ema"), run_dir)
         self._restore_rng(saved["rng"], extra.get("rng_ranks"), int(saved["epoch"]))
         state = RunState(epochs_done=int(saved["epoch"]), history=list(extra["history"]),
                          best_value=float(extra["best_value"]))
@@ -101,6 +111,14 @@ class EpochRunner:
         if not self.cfg.quiet and self.dist.is_main:
             log.info(f"resuming {run_dir} after epoch {state.epochs_done}")
         return state
+
+    def _restore_average(self, saved: dict[str, Any] | None, run_dir: Path) -> None:
+        if self.ema is None:
+            return
+        if saved is None:
+            raise CheckpointError(f"cannot resume {run_dir} with train.ema={self.cfg.ema}: that run kept no "
+                                  f"weight average. Resume with the run's own settings (ema: 0).")
+        self.ema.load_state_dict(saved)
 
     def _restore_rng(self, main: Any, per_rank: list[Any] | None, epoch: int) -> None:
         """Each rank's own saved RNG; a rank the saved run did not have derives a fresh seed."""
@@ -121,7 +139,7 @@ class EpochRunner:
         except KeyboardInterrupt:
             state.interrupted = True
             if self.dist.is_main:
-                save_model(self.out / "interrupted.safetensors", self.model, self._meta(state, -1))
+                save_model(self.out / "interrupted.safetensors", self.kept_model, self._meta(state, -1))
                 log.warning(f"interrupted: the last completed epoch is in {self.out / 'last.safetensors'}; "
                             f"the weights of the epoch in progress are in interrupted.safetensors. "
                             f"Resume with resume=True.")
@@ -135,9 +153,11 @@ class EpochRunner:
         train_loader.sampler.set_epoch(epoch)
         generator = make_generator(self.dist.rank_seed(self.cfg.seed * 1_000_003 + epoch))
         tap = _ShapeTap(train_loader, state, self.setup)
+        average = None if self.ema is None else (lambda: self.ema.update(self.model))  # type: ignore[union-attr]
         with self._progress(epoch, len(train_loader.sampler)) as bar:
             logs = train_one_epoch(self.step_model, tap, self.setup, self.opt, self.sched, self.loss_fn,
-                                   generator=generator, on_batch=bar.update_with if bar else None)
+                                   generator=generator, on_batch=bar.update_with if bar else None,
+                                   after_step=average)
         if tap.active:
             self._reduce_shape(state)
         row: dict[str, float] = {"epoch": epoch + 1, **self._reduce_train_logs(logs, len(train_loader.sampler))}
@@ -199,12 +219,14 @@ class EpochRunner:
         # It holds the weights too, so a kill between two writes resumes from one consistent epoch.
         atomic_write_text(self.out / "metrics.csv", state.history_frame().to_csv(index=False))
         meta = self._meta(state, state.epochs_done)
-        save_model(self.out / "last.safetensors", self.model, meta)
+        save_model(self.out / "last.safetensors", self.kept_model, meta)
         value = self._selection_value(row)
         if value <= state.best_value or not math.isfinite(state.best_value):
-            save_model(self.out / "best.safetensors", self.model, {**meta, "selected_by": self._selection_key()})
+            save_model(self.out / "best.safetensors", self.kept_model, {**meta, "selected_by": self._selection_key()})
             state.best_value = value
         extra = self._extra(state) | {"model": self.model.state_dict()}
+        if self.ema is not None:
+            extra["ema"] = self.ema.state_dict()
         if per_rank is not None:
             extra["rng_ranks"] = per_rank
         save_state(self.out / "last.state.pt", optimizer=self.opt, scheduler=self.sched, epoch=state.epochs_done,
@@ -243,7 +265,8 @@ class EpochRunner:
     def _plots(self, state: RunState) -> None:
         from cnnkit.train.report import write_run_plots
 
-        write_run_plots(self.out, state.history_frame(), self.model, self.loaders.get("val"), self.setup, self.meta)
+        write_run_plots(self.out, state.history_frame(), self.kept_model, self.loaders.get("val"), self.setup,
+                        self.meta)
 
 
 def baseline_in_original(shape_norm: np.ndarray, size: tuple[int, int], outputs: Outputs) -> np.ndarray:

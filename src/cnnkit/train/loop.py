@@ -67,8 +67,12 @@ def train_one_epoch(
     *,
     generator: torch.Generator,
     on_batch: Progress | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader``; returns {'train_loss', 'images_per_s', 'lr'}."""
+    """One pass over ``loader``; returns {'train_loss', 'images_per_s', 'lr'}.
+
+    ``after_step`` runs after each optimizer step (the weight average's update).
+    """
     model.train()
     total, seen, start = 0.0, 0, time.perf_counter()
     for step, batch in enumerate(loader):
@@ -82,6 +86,8 @@ def train_one_epoch(
         loss.backward()
         opt.step()
         sched.step()
+        if after_step is not None:
+            after_step()
         n = images.shape[0]
         total, seen = total + loss.item() * n, seen + n
         if on_batch is not None:
