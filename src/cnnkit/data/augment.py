@@ -90,9 +90,10 @@ class Augment:
         return cls(**dict(data))
 
     @classmethod
-    def default_landmarks(cls) -> Augment:
-        """The preset for landmarks: rotation ±15°, scale 0.9-1.1, shift ±8%, brightness/contrast 0.2."""
-        return cls(rotate=15.0, scale=(0.9, 1.1), shift=0.08, brightness=0.2, contrast=0.2)
+    def default_landmarks(cls, *, flip: bool = False) -> Augment:
+        """The preset for landmarks: rotation ±15°, scale 0.9-1.1, shift ±8%, brightness/contrast 0.2;
+        ``flip`` for sets with declared left/right pairs (docs/ACCURACY.md)."""
+        return cls(flip=flip, rotate=15.0, scale=(0.9, 1.1), shift=0.08, brightness=0.2, contrast=0.2)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists, not tuples) that ``from_mapping`` reads back."""

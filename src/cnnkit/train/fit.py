@@ -85,8 +85,9 @@ def fit(
         out_dir: the run folder (created).
         head: output head for specs ('flatten', 'gap', 'heatmap'); None = the builder's default.
         augment: an ``Augment``, a mapping of its fields, None (no augmentation) or 'auto' (the
-            default): ``Augment.default_landmarks()`` for landmark tables — rotation, scale, shift
-            and brightness/contrast, no flips — and none for classes. Off at evaluation.
+            default): ``Augment.default_landmarks()`` for landmark tables — rotation, scale, shift,
+            brightness/contrast, and flips when the table declares left/right ``flip_pairs`` — and
+            none for classes. Off at evaluation.
         resume: True to continue the run in ``out_dir`` from ``last``; or a run folder path.
         pretrained: a torchvision/timm ResNet weights file for the matching preset.
         normalisation: {'mean': [...], 'std': [...]} per channel; None = the default for the channels.
@@ -141,13 +142,19 @@ def _fit_built(net: nn.Module, model: Any, train: AnnotationTable, val: Annotati
 
 
 def resolve_augment(augment: Augment | Mapping[str, Any] | str | None, train: AnnotationTable) -> Augment:
-    """'auto' -> the measured best default for landmarks (docs/ACCURACY.md), none for classes."""
+    """'auto' -> the measured best default for landmarks (docs/ACCURACY.md), none for classes.
+
+    Flips join in only where the table names its left/right pairs: a mirrored face with unswapped
+    labels would teach the network to confuse its sides.
+    """
     if isinstance(augment, Augment):
         return augment
     if isinstance(augment, str):
         if augment != "auto":
             raise ConfigError(f"augment: expected 'auto', None, a mapping or an Augment. Received: {augment!r}")
-        return Augment.default_landmarks() if train.task == "landmarks" else Augment()
+        if train.task != "landmarks":
+            return Augment()
+        return Augment.default_landmarks(flip=bool(train.flip_pairs))
     return Augment.from_mapping(augment or {})
 
 
