@@ -54,6 +54,7 @@ OUT = Path(__file__).resolve().parent / "out"
 SIZE = (64, 92)  # (width, height)
 K = 20
 LOAD_AT_START = os.getloadavg()[0]
+LOAD_NOTE = " (other jobs shared the CPUs: read the ratios, not the absolute figures)"
 
 
 def jpegs(n: int) -> list[Path]:
@@ -225,17 +226,16 @@ EXPLAIN = (
     "Reading the columns: *waiting for data* is the share of the epoch the training loop spent "
     "blocked in `next(loader)`; *main CPU ms/img* and *worker CPU ms/img* are the CPU time the training "
     "process and the loader processes burned per image (utime + stime from /proc; main CPU below "
-    "1000 / img/s means the process was waiting or descheduled by other jobs). With 2 cores, every "
-    "millisecond a worker spends decoding is taken from the torch threads even when the loop never "
-    "waits. When other jobs keep every core busy (as "
-    "here), CPU time is the currency: cold streaming can reach at most main CPU / (main CPU + worker CPU) "
-    "of the in-memory speed (the bound printed with each cold ratio), whatever the worker count or "
-    "prefetch depth; on an idle machine the decode runs on the otherwise idle core instead. Meeting 0.90 "
-    "on a saturated CPU would need decoding at under 1/9 of a train step's CPU per image; it already "
+    "1000 / img/s means the process was waiting or descheduled by other jobs). With one torch thread on "
+    "an otherwise idle 2-core machine the loader worker decodes on the core torch leaves free, so cold "
+    "streaming costs little. When torch uses both cores (`--threads 2`) or other jobs keep them busy, "
+    "CPU time is the currency: cold streaming can reach at most main CPU / (main CPU + worker CPU) of the "
+    "in-memory speed (the bound printed with each cold ratio), whatever the worker count or prefetch "
+    "depth; 0.90 would then need decoding at under 1/9 of a train step's CPU per image. Decoding already "
     "uses reduced-size JPEG decoding (`Image.draft`, 1/8 scale for 1024x768 -> 92x64), the cheapest "
-    "Pillow offers. In `fit` the cold path is only the first epoch when `cache=` is set. "
-    "The warm cache reads rows with one `pread` each in the main process (no workers, no IPC), so it "
-    "costs only the copy and the collate."
+    "Pillow offers; the fast path there is the decoded cache (`cache=`), with which the cold path is only "
+    "the cache build. The warm cache reads rows with one `pread` each in the main process (no workers, "
+    "no IPC), so it costs only the copy and the collate. See the profile below the table for both cases."
 )
 
 
@@ -248,7 +248,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, n: int, cmd:
         f"cold = `make_loader(workers=N)` decoding every epoch; warm = `TableDataset(cache=...)` "
         f"with workers=0. {args.warmup} warm-up epoch per mode, then {args.rounds} rounds of one epoch per "
         f"mode (order rotating), medians. Load average {LOAD_AT_START:.1f} at the start and "
-        f"{os.getloadavg()[0]:.1f} at the end (other jobs shared the CPUs: read the ratios). " + machine_line(),
+        f"{os.getloadavg()[0]:.1f} at the end{LOAD_NOTE if LOAD_AT_START > 1.5 else ''}. " + machine_line(),
         table_text(results),
         targets_text(results),
         EXPLAIN,
