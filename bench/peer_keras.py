@@ -232,8 +232,11 @@ def report(res: dict[str, dict[str, Any]], args: argparse.Namespace, n: int, cmd
         "count is higher because it counts BatchNorm moving statistics as (non-trainable) parameters and its "
         "ResNet50 convolutions carry biases (redundant before BatchNorm). Keras' ResNet50 is v1 (stride on the "
         "first 1x1 conv of a block, slightly fewer FLOPs than cnnkit's v1.5, stride on the 3x3): if anything "
-        "that favours Keras. One compute thread per side by default: see the model section for why "
-        "(spin-waiting under load)." + bf16_text(res),
+        "that favours Keras. Each side gets every core by default (`--threads` = the CPU count): with one "
+        "compute thread per side, tf.data's own decode threads still take the second core while cnnkit's warm "
+        "cache leaves it idle, which is not the same machine for both (measured idle on 2026-11-26: 1.65x "
+        "with `--threads 1`). Under load from other jobs pass `--threads 1` (spin-waiting; see the model "
+        "section)." + bf16_text(res),
     ])  # fmt: skip
 
 
@@ -252,7 +255,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]] | None:
     p.add_argument("--batch", type=int, default=None, help="batch size (default 32; --quick 8)")
     p.add_argument("--epochs", type=int, default=None, help="timed epochs per process (default 2; --quick 1)")
     p.add_argument("--rounds", type=int, default=None, help="processes per side (default 2; --quick 1)")
-    p.add_argument("--threads", type=int, default=1, help="compute threads per side (default 1)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="compute threads per side (default: every core, as a user would run either)")
     p.add_argument("--keras-precision", default="fp32", choices=("fp32", "bf16"), help="Keras policy (default fp32)")
     p.add_argument("--keras-bf16", action="store_true", help="also time Keras under mixed_bfloat16")
     p.add_argument("--precision", default="bf16", help=argparse.SUPPRESS)
