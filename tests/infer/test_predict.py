@@ -13,6 +13,7 @@ from PIL import Image
 from cnnkit.data.sources import read_annotations
 from cnnkit.data.sources.writers import write_via
 from cnnkit.data.table import AnnotationTable
+from cnnkit.errors import ConfigError
 from cnnkit.infer.evaluate import evaluate
 from cnnkit.infer.predict import predict, predictions_table
 from cnnkit.io.checkpoint import FORMAT_VERSION, save_model
@@ -107,7 +108,7 @@ def test_flip_tta_mirrors_and_swaps_pairs(tmp_path) -> None:
     with safe_open(str(ckpt), "pt") as f:
         meta = _json.loads(f.metadata()["cnnkit"])
     paths = _images(tmp_path / "imgs", [(100, 50)])
-    with pytest.raises(Exception, match="pairs"):
+    with pytest.raises(ConfigError, match=r"test-time flip needs the model's left/right landmark pairs.*data\.flip_pairs"):
         predict(ckpt, paths, device="cpu", tta_flip=True)
     meta["flip_pairs"] = [["left", "right"]]
     model, _ = __import__("cnnkit").load_model(ckpt)

@@ -14,6 +14,7 @@ from cnnkit.data.augment import flip_permutation
 from cnnkit.data.dataset import TableDataset
 from cnnkit.data.loader import make_loader
 from cnnkit.data.table import AnnotationTable
+from cnnkit.errors import ConfigError
 from cnnkit.infer.inputs import images_table
 from cnnkit.io.checkpoint import load_model
 from cnnkit.train.device import resolve_device
@@ -60,7 +61,14 @@ class Predictor:
             perm = None
             if meta["task"] == "landmarks":
                 pairs = [tuple(p) for p in meta.get("flip_pairs") or []]
-                perm = flip_permutation(meta["landmarks"], pairs)  # refuses a set without left/right pairs
+                if not pairs:
+                    raise ConfigError(
+                        f"{path}: test-time flip needs the model's left/right landmark pairs, and this model "
+                        "was trained on a table without them (its mirrored predictions would put left-side "
+                        "names on right-side points). Train with flip_pairs='auto' or a list of pairs "
+                        "(experiment file: data.flip_pairs), or predict without tta_flip / --tta-flip."
+                    )
+                perm = flip_permutation(meta["landmarks"], pairs)
             model = FlipTTA(model, meta["task"], perm).to(dev).eval()
         norm = meta["normalisation"]
         setup = StepSetup(task=meta["task"], size=tuple(meta["size"]), mean=tuple(norm["mean"]),
