@@ -43,7 +43,10 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark")
 
 
-def _tta_arg(p: argparse.ArgumentParser) -> None:
+def _inference_args(p: argparse.ArgumentParser) -> None:
+    """What predict and evaluate share: batch size, device and test-time flip."""
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
     p.add_argument("--tta-flip", action="store_true",
                    help="average the outputs on the image and its mirror image (landmarks need flip pairs)")
 
@@ -63,17 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="predictions.csv")
     p.add_argument("--via", help="also write a VIA 2 project to review and correct the predictions")
     p.add_argument("--images", help="folder that paths in an annotation file are relative to")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
-    _tta_arg(p)
+    _inference_args(p)
     p = _add(sub, "evaluate", "score a model on annotated images (errors in original pixels)")
     p.add_argument("model")
     _data_args(p)
     p.add_argument("--out", help="write the per-image table (worst first) to this CSV")
     p.add_argument("--json", help="write the metrics to this JSON file")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
-    _tta_arg(p)
+    _inference_args(p)
     p = _add(sub, "summary", "print a layer table with output shapes, parameters and MACs")
     p.add_argument("spec", help="preset name or a YAML/JSON spec file")
     p.add_argument("--size", required=True, help="input WIDTHxHEIGHT")
