@@ -15,7 +15,7 @@ def test_size_forms_are_width_by_height() -> None:
 
 
 def test_unknown_key_suggests_and_values_are_checked() -> None:
-    with pytest.raises(ConfigError, match=r"unknown TrainConfig key 'batchsize'\. Did you mean 'batch_size'\?"):
+    with pytest.raises(ConfigError, match=r"train\.batchsize: unknown key\. Did you mean 'batch_size'\?"):
         from_mapping(TrainConfig, {"batchsize": 3})
     with pytest.raises(ConfigError, match="batch_size must be >= 1"):
         TrainConfig(batch_size=0)
@@ -27,3 +27,28 @@ def test_unknown_key_suggests_and_values_are_checked() -> None:
 def test_split_options_sorts_keys() -> None:
     data, train, rest = split_options({"size": (8, 8), "epochs": 2, "colour": 1})
     assert data == {"size": (8, 8)} and train == {"epochs": 2} and rest == {"colour": 1}
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [("epochs", "3", "int"), ("batch_size", 2.7, "int"),
+                                                        ("lr", "1e-3", "float"), ("quiet", "yes", "bool")])
+def test_train_config_checks_types_where_it_is_made(key, value, expected) -> None:
+    # Before: TrainConfig(epochs="3") was accepted and the scheduler multiplied a string.
+    with pytest.raises(ConfigError, match=rf"train\.{key}: expected {expected}\. Received: {value!r}"):
+        TrainConfig(**{key: value})
+
+
+def test_numbers_are_stored_as_their_field_type() -> None:
+    import numpy as np
+
+    cfg = TrainConfig(lr=1, epochs=np.int64(3))
+    assert isinstance(cfg.lr, float) and cfg.lr == 1.0 and type(cfg.epochs) is int
+    with pytest.raises(ConfigError, match=r"data\.workers: expected int"):
+        DataConfig(workers=1.5)
+
+
+def test_fit_refuses_a_string_for_epochs_before_any_work(tmp_path) -> None:
+    from cnnkit.train.fit import fit
+
+    with pytest.raises(ConfigError, match=r"fit: train\.epochs: expected int"):
+        fit("resnet18", None, epochs="3", out_dir=tmp_path / "run")  # type: ignore[arg-type]
+    assert not (tmp_path / "run").exists()

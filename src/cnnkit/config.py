@@ -6,11 +6,12 @@ keyword argument never silently falls back to a default.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from cnnkit.errors import ConfigError, did_you_mean
+from cnnkit.errors import ConfigError, check_keys, did_you_mean
 
 T = TypeVar("T")
 
@@ -38,9 +39,40 @@ def _check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+# Checks per field annotation. A float field takes an int (``lr: 1``) and stores it as a float.
+_TYPE_CHECKS: dict[str, Any] = {"int": _is_int, "float": _is_real, "bool": lambda v: isinstance(v, bool),
+                                "str": lambda v: isinstance(v, str)}
+
+
+def _check_types(config: Any) -> None:
+    """Every field against its annotation: ``epochs="3"`` or ``batch_size=2.7`` fail here, where the
+    value is made, instead of deep inside training (string repetition in the scheduler, say)."""
+    section = getattr(config, "SECTION", type(config).__name__)
+    for f in fields(config):
+        kind, value = str(f.type), getattr(config, f.name)
+        optional = kind.endswith(" | None")
+        check = _TYPE_CHECKS.get(kind.removesuffix(" | None"))
+        if check is None or (optional and value is None):
+            continue
+        if not check(value):
+            raise ConfigError(f"{section}.{f.name}: expected {kind}. Received: {value!r} ({type(value).__name__})")
+        if kind.startswith(("int", "float")):  # numpy numbers -> plain python ones, ints -> floats
+            object.__setattr__(config, f.name, int(value) if kind.startswith("int") else float(value))
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """How images become tensors. ``size`` is (width, height) as users write image sizes."""
+
+    SECTION: ClassVar[str] = "data"  # its section in an experiment file, named in messages
 
     size: tuple[int, int] = (64, 64)
     grayscale: bool = False
@@ -50,7 +82,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", _parse_size(self.size, "size"))
-        _check(int(self.workers) >= 0, f"workers must be >= 0. Received: workers={self.workers}")
+        _check_types(self)
+        _check(self.workers >= 0, f"workers must be >= 0. Received: workers={self.workers}")
 
     @property
     def channels(self) -> int:
@@ -65,6 +98,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings. ``epochs`` are full passes over the training table (the seed's ``iters``)."""
+
+    SECTION: ClassVar[str] = "train"
 
     epochs: int = 10
     batch_size: int = 16
@@ -90,13 +125,14 @@ class TrainConfig:
     plots: bool = True
 
     def __post_init__(self) -> None:
-        _check(int(self.epochs) >= 1, f"epochs must be >= 1. Received: epochs={self.epochs}")
-        _check(int(self.batch_size) >= 1, f"batch_size must be >= 1. Received: batch_size={self.batch_size}")
-        _check(float(self.lr) > 0, f"lr must be > 0. Received: lr={self.lr}")
-        _check(float(self.weight_decay) >= 0, f"weight_decay must be >= 0. Received: {self.weight_decay}")
-        _check(0 <= float(self.label_smoothing) < 1, f"label_smoothing must be in [0, 1). Received: {self.label_smoothing}")
-        _check(0 <= float(self.ema) < 1, f"ema must be in [0, 1) (0 = off; e.g. 0.99). Received: ema={self.ema}")
-        _check(int(self.warmup_epochs) >= 0, f"warmup_epochs must be >= 0. Received: {self.warmup_epochs}")
+        _check_types(self)
+        _check(self.epochs >= 1, f"epochs must be >= 1. Received: epochs={self.epochs}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1. Received: batch_size={self.batch_size}")
+        _check(self.lr > 0, f"lr must be > 0. Received: lr={self.lr}")
+        _check(self.weight_decay >= 0, f"weight_decay must be >= 0. Received: {self.weight_decay}")
+        _check(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1). Received: {self.label_smoothing}")
+        _check(0 <= self.ema < 1, f"ema must be in [0, 1) (0 = off; e.g. 0.99). Received: ema={self.ema}")
+        _check(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0. Received: {self.warmup_epochs}")
         _check(self.select in ("auto", "last") or self.select.startswith(("val_", "train_")),
                f"select: expected 'auto', 'last' or a recorded metric such as 'val_nme'. Received: {self.select!r}")
         for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS)):
@@ -110,15 +146,12 @@ class TrainConfig:
 
 def from_mapping(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
     """Build a config dataclass from a mapping; unknown keys -> ConfigError with a suggestion."""
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     prefix = f"{where}: " if where else ""
-    for key in data:
-        if key not in names:
-            raise ConfigError(f"{prefix}unknown {cls.__name__} key {key!r}.{did_you_mean(key, names)} "
-                              f"Allowed: {', '.join(names)}.")
+    check_keys(data, [f.name for f in fields(cls)], where=where,  # type: ignore[arg-type]
+               section=getattr(cls, "SECTION", cls.__name__))
     try:
         return cls(**dict(data))
-    except TypeError as exc:
+    except ConfigError as exc:
         raise ConfigError(f"{prefix}{exc}") from None
 
 

@@ -52,3 +52,32 @@ def did_you_mean(word: str, options: Iterable[str]) -> str:
     """
     hits = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
     return f" Did you mean {hits[0]!r}?" if hits else ""
+
+
+class TrainingError(CnnkitError):
+    """Training cannot go on: the loss became NaN or infinite, for example."""
+
+
+def check_keys(given: Iterable[str], allowed: Sequence[str], *, where: str = "", section: str = "",
+               what: str = "key") -> None:
+    """The one "unknown key, did you mean" check: raise ``ConfigError`` for the first unknown key.
+
+    Args:
+        given: the keys a user wrote.
+        allowed: the keys that mean something here (listed in the message).
+        where: the file or call, e.g. ``'exp.yaml'`` or ``'fit'``; prefixed as ``where: ``.
+        section: the section the keys sit in; the message then names the key path ``section.key``.
+        what: what a key is called there ('key', 'option', 'section').
+
+    Example:
+        >>> check_keys(['epoch'], ['epochs', 'lr'], where='exp.yaml', section='train')
+        Traceback (most recent call last):
+        ...
+        cnnkit.errors.ConfigError: exp.yaml: train.epoch: unknown key. Did you mean 'epochs'? Allowed: epochs, lr.
+    """
+    names = [str(a) for a in allowed]
+    for key in given:
+        if key not in names:
+            place = f"{where}: " if where else ""
+            found = f"{section}.{key}: unknown {what}." if section else f"unknown {what} {key!r}."
+            raise ConfigError(f"{place}{found}{did_you_mean(str(key), names)} Allowed: {', '.join(names)}.")
