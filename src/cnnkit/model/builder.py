@@ -14,9 +14,10 @@ from torch import nn
 import cnnkit.layers  # noqa: F401  (registers the built-in kinds)
 from cnnkit.errors import ConfigError, SpecError
 from cnnkit.layers.registry import get_builder, kind_infos
+from cnnkit.model.defaults import default_head
 from cnnkit.model.heads import HeatmapHead, make_head, parse_head
 from cnnkit.model.net import Shape, SpecNet
-from cnnkit.spec.parse import PRESET_NAMES, LayerSpec, load_spec, parse_spec, preset_name_of
+from cnnkit.spec.parse import LayerSpec, load_spec, parse_spec
 from cnnkit.spec.validate import validate_spec
 
 
@@ -86,6 +87,7 @@ def build_model(
     channels: int = 3,
     outputs: int,
     head: str | Mapping[str, Any] | None = None,
+    task: str | None = None,
     zero_init_residual: bool = False,
 ) -> SpecNet:
     """Build a model from a preset name, a raw layer list, or a YAML/JSON file.
@@ -95,9 +97,9 @@ def build_model(
         size: input ``(width, height)``.
         channels: input channels (3 for RGB, 1 for grey).
         outputs: head outputs (classes, or 2K for K landmarks laid out ``[x.., y..]``).
-        head: 'flatten' (default for lists), 'gap' (default for presets and for lists identical
-            to a preset, e.g. a preset saved unchanged to YAML), 'heatmap', or a dict
-            such as ``{'type': 'heatmap', 'width': 64}``.
+        head: 'flatten', 'gap', 'heatmap', or a dict such as ``{'type': 'heatmap', 'width': 64}``;
+            None = ``model.defaults.default_head(spec, task)`` (one rule for names, lists and files).
+        task: 'landmarks' or 'classes' when known; only the default head depends on it.
         zero_init_residual: zero the last BN gamma of every residual block.
 
     Shapes:
@@ -108,12 +110,10 @@ def build_model(
         ConfigError: bad size, channels, outputs or head.
     """
     raw = load_spec(spec)
-    # A preset keeps its 'gap' head when saved to a file unchanged (cnnkit spec resnet50 > net.yaml).
-    is_preset = (isinstance(spec, str) and spec in PRESET_NAMES) or preset_name_of(raw) is not None
     width, height = _check_size(size)
     channels = _positive_int("channels", channels)
     outputs = _positive_int("outputs", outputs)
-    head_kind, head_opts = parse_head(head, "gap" if is_preset else "flatten", outputs)
+    head_kind, head_opts = parse_head(head, default_head(raw, task), outputs)
     in_shape = (channels, height, width)
     specs = validate_spec(parse_spec(raw), kind_infos(), in_shape)
     modules, shapes = _fold(specs, in_shape)

@@ -12,8 +12,8 @@ from torch import nn
 
 from cnnkit.errors import ConfigError
 from cnnkit.model.builder import build_model
+from cnnkit.model.defaults import preset_of
 from cnnkit.model.net import SpecNet
-from cnnkit.spec.parse import PRESET_NAMES, load_spec, preset_name_of
 
 
 @dataclass(frozen=True)
@@ -101,9 +101,7 @@ def summary(
     else:
         if size is None:
             raise ConfigError("summary of a spec needs size=(width, height), e.g. size=(224, 224).")
-        is_preset = isinstance(spec_or_model, str) and spec_or_model in PRESET_NAMES
-        is_preset = is_preset or preset_name_of(load_spec(spec_or_model)) is not None
-        n_out = outputs if outputs is not None else (1000 if is_preset else 22)
+        n_out = outputs if outputs is not None else (1000 if preset_of(spec_or_model) else 22)
         model = build_model(spec_or_model, size=size, channels=channels, outputs=n_out, head=head)
     parts = [*model.layers, model.head_net]
     macs = _count_macs(model, parts)
