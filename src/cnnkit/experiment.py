@@ -20,6 +20,7 @@ overrides one key (the value is parsed as YAML).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -34,10 +35,11 @@ from cnnkit.config import DataConfig, TrainConfig, from_mapping
 from cnnkit.data.augment import Augment
 from cnnkit.data.sources import read_annotations
 from cnnkit.data.table import AnnotationTable
-from cnnkit.errors import ConfigError, DataError, did_you_mean
+from cnnkit.errors import ConfigError, DataError, check_keys, did_you_mean
 
 if TYPE_CHECKING:
     from cnnkit.train.distributed import DistContext
+    from cnnkit.train.fit import TrainingJob
 
 
 class _Loader(yaml.SafeLoader):
@@ -60,7 +62,8 @@ MODEL_KEYS = ("spec", "head", "pretrained")
 EVALUATE_KEYS = ("tta_flip",)
 SOURCE_KEYS = ("source", "images", "zip", "landmark_attribute", "split", "val", "test", "format",
                "image_column", "label_column", "unannotated", "flip_pairs")
-DATA_KEYS = SOURCE_KEYS + tuple(DataConfig.__dataclass_fields__)
+DATA_KEYS = SOURCE_KEYS + tuple(f.name for f in dataclasses.fields(DataConfig))
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class Experiment:
 
     settings: dict[str, Any]
     base: Path
+    name: str = ""  # the file, for messages
 
     @property
     def output(self) -> Path:
@@ -79,13 +83,13 @@ class Experiment:
         return p if p.is_absolute() else self.base / p
 
     def data_config(self) -> DataConfig:
-        data = {k: v for k, v in self.settings["data"].items() if k in DataConfig.__dataclass_fields__}
+        data = {k: v for k, v in self.settings["data"].items() if k not in SOURCE_KEYS}
         if data.get("cache"):
             data["cache"] = str(self._path(data["cache"]))
-        return from_mapping(DataConfig, data, where="data")
+        return from_mapping(DataConfig, data, where=self.name)
 
     def train_config(self) -> TrainConfig:
-        return from_mapping(TrainConfig, self.settings.get("train", {}), where="train")
+        return from_mapping(TrainConfig, self.settings.get("train") or {}, where=self.name)
 
     def augment(self) -> Augment | str:
         """The ``augment:`` section; absent -> 'auto' (fit's default for the task), ``null`` or ``{}`` -> none."""
@@ -103,6 +107,21 @@ class Experiment:
         if isinstance(spec, str) and spec.endswith((".yaml", ".yml", ".json")):
             return str(self._path(spec))
         return spec
+
+    def job(self, tables: Mapping[str, AnnotationTable], *, quiet: bool = False,
+            resume: bool = False) -> TrainingJob:
+        """The training run this file describes, with its configs as built (nothing converted back)."""
+        from cnnkit.train.fit import TrainingJob, resolve_augment
+
+        cfg = self.train_config()
+        model = self.settings.get("model") or {}
+        pretrained = model.get("pretrained")
+        return TrainingJob(
+            model=self.model_spec(), train=tables["train"], val=tables.get("val"), data=self.data_config(),
+            cfg=dataclasses.replace(cfg, quiet=quiet or cfg.quiet), augment=resolve_augment(self.augment(), tables["train"]),
+            out_dir=self.output, head=model.get("head"), pretrained=self._path(pretrained) if pretrained else None,
+            resume=resume,
+        )
 
     def tables(self) -> dict[str, AnnotationTable]:
         """Read the sources and split them: {'train', 'val'?, 'test'?}."""
@@ -136,7 +155,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
         raise ConfigError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
     settings = apply_overrides(dict(raw), overrides)
     validate_settings(settings, str(path))
-    exp = Experiment(settings, path.resolve().parent)
+    exp = Experiment(settings, path.resolve().parent, str(path))
     exp.data_config(), exp.train_config(), exp.augment()  # noqa: B018 - validate every section now
     return exp
 
@@ -159,44 +178,22 @@ def apply_overrides(settings: dict[str, Any], overrides: Sequence[str]) -> dict[
 
 
 def validate_settings(settings: Mapping[str, Any], where: str) -> None:
-    """Unknown sections/keys (with suggestions) and wrong types, with the key path."""
-    for key in settings:
-        if key not in SECTIONS:
-            raise ConfigError(f"{where}: unknown section {key!r}.{did_you_mean(key, SECTIONS)} "
-                              f"Sections: {', '.join(SECTIONS)}.")
+    """Unknown sections/keys (with suggestions), with the key path; the configs check types themselves."""
+    check_keys(settings, SECTIONS, where=where, what="section")
     for section, allowed in (("model", MODEL_KEYS), ("data", DATA_KEYS), ("evaluate", EVALUATE_KEYS),
-                             ("train", tuple(TrainConfig.__dataclass_fields__))):
+                             ("train", TRAIN_KEYS)):
         body = settings.get(section, {})
         if body is None:
             continue
         if not isinstance(body, Mapping):
             raise ConfigError(f"{where}: {section}: expected a mapping. Received: {body!r}")
-        for key in body:
-            if key not in allowed:
-                raise ConfigError(f"{where}: {section}.{key}: unknown key.{did_you_mean(key, allowed)} "
-                                  f"Allowed: {', '.join(allowed)}.")
+        check_keys(body, allowed, where=where, section=section)
     data = settings.get("data") or {}
     if not data.get("source"):
         raise ConfigError(f"{where}: data.source is required (an annotation file or a folder of class folders)")
-    _check_types(settings.get("train") or {}, where)
     tta = (settings.get("evaluate") or {}).get("tta_flip", False)
     if not isinstance(tta, bool):
         raise ConfigError(f"{where}: evaluate.tta_flip: expected true or false. Received: {tta!r}")
-
-
-def _check_types(train: Mapping[str, Any], where: str) -> None:
-    for name, f in TrainConfig.__dataclass_fields__.items():
-        if name not in train:
-            continue
-        value, kind = train[name], str(f.type)
-        ok = {"int": isinstance(value, int) and not isinstance(value, bool),
-              "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-              "bool": isinstance(value, bool), "str": isinstance(value, str)}.get(kind, True)
-        if kind.endswith("| None") and value is None:
-            ok = True
-        if not ok:
-            raise ConfigError(f"{where}: train.{name}: expected {kind}. Received: {value!r} "
-                              f"({type(value).__name__})")
 
 
 def _split(table: AnnotationTable, split: Any, exp: Experiment) -> dict[str, AnnotationTable]:
@@ -260,37 +257,21 @@ def run_experiment(exp: Experiment, *, quiet: bool = False, resume: bool = False
 
 
 def _run_experiment(exp: Experiment, quiet: bool, resume: bool, dist: DistContext) -> dict[str, Any]:
-    import torch
-
+    from cnnkit.atomic import atomic_write_text
     from cnnkit.infer.evaluate import evaluate
-    from cnnkit.io.atomic import atomic_write_text
-    from cnnkit.train.fit import build_for_table, fit
+    from cnnkit.train.fit import run_job
 
     tables = exp.tables()
-    data_cfg, train_cfg = exp.data_config(), exp.train_config()
-    model_settings = exp.settings.get("model") or {}
-    pretrained = model_settings.get("pretrained")
-    # Build (and so validate) the model before anything is written to the run folder; seeded as
-    # fit() seeds its own build, so a file and the same fit() call start from the same weights.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(train_cfg.seed)
-        net = build_for_table(exp.model_spec(), tables["train"], data_cfg, model_settings.get("head"),
-                              exp._path(pretrained) if pretrained else None)
-    out = exp.output
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "experiment.yaml", yaml.safe_dump(exp.settings, sort_keys=False))
-    options = {**data_cfg.to_dict(), **train_cfg.to_dict()}
-    options["quiet"] = quiet or train_cfg.quiet
-    run = fit(net, tables["train"], tables.get("val"), out_dir=out, resume=resume, augment=exp.augment(),
-              dist=dist, **options)
+    job = exp.job(tables, quiet=quiet, resume=resume)
+    # run_job builds (and so validates) the model before it writes anything to the run folder.
+    run = run_job(job, dist, extra_files={"experiment.yaml": yaml.safe_dump(exp.settings, sort_keys=False)})
     result: dict[str, Any] = {"run": run}
     if "test" in tables and not run.interrupted and dist.is_main:
         # best = selected on val (or the last epoch without val); the test split chooses nothing.
-        test = evaluate(run.best, tables["test"], batch_size=train_cfg.batch_size, device=train_cfg.device,
-                        workers=data_cfg.workers, tta_flip=exp.tta_flip)
-        atomic_write_text(out / "test_metrics.json", json.dumps(_plain(test.metrics), indent=2))
-        test.per_image.to_csv(out / "test_per_image.csv", index=False)
+        test = evaluate(run.best, tables["test"], batch_size=job.cfg.batch_size, device=job.cfg.device,
+                        workers=job.data.workers, tta_flip=exp.tta_flip)
+        atomic_write_text(job.out_dir / "test_metrics.json", json.dumps(_plain(test.metrics), indent=2))
+        test.per_image.to_csv(job.out_dir / "test_per_image.csv", index=False)
         result["test"] = test
     return result
 

@@ -19,9 +19,12 @@ import pandas as pd
 import torch
 from torch import nn
 
+from cnnkit import geometry
+from cnnkit.atomic import atomic_write_text
 from cnnkit.config import TrainConfig
+from cnnkit.engine.metrics import class_metrics, landmark_metrics
+from cnnkit.engine.step import Outputs, StepSetup, run_inference
 from cnnkit.errors import CheckpointError, ConfigError, did_you_mean
-from cnnkit.io.atomic import atomic_write_text
 from cnnkit.io.checkpoint import (
     capture_rng,
     load_state,
@@ -33,8 +36,7 @@ from cnnkit.io.checkpoint import (
 from cnnkit.rng import make_generator
 from cnnkit.train.distributed import DistContext, merge_outputs
 from cnnkit.train.ema import WeightAverage
-from cnnkit.train.loop import Outputs, StepSetup, run_inference, train_one_epoch
-from cnnkit.train.metrics import class_metrics, landmark_metrics
+from cnnkit.train.loop import train_one_epoch
 from cnnkit.train.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger("cnnkit")
@@ -62,20 +64,31 @@ class RunState:
             return self.shape_sum / self.shape_count
 
 
+@dataclass(frozen=True)
+class RunParts:
+    """What one run is made of, built once by ``fit`` and handed down whole."""
+
+    model: nn.Module
+    setup: StepSetup
+    loaders: dict[str, Any]  # 'train', and 'val' when there is a validation table
+    loss_fn: Any
+    meta: dict[str, Any]  # checkpoint metadata: task, landmarks, classes, normalisation, ...
+
+
 class EpochRunner:
     """Owns the model, optimizer and schedule of one run; ``run`` does the epochs."""
 
-    def __init__(self, model: nn.Module, setup: StepSetup, cfg: TrainConfig, loaders: dict[str, Any],
-                 loss_fn: Any, out: Path, meta: dict[str, Any], dist: DistContext) -> None:
-        self.model = model.to(setup.device)
+    def __init__(self, parts: RunParts, cfg: TrainConfig, out: Path, dist: DistContext) -> None:
+        setup = parts.setup
+        self.model = parts.model.to(setup.device)
         if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.setup, self.cfg, self.loaders, self.loss_fn = setup, cfg, loaders, loss_fn
-        self.out, self.meta, self.dist = out, meta, dist
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.setup, self.cfg, self.loaders, self.loss_fn = setup, cfg, parts.loaders, parts.loss_fn
+        self.out, self.meta, self.dist = out, parts.meta, dist
         # self.model stays the plain module (saved without a 'module.' prefix); steps go through DDP.
         wrapped = dist.wrap(self.model, sync_bn=cfg.sync_bn)
         self.opt = make_optimizer(self.model, cfg)
-        self.sched = make_scheduler(self.opt, cfg, max(1, len(loaders["train"])))
+        self.sched = make_scheduler(self.opt, cfg, max(1, len(self.loaders["train"])))
         self.step_model = torch.compile(wrapped) if cfg.compile else wrapped
         self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
         # Validation shards differ in length, so it must not run through DDP's collectives.
@@ -202,7 +215,8 @@ class EpochRunner:
     def _baseline_px(self, outputs: Outputs, state: RunState) -> np.ndarray | None:
         """The mean training shape, placed in each val image's original pixels."""
         shape = state.mean_shape_norm()
-        return None if shape is None else baseline_in_original(shape, self.setup.size, outputs)
+        return None if shape is None else geometry.mean_shape_in_original(shape, self.setup.size, outputs.scale,
+                                                                           outputs.offset)
 
     # -- records ----------------------------------------------------------------------
     def _meta(self, state: RunState, epoch: int) -> dict[str, Any]:
@@ -269,12 +283,6 @@ class EpochRunner:
                         self.meta)
 
 
-def baseline_in_original(shape_norm: np.ndarray, size: tuple[int, int], outputs: Outputs) -> np.ndarray:
-    """(K, 2) normalised mean shape -> (N, K, 2) original pixels of each image in ``outputs``."""
-    in_px = shape_norm[None] * np.asarray(size, dtype=np.float64)
-    return (in_px - outputs.offset[:, None, :]) / outputs.scale[:, None, :]
-
-
 def format_epoch_line(row: dict[str, float], epochs: int) -> str:
     parts = [f"epoch {int(row['epoch'])}/{epochs}", f"train_loss {row['train_loss']:.4g}"]
     for key in ("val_loss", "val_error_px_mean", "val_baseline_px_mean", "val_nme", "val_accuracy"):
@@ -305,7 +313,7 @@ class _ShapeTap:
             yield batch
 
     def _add(self, points_px: torch.Tensor) -> None:
-        norm = (points_px / torch.tensor(self.setup.size, dtype=points_px.dtype)).double().numpy()
+        norm = geometry.input_to_norm(points_px.double(), self.setup.size).numpy()
         present = ~np.isnan(norm)
         s, c = np.where(present, norm, 0.0).sum(0), present.sum(0).astype(np.float64)
         if self.state.shape_sum is None:

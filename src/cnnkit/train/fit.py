@@ -24,21 +24,21 @@ import pandas as pd
 import torch
 from torch import nn
 
+from cnnkit.atomic import atomic_write_text
 from cnnkit.config import DataConfig, TrainConfig, from_mapping, split_options
 from cnnkit.data.augment import Augment, flip_permutation
 from cnnkit.data.dataset import TableDataset
 from cnnkit.data.loader import EpochSampler, make_loader
 from cnnkit.data.table import AnnotationTable
+from cnnkit.engine import tensors as T
+from cnnkit.engine.device import describe_device, resolve_device
+from cnnkit.engine.step import StepSetup
 from cnnkit.errors import ConfigError, DataError
-from cnnkit.io.atomic import atomic_write_text
 from cnnkit.io.checkpoint import FORMAT_VERSION
 from cnnkit.model.builder import build_model
-from cnnkit.spec.parse import PRESET_NAMES
-from cnnkit.train import targets as T
-from cnnkit.train.device import describe_device, resolve_device
+from cnnkit.model.defaults import default_loss, prepare_for_task
 from cnnkit.train.distributed import DistContext, distributed
-from cnnkit.train.epochs import EpochRunner, RunState
-from cnnkit.train.loop import StepSetup
+from cnnkit.train.epochs import EpochRunner, RunParts, RunState
 from cnnkit.train.losses import make_loss
 
 log = logging.getLogger("cnnkit")
@@ -77,13 +77,18 @@ def fit(
 ) -> Run:
     """Train ``model`` on ``train``; validate on ``val`` each epoch; write a run folder.
 
+    The keyword front door for people: it validates the options into ``DataConfig`` and
+    ``TrainConfig`` once and hands a ``TrainingJob`` to ``run_job`` (which experiment files
+    call directly with their own configs).
+
     Args:
         model: a preset name ('resnet18'), a spec list, a path to a YAML/JSON spec, or a module
             from ``build_model`` (its outputs must match the table).
         train, val: tables from ``read_annotations``; the task (landmarks or classes) and the
             number of outputs come from ``train``.
         out_dir: the run folder (created).
-        head: output head for specs ('flatten', 'gap', 'heatmap'); None = the builder's default.
+        head: output head for specs ('flatten', 'gap', 'heatmap'); None = the one rule of
+            ``cnnkit.model.defaults.default_head`` (heatmap for landmarks on a preset backbone).
         augment: an ``Augment``, a mapping of its fields, None (no augmentation) or 'auto' (the
             default): ``Augment.default_landmarks()`` for landmark tables — rotation, scale, shift,
             brightness/contrast, and flips when the table declares left/right ``flip_pairs`` — and
@@ -100,45 +105,80 @@ def fit(
     data_opts, train_opts, rest = split_options(options)
     if rest:
         from_mapping(TrainConfig, rest, where="fit")  # raises with a did-you-mean
-    data_cfg = from_mapping(DataConfig, data_opts, where="fit")
-    cfg = from_mapping(TrainConfig, train_opts, where="fit")
-    aug = resolve_augment(augment, train)
-    _check_tables(train, val)
-    with distributed(dist, cfg.device) as ctx:
-        device = ctx.device or resolve_device(cfg.device)
+    job = TrainingJob(model=model, train=train, val=val, data=from_mapping(DataConfig, data_opts, where="fit"),
+                      cfg=from_mapping(TrainConfig, train_opts, where="fit"), augment=resolve_augment(augment, train),
+                      out_dir=Path(out_dir), head=head, pretrained=pretrained, normalisation=normalisation,
+                      resume=resume)
+    return run_job(job, dist)
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One training run, fully specified and validated: what ``run_job`` needs and nothing else."""
+
+    model: Any  # preset name, spec list, spec file or a built module
+    train: AnnotationTable
+    val: AnnotationTable | None
+    data: DataConfig
+    cfg: TrainConfig
+    augment: Augment
+    out_dir: Path
+    head: Any = None
+    pretrained: str | Path | None = None
+    normalisation: Mapping[str, Sequence[float]] | None = None
+    resume: bool | str | Path = False
+
+
+def run_job(job: TrainingJob, dist: DistContext | None = None, *,
+            extra_files: Mapping[str, str] | None = None) -> Run:
+    """Build the model (seeded), the loaders and the loss once; train; return the ``Run``.
+
+    Nothing is written before the model is built, so a bad spec leaves no run folder behind.
+    ``extra_files`` ({name: text}) are written into the run folder with ``settings.json``.
+    """
+    _check_tables(job.train, job.val)
+    with distributed(dist, job.cfg.device) as ctx:
+        device = ctx.device or resolve_device(job.cfg.device)
         # The run draws initial weights and dropout masks from the global RNG, seeded here inside a
         # fork so the caller's RNG state is left as it was.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(cfg.seed)
-            net = build_for_table(model, train, data_cfg, head, pretrained)  # the same on every rank
+            torch.manual_seed(job.cfg.seed)
+            net = build_for_table(job.model, job.train, job.data, job.head, job.pretrained)  # same on every rank
             if ctx.is_distributed:
-                torch.manual_seed(ctx.rank_seed(cfg.seed))  # but each rank its own dropout masks
-            return _fit_built(net, model, train, val, data_cfg, cfg, aug, device, Path(out_dir), head,
-                              resume, normalisation, ctx)
-
-
-def _fit_built(net: nn.Module, model: Any, train: AnnotationTable, val: AnnotationTable | None,
-               data_cfg: DataConfig, cfg: TrainConfig, aug: Augment, device: torch.device, out: Path,
-               head: Any, resume: bool | str | Path, normalisation: Mapping[str, Sequence[float]] | None,
-               dist: DistContext) -> Run:
-    norm = dict(normalisation) if normalisation else T.default_normalisation(data_cfg.channels)
-    setup = StepSetup(
-        task=train.task, size=data_cfg.size, mean=tuple(norm["mean"]), std=tuple(norm["std"]),
-        device=device, precision=cfg.precision, channels_last=cfg.channels_last, augment=aug,
-        flip_perm=flip_permutation(train.landmarks, train.flip_pairs, force=aug.force_flip) if aug.flip else None,
-    )
-    meta = _checkpoint_meta(train, data_cfg, norm, aug)
-    runner = EpochRunner(net, setup, cfg, _loaders(train, val, data_cfg, cfg, dist), make_loss_for(train, cfg, net),
-                         out, meta, dist)
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_settings(out, model, net, data_cfg, cfg, aug, head, train, val)
-        if not cfg.quiet:
-            log.info(describe_device(device))
-    state = runner.resume_state(Path(resume) if isinstance(resume, (str, Path)) else out) if resume else RunState()
-    state = runner.run(state)
+                torch.manual_seed(ctx.rank_seed(job.cfg.seed))  # but each rank its own dropout masks
+            parts = _assemble(net, job, device, ctx)
+            if ctx.is_main:
+                _prepare_folder(job, net, device, extra_files or {})
+            runner = EpochRunner(parts, job.cfg, job.out_dir, ctx)
+            resume = job.resume
+            state = runner.resume_state(Path(resume) if isinstance(resume, (str, Path)) else job.out_dir) \
+                if resume else RunState()
+            state = runner.run(state)
+    out = job.out_dir
     return Run(out, state.history_frame(), out / "best.safetensors", out / "last.safetensors",
                interrupted=state.interrupted, model=runner.model)
+
+
+def _assemble(net: nn.Module, job: TrainingJob, device: torch.device, dist: DistContext) -> RunParts:
+    """The model and everything each step needs, built once for the run."""
+    train, aug = job.train, job.augment
+    norm = dict(job.normalisation) if job.normalisation else T.default_normalisation(job.data.channels)
+    setup = StepSetup(
+        task=train.task, size=job.data.size, mean=tuple(norm["mean"]), std=tuple(norm["std"]),
+        device=device, precision=job.cfg.precision, channels_last=job.cfg.channels_last, augment=aug,
+        flip_perm=flip_permutation(train.landmarks, train.flip_pairs, force=aug.force_flip) if aug.flip else None,
+    )
+    return RunParts(model=net, setup=setup, loaders=_loaders(train, job.val, job.data, job.cfg, dist),
+                    loss_fn=make_loss_for(train, job.cfg, net), meta=_checkpoint_meta(train, job.data, norm, aug))
+
+
+def _prepare_folder(job: TrainingJob, net: nn.Module, device: torch.device, extra_files: Mapping[str, str]) -> None:
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    _write_settings(job, net)
+    for name, text in extra_files.items():
+        atomic_write_text(job.out_dir / name, text)
+    if not job.cfg.quiet:
+        log.info(describe_device(device))
 
 
 def resolve_augment(augment: Augment | Mapping[str, Any] | str | None, train: AnnotationTable) -> Augment:
@@ -159,13 +199,10 @@ def resolve_augment(augment: Augment | Mapping[str, Any] | str | None, train: An
 
 
 def make_loss_for(train: AnnotationTable, cfg: TrainConfig, net: nn.Module | None = None) -> Any:
-    """The configured loss; by default MSE (the seed's) for direct heads, L1 for the heatmap head,
-    which gave the lowest error on lips-via's `extra` split (docs/ACCURACY.md)."""
-    if train.task == "landmarks":
-        default = "l1" if getattr(net, "head", None) == "heatmap" else "mse"
-        return make_loss("landmarks", cfg.loss or default)
-    opts = {"label_smoothing": cfg.label_smoothing} if cfg.label_smoothing else {}
-    return make_loss("classes", cfg.loss or "cross_entropy", **opts)
+    """The configured loss, or the default for the task and head (``model.defaults.default_loss``)."""
+    name = cfg.loss or default_loss(train.task, getattr(net, "head", None))
+    opts = {"label_smoothing": cfg.label_smoothing} if train.task == "classes" and cfg.label_smoothing else {}
+    return make_loss(train.task, name, **opts)
 
 
 def _check_tables(train: AnnotationTable, val: AnnotationTable | None) -> None:
@@ -206,7 +243,11 @@ def _n_outputs(train: AnnotationTable) -> int:
 
 def build_for_table(model: Any, train: AnnotationTable, data_cfg: DataConfig, head: Any = None,
                     pretrained: Any = None) -> nn.Module:
-    """A module as given (outputs checked), or built from a spec with the table's output count."""
+    """A module as given (outputs checked), or built from a spec with the table's output count.
+
+    Head, loss and initial state follow ``cnnkit.model.defaults``, the same for a preset name, its
+    list and a file holding it.
+    """
     n_out = _n_outputs(train)
     if isinstance(model, nn.Module):
         outputs = getattr(model, "outputs", None)
@@ -214,32 +255,14 @@ def build_for_table(model: Any, train: AnnotationTable, data_cfg: DataConfig, he
             raise ConfigError(f"the model has {outputs} outputs but the table needs {n_out} "
                               f"({'2 x landmarks' if train.task == 'landmarks' else 'one per class'})")
         return model
-    if head is None and train.task == "landmarks" and isinstance(model, str) and model in PRESET_NAMES:
-        head = "heatmap"  # the measured best head for landmarks on a preset backbone (docs/ACCURACY.md)
-    net = build_model(model, size=data_cfg.size, channels=data_cfg.channels, outputs=n_out, head=head)
+    net = build_model(model, size=data_cfg.size, channels=data_cfg.channels, outputs=n_out, head=head,
+                      task=train.task)
     if pretrained is not None:
         from cnnkit.model.pretrained import load_pretrained
 
         load_pretrained(net, pretrained)
-    if train.task == "landmarks":
-        start_at_centre(net)
+    prepare_for_task(net, train.task)
     return net
-
-
-def start_at_centre(net: nn.Module) -> None:
-    """Make a fresh direct head predict (about) the image centre for every landmark.
-
-    Targets are normalised to [0, 1], so an output layer with zero bias and default-scale weights
-    starts far off (errors of hundreds of pixels in the first epoch) and spends epochs just moving
-    towards the middle. A 0.5 bias and 10x smaller weights start training near the mean-shape
-    baseline instead. The heatmap head already starts at the centre (see model/heads.py).
-    """
-    head = getattr(net, "head_net", None)
-    fc = getattr(head, "fc", None)
-    if isinstance(fc, nn.Linear):
-        with torch.no_grad():
-            fc.weight.mul_(0.1)
-            fc.bias.fill_(0.5)
 
 
 def _loaders(train: AnnotationTable, val: AnnotationTable | None, data_cfg: DataConfig,
@@ -270,13 +293,13 @@ def _checkpoint_meta(train: AnnotationTable, data_cfg: DataConfig, norm: Mapping
     }
 
 
-def _write_settings(out: Path, model: Any, net: nn.Module, data_cfg: DataConfig, cfg: TrainConfig,
-                    aug: Augment, head: Any, train: AnnotationTable, val: AnnotationTable | None) -> None:
+def _write_settings(job: TrainingJob, net: nn.Module) -> None:
     config = net.config() if hasattr(net, "config") else {"module": type(net).__name__}
+    train, val = job.train, job.val
     settings = {
-        "model": config, "model_argument": model if isinstance(model, (str, list)) else None,
-        "head": head, "data": data_cfg.to_dict(), "train": cfg.to_dict(), "augment": aug.to_dict(),
+        "model": config, "model_argument": job.model if isinstance(job.model, (str, list)) else None,
+        "head": job.head, "data": job.data.to_dict(), "train": job.cfg.to_dict(), "augment": job.augment.to_dict(),
         "train_table": {"source": train.source, "rows": len(train)},
         "val_table": None if val is None else {"source": val.source, "rows": len(val)},
     }
-    atomic_write_text(out / "settings.json", json.dumps(settings, indent=2, default=str))
+    atomic_write_text(job.out_dir / "settings.json", json.dumps(settings, indent=2, default=str))
