@@ -12,7 +12,7 @@ from cnnkit.data.check import check_data
 from cnnkit.data.sources import read_annotations
 from cnnkit.data.sources.writers import write_csv, write_via
 from cnnkit.data.table import AnnotationTable
-from cnnkit.errors import CheckpointError, CnnkitError, ConfigError, DataError, SpecError
+from cnnkit.errors import CheckpointError, CnnkitError, ConfigError, DataError, SpecError, TrainingError
 from cnnkit.infer.evaluate import Evaluation, evaluate
 from cnnkit.infer.predict import Predictor, predict
 from cnnkit.io.checkpoint import load_model
@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnnotationTable", "Augment", "CheckpointError", "CnnkitError", "ConfigError", "DataError", "Evaluation",
-    "Predictor", "Run", "SpecError", "__version__", "build_cache", "build_model", "check_data", "evaluate",
+    "Predictor", "Run", "SpecError", "TrainingError", "__version__", "build_cache", "build_model", "check_data", "evaluate",
     "export_model", "fit", "load_model", "load_spec", "predict", "read_annotations", "register", "summary",
     "write_csv", "write_via",
 ]

@@ -148,3 +148,17 @@ def test_auto_augment_flips_only_sets_with_declared_pairs(lips_tables) -> None:
     paired = dataclasses.replace(train, flip_pairs=(("leftLip", "rightLip"),))
     assert resolve_augment("auto", paired) == dataclasses.replace(plain, flip=True)
     assert not resolve_augment({"rotate": 5}, paired).flip  # an explicit setting is kept as written
+
+
+def test_a_non_finite_loss_is_a_user_error_that_keeps_the_last_epoch(lips_tables, tmp_path, monkeypatch) -> None:
+    # Before: FloatingPointError, a traceback from the CLI instead of one line.
+    import cnnkit.train.fit as fit_module
+    from cnnkit.errors import TrainingError
+
+    train, _ = lips_tables
+    fit(SMALL, train, None, out_dir=tmp_path, epochs=1, **OPTS)
+    kept = (tmp_path / "last.safetensors").read_bytes()
+    monkeypatch.setattr(fit_module, "make_loss_for", lambda *a, **k: lambda pred, true: pred.sum() * math.nan)
+    with pytest.raises(TrainingError, match=r"training loss became nan at batch 0.*Lower train\.lr"):
+        fit(SMALL, train, None, out_dir=tmp_path, epochs=2, resume=True, **OPTS)
+    assert (tmp_path / "last.safetensors").read_bytes() == kept
