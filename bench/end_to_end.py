@@ -45,9 +45,10 @@ from cnnkit.data.augment import Augment  # noqa: E402
 from cnnkit.data.dataset import TableDataset  # noqa: E402
 from cnnkit.data.loader import make_loader  # noqa: E402
 from cnnkit.data.table import AnnotationTable  # noqa: E402
+from cnnkit.engine import tensors as T  # noqa: E402
+from cnnkit.engine.step import StepSetup  # noqa: E402
 from cnnkit.model.builder import build_model  # noqa: E402
-from cnnkit.train import targets as T  # noqa: E402
-from cnnkit.train.loop import StepSetup, train_one_epoch  # noqa: E402
+from cnnkit.train.loop import train_one_epoch  # noqa: E402
 from cnnkit.train.losses import make_loss  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"

@@ -124,9 +124,9 @@ def table_for(paths: list[Path], rows: int) -> Any:
 
 def train_parts(arch: str, size: tuple[int, int], device: torch.device, precision: str) -> tuple[Any, ...]:
     from cnnkit.data.augment import Augment
+    from cnnkit.engine import tensors as T
+    from cnnkit.engine.step import StepSetup
     from cnnkit.model.builder import build_model
-    from cnnkit.train import targets as T
-    from cnnkit.train.loop import StepSetup
     from cnnkit.train.losses import make_loss
 
     torch.manual_seed(0)

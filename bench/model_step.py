@@ -28,8 +28,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_line, markdown_table, write_section  # noqa: E402
 
+from cnnkit.engine.device import autocast  # noqa: E402
 from cnnkit.model.builder import build_model  # noqa: E402
-from cnnkit.train.device import autocast  # noqa: E402
 
 SIZE = (64, 92)  # (width, height), the seed's input
 OUTPUTS = 40  # 20 landmarks, flat [x.., y..]

@@ -1,4 +1,4 @@
-"""Tests for cnnkit.train.metrics against hand-computed numbers."""
+"""Tests for cnnkit.engine.metrics against hand-computed numbers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnkit.errors import ConfigError
-from cnnkit.train.metrics import (
+from cnnkit.engine.metrics import (
     ClassMeter,
     LandmarkMeter,
     class_metrics,
@@ -18,6 +17,7 @@ from cnnkit.train.metrics import (
     normalisers,
     point_errors,
 )
+from cnnkit.errors import ConfigError
 
 NAN = float("nan")
 NAMES = ("a", "b", "c")
@@ -93,22 +93,19 @@ def _random_points(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return true + rng.normal(0, 5, size=true.shape), true
 
 
-def test_meter_merge_of_two_halves_equals_one_pass() -> None:
+def test_meter_over_uneven_batches_equals_one_pass() -> None:
     pred, true = _random_points(0)
     names = [f"p{i}" for i in range(5)]
     base = np.nanmean(true, axis=0)
     whole = landmark_metrics(pred, true, names=names, norm=("p0", "p1"), baseline_px=base)
     first = LandmarkMeter(names, norm=("p0", "p1"), baseline_px=base)
-    second = LandmarkMeter(names, norm=("p0", "p1"), baseline_px=base)
-    for lo in range(0, 12, 4):  # uneven batches in the first half
+    for lo in range(0, 12, 4):  # uneven batches, tensors and arrays
         first.update(torch.from_numpy(pred[lo : lo + 4]), true[lo : lo + 4])
-    second.update(pred[12:], true[12:])
-    first.merge(second.state())
+    first.update(pred[12:], true[12:])
     merged = first.compute()
     assert merged.keys() == whole.keys()
     for key in whole:
         assert merged[key] == pytest.approx(whole[key], rel=1e-12, nan_ok=True), key
-    assert all(v.dtype == torch.float64 for v in second.state().values())
     first.reset()
     assert math.isnan(first.compute()["error_px_mean"])
 
@@ -147,11 +144,10 @@ def test_binary_counts_sensitivity_specificity_from_scores() -> None:
     assert m["accuracy"] == pytest.approx(5 / 7)
 
 
-def test_class_meter_merge_equals_one_pass_and_undefined_is_nan() -> None:
-    a, b = ClassMeter(["x", "y", "z"]), ClassMeter(["x", "y", "z"])
+def test_class_meter_over_batches_equals_one_pass_and_undefined_is_nan() -> None:
+    a = ClassMeter(["x", "y", "z"])
     a.update(PRED_C[:4], TRUE_C[:4])
-    b.update(PRED_C[4:], TRUE_C[4:])
-    a.merge(b.state())
+    a.update(PRED_C[4:], TRUE_C[4:])
     assert a.compute() == class_metrics(PRED_C, TRUE_C, classes=["x", "y", "z"])
     m = class_metrics([0, 0], [0, 0], classes=["x", "y"])
     assert math.isnan(m["precision/y"]) and math.isnan(m["sensitivity"]) and m["specificity"] == 1.0

@@ -41,8 +41,8 @@ def _report() -> None:
 
 
 def _fail_on_second_batch() -> None:
+    from cnnkit.engine.step import StepSetup
     from cnnkit.errors import DataError
-    from cnnkit.train.loop import StepSetup
 
     original, calls = StepSetup.inputs, []
 

@@ -24,11 +24,11 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
+from cnnkit.engine.step import Outputs
 from cnnkit.errors import ConfigError
 from cnnkit.experiment import load_experiment, run_experiment
 from cnnkit.infer.evaluate import evaluate
 from cnnkit.train.distributed import SINGLE, DistContext, merge_outputs
-from cnnkit.train.loop import Outputs
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 WORKER = Path(__file__).with_name("_ddp_worker.py")

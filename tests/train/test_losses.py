@@ -9,14 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from cnnkit.errors import ConfigError
-from cnnkit.train.losses import (
-    LOSS_NAMES,
-    flat_to_points,
-    make_loss,
-    points_to_flat,
-    soft_wing,
-    wing,
-)
+from cnnkit.geometry import points_to_flat
+from cnnkit.train.losses import LOSS_NAMES, make_loss, soft_wing, wing
 
 LANDMARK_LOSSES = LOSS_NAMES["landmarks"]
 
@@ -24,16 +18,6 @@ LANDMARK_LOSSES = LOSS_NAMES["landmarks"]
 def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.rand(3, 4, 2, generator=g), torch.rand(3, 4, 2, generator=g)
-
-
-def test_flat_points_round_trip_and_layout() -> None:
-    flat = torch.arange(8.0).reshape(1, 8)  # x0..x3 = 0..3, y0..y3 = 4..7
-    pts = flat_to_points(flat)
-    assert pts.shape == (1, 4, 2)
-    assert pts[0, 2].tolist() == [2.0, 6.0]
-    assert torch.equal(points_to_flat(pts), flat)
-    with pytest.raises(ValueError, match="even"):
-        flat_to_points(torch.zeros(1, 3))
 
 
 def test_mse_equals_seed_loss_without_missing_points() -> None:

@@ -61,6 +61,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from cnnkit import geometry
 from cnnkit.compat.seed_data import (
     _as_list,
     _class_table,
@@ -75,17 +76,18 @@ from cnnkit.data.augment import Augment
 from cnnkit.data.dataset import TableDataset
 from cnnkit.data.loader import make_loader
 from cnnkit.data.table import AnnotationTable
+from cnnkit.engine import tensors as T
+from cnnkit.engine.device import resolve_device
+from cnnkit.engine.metrics import class_metrics
+from cnnkit.engine.step import StepSetup, run_inference
 from cnnkit.errors import ConfigError, DataError, did_you_mean
 from cnnkit.io.checkpoint import FORMAT_VERSION, load_model
 from cnnkit.io.checkpoint import save_model as _save_checkpoint
 from cnnkit.model.builder import build_model
 from cnnkit.rng import make_generator, seed_global
 from cnnkit.spec.parse import load_spec
-from cnnkit.train import targets as T
-from cnnkit.train.device import resolve_device
-from cnnkit.train.loop import StepSetup, run_inference, train_one_epoch
+from cnnkit.train.loop import train_one_epoch
 from cnnkit.train.losses import make_loss
-from cnnkit.train.metrics import class_metrics
 
 __all__ = [
     "batch_params", "checkpoint_path", "df_x_y", "df_xy", "plot_image_points", "plot_prediction_points",
@@ -196,7 +198,7 @@ def _loss(task: str, size: tuple[int, int]) -> LossFn:
     if task == "classes":
         return make_loss("classes", "cross_entropy")
     mse = make_loss("landmarks", "mse")
-    return lambda pred, target: mse(T.norm_to_points(pred, size), T.norm_to_points(target, size))
+    return lambda pred, target: mse(geometry.norm_to_input(pred, size), geometry.norm_to_input(target, size))
 
 
 def _outputs(task: str, table: AnnotationTable) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cnnkit import geometry
 from cnnkit.compat.seed_data import _need_columns
 from cnnkit.data.decode import decode_image
 from cnnkit.data.images import FileImages
@@ -45,8 +46,7 @@ def plot_prediction_points(imgs_array: np.ndarray, predicted_points: Any, _index
     from cnnkit.viz.plots import show_image_points
 
     flat = np.asarray(predicted_points[_index_], dtype=np.float64).reshape(-1)
-    k = flat.shape[0] // 2
     _, ax = plt.subplots(figsize=figsize)
-    show_image_points(np.asarray(imgs_array)[_index_], np.stack([flat[:k], flat[k:]], axis=1), ax=ax)
+    show_image_points(np.asarray(imgs_array)[_index_], geometry.flat_to_points(flat), ax=ax)
     _show(plt)
     return ax

@@ -19,12 +19,11 @@ Meters:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import Tensor
 
 from cnnkit.errors import ConfigError, did_you_mean
@@ -182,20 +181,6 @@ class LandmarkMeter:
             out[f"error_px/{name}"] = _safe_div(s["k_sum"][i], s["k_count"][i])
         return out
 
-    def state(self) -> dict[str, Tensor]:
-        """Sums and counts as float64 tensors, plus ``errors`` (every present point's error)."""
-        out = {key: torch.as_tensor(value, dtype=torch.float64).clone() for key, value in self._sums.items()}
-        out["errors"] = torch.as_tensor(np.concatenate(self._errors) if self._errors else np.zeros(0))
-        return out
-
-    def merge(self, state: Mapping[str, Tensor]) -> None:
-        """Add another meter's ``state()`` (same names, norm and threshold) to this one."""
-        missing = set(_LM_KEYS) - set(state)
-        if missing:
-            raise ValueError(f"LandmarkMeter.merge: state lacks keys {sorted(missing)}")
-        for key in _LM_KEYS:
-            self._sums[key] = self._sums[key] + to_numpy(state[key])
-        self._errors.append(to_numpy(state["errors"]).reshape(-1))
 
 
 def landmark_metrics(
@@ -299,16 +284,6 @@ class ClassMeter:
                         "sensitivity": _safe_div(tp1, tp1 + fn), "specificity": _safe_div(tn, tn + fp)})  # fmt: skip
         return {k: float(v) for k, v in out.items()}
 
-    def state(self) -> dict[str, Tensor]:
-        """The confusion counts as a float64 tensor (all-reducible)."""
-        return {"confusion": torch.as_tensor(self._counts, dtype=torch.float64).clone()}
-
-    def merge(self, state: Mapping[str, Tensor]) -> None:
-        """Add another meter's ``state()`` (same classes) to this one."""
-        other = to_numpy(state["confusion"]).round().astype(np.int64)
-        if other.shape != self._counts.shape:
-            raise ValueError(f"ClassMeter.merge: confusion shape {other.shape}; expected {self._counts.shape}")
-        self._counts = self._counts + other
 
 
 def class_metrics(pred: ArrayLike, true: ArrayLike, *, classes: Sequence[str]) -> dict[str, float]:

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cnnkit import geometry
 from cnnkit.data.table import AnnotationTable
+from cnnkit.engine.metrics import class_metrics, landmark_metrics, point_errors
 from cnnkit.errors import DataError
 from cnnkit.infer.predict import Predictor
-from cnnkit.train.metrics import class_metrics, landmark_metrics, point_errors
 
 
 @dataclass
@@ -72,8 +73,8 @@ def _baseline(predictor: Predictor, outputs: Any) -> np.ndarray | None:
     shape = predictor.meta.get("mean_shape_norm")
     if shape is None:
         return None
-    in_px = np.asarray(shape, dtype=np.float64)[None] * np.asarray(predictor.meta["size"], dtype=np.float64)
-    return (in_px - outputs.offset[:, None, :]) / outputs.scale[:, None, :]
+    return geometry.mean_shape_in_original(np.asarray(shape, dtype=np.float64), predictor.meta["size"],
+                                           outputs.scale, outputs.offset)
 
 
 def _check_matches(predictor: Predictor, table: AnnotationTable) -> None:

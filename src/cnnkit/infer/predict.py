@@ -10,15 +10,16 @@ import pandas as pd
 import torch
 from torch import nn
 
+from cnnkit import geometry
 from cnnkit.data.augment import flip_permutation
 from cnnkit.data.dataset import TableDataset
 from cnnkit.data.loader import make_loader
 from cnnkit.data.table import AnnotationTable
+from cnnkit.engine.device import resolve_device
+from cnnkit.engine.step import Outputs, StepSetup, run_inference
 from cnnkit.errors import ConfigError
 from cnnkit.infer.inputs import images_table
 from cnnkit.io.checkpoint import load_model
-from cnnkit.train.device import resolve_device
-from cnnkit.train.loop import Outputs, StepSetup, run_inference
 
 
 class FlipTTA(nn.Module):
@@ -38,10 +39,9 @@ class FlipTTA(nn.Module):
         mirrored = self.model(images.flip(-1))
         if self.task != "landmarks":
             return (out + mirrored) / 2
-        k = out.shape[-1] // 2
-        xs, ys = mirrored[..., :k], mirrored[..., k:]
-        xs, ys = (1.0 - xs)[..., self.perm], ys[..., self.perm]
-        return (out + torch.cat([xs, ys], dim=-1)) / 2
+        points = geometry.flat_to_points(mirrored)[..., self.perm, :]  # (B, K, 2), partners swapped
+        points = torch.stack([1.0 - points[..., 0], points[..., 1]], dim=-1)
+        return (out + geometry.points_to_flat(points)) / 2
 
 
 @dataclass

@@ -11,7 +11,7 @@ Training state (``save_state`` / ``load_state``): ``torch.save`` of plain contai
 tensors and numbers only, read back with ``torch.load(weights_only=True)``; ``save_state``
 checks that before it writes.
 
-Every write is atomic (``cnnkit.io.atomic``): a crash leaves the previous file intact.
+Every write is atomic (``cnnkit.atomic``): a crash leaves the previous file intact.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from cnnkit.atomic import atomic_write_bytes
 from cnnkit.errors import CheckpointError
-from cnnkit.io.atomic import atomic_write_bytes
 
 FORMAT_VERSION = 1
 META_KEY = "cnnkit"

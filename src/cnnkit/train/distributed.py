@@ -29,9 +29,9 @@ import torch
 import torch.distributed as tdist
 from torch import nn
 
+from cnnkit.engine.device import resolve_device
+from cnnkit.engine.step import Outputs
 from cnnkit.errors import ConfigError
-from cnnkit.train.device import resolve_device
-from cnnkit.train.loop import Outputs
 
 log = logging.getLogger("cnnkit")
 

@@ -5,7 +5,7 @@ Convention (landmarks):
     coordinates: ``x = x_px_resized / input_width``, ``y = y_px_resized / input_height``,
     origin at the top-left corner, so a point inside the frame lies in ``[0, 1]``.
     NaN in the target marks a missing point. The model's flat output layout
-    ``[x0..xK-1, y0..yK-1]`` is converted by ``flat_to_points`` / ``points_to_flat``.
+    ``[x0..xK-1, y0..yK-1]`` is converted by ``cnnkit.geometry.flat_to_points``.
 
 Masking:
     Every landmark loss is the mean of an element-wise penalty over the PRESENT
@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cnnkit import geometry
 from cnnkit.errors import ConfigError, did_you_mean
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -39,40 +40,9 @@ SOFT_WING_DEFAULTS = {"omega1": 0.02, "omega2": 0.2, "epsilon": 0.005}
 SMOOTH_L1_DEFAULTS = {"beta": 0.02}  # torch's beta=1.0 would be plain MSE/2 on [0, 1] coordinates
 
 
-def flat_to_points(flat: Tensor) -> Tensor:
-    """Model output layout to points.
-
-    Shapes:
-        flat: (B, 2K) laid out ``[x0..xK-1, y0..yK-1]`` -> (B, K, 2) ``(x, y)``.
-
-    Example:
-        >>> flat_to_points(torch.tensor([[1.0, 2.0, 3.0, 4.0]])).tolist()
-        [[[1.0, 3.0], [2.0, 4.0]]]
-    """
-    if flat.shape[-1] % 2:
-        raise ValueError(f"flat landmark tensor needs an even last dimension (2K). Received shape {tuple(flat.shape)}")
-    k = flat.shape[-1] // 2
-    return torch.stack([flat[..., :k], flat[..., k:]], dim=-1)
-
-
-def points_to_flat(points: Tensor) -> Tensor:
-    """Points to the model output layout; inverse of ``flat_to_points``.
-
-    Shapes:
-        points: (B, K, 2) ``(x, y)`` -> (B, 2K) ``[x0..xK-1, y0..yK-1]``.
-
-    Example:
-        >>> points_to_flat(torch.tensor([[[1.0, 3.0], [2.0, 4.0]]])).tolist()
-        [[1.0, 2.0, 3.0, 4.0]]
-    """
-    if points.shape[-1] != 2:
-        raise ValueError(f"points need a last dimension of 2 (x, y). Received shape {tuple(points.shape)}")
-    return torch.cat([points[..., 0], points[..., 1]], dim=-1)
-
-
 def _as_points(t: Tensor, name: str) -> Tensor:
     if t.dim() == 2:  # the flat model layout (B, 2K) is accepted for convenience
-        return flat_to_points(t)
+        return geometry.flat_to_points(t)
     if t.dim() != 3 or t.shape[-1] != 2:
         raise ValueError(f"{name}: expected (B, K, 2) points or (B, 2K) flat. Received shape {tuple(t.shape)}")
     return t

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cnnkit.train.loop import StepSetup, run_inference
+from cnnkit.engine.step import StepSetup, run_inference
 
 GRID_IMAGES = 16
 
