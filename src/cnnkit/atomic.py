@@ -1,9 +1,11 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+"""Atomic file writes, for every file cnnkit writes: a reader sees the old file or the new one.
 
 Every write goes to a temporary file in the destination's folder (same file system, so
 the rename is atomic), is flushed and fsynced, then ``os.replace``d over the target. If
 anything fails on the way, the temporary file is removed and the previous file is left
-untouched.
+untouched. ``atomic_open`` is for code that writes bytes itself; ``atomic_path`` for
+libraries that insist on a file name (``savefig``, ``torch.onnx.export``, ``jit.save``).
+This module sits at the bottom of the layering: any part of cnnkit may use it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,35 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:  # also KeyboardInterrupt: never leave a temp file behind
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary file name beside ``path`` (same suffix) that replaces ``path`` on success.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     target = pathlib.Path(folder) / "a.txt"
+        ...     with atomic_path(target) as tmp:
+        ...         _ = tmp.write_text("hi")
+        ...     print(target.read_text(), sorted(p.name for p in pathlib.Path(folder).iterdir()))
+        hi ['a.txt']
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{target.suffix}")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:  # the writer closed it; make its bytes durable before the rename
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(target.parent)

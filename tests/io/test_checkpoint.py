@@ -1,4 +1,4 @@
-"""Tests for cnnkit.io.checkpoint and cnnkit.io.atomic."""
+"""Tests for cnnkit.io.checkpoint and cnnkit.atomic."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import safetensors.torch
 import torch
 from torch import nn
 
-import cnnkit.io.atomic as atomic
+import cnnkit.atomic as atomic
+from cnnkit.atomic import atomic_open, atomic_write_text
 from cnnkit.errors import CheckpointError
-from cnnkit.io.atomic import atomic_open, atomic_write_text
 from cnnkit.io.checkpoint import (
     FORMAT_VERSION,
     capture_rng,

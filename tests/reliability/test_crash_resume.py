@@ -31,7 +31,7 @@ import torch
 import yaml
 
 import cnnkit
-from cnnkit.io import atomic
+from cnnkit import atomic
 from cnnkit.io.checkpoint import load_state, read_meta
 
 ROOT = Path(__file__).resolve().parents[2]

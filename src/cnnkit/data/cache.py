@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
+from cnnkit.atomic import atomic_path
 from cnnkit.data.decode import Geometry, decode_image
 from cnnkit.data.images import ImageSource
 from cnnkit.data.table import AnnotationTable
@@ -214,32 +214,28 @@ def _write_rows(
     progress: bool,
 ) -> None:
     """Write ``rows`` (decoded now) into a copy of ``base`` (or a new file), then rename it."""
-    fd, tmp = tempfile.mkstemp(prefix=".building-", suffix=".tmp", dir=path.parent)
-    try:
+    with atomic_path(path) as tmp:
         if base is not None:
             shutil.copyfile(base, tmp)
-        else:
-            _write_layout(fd, header)
-        row_bytes = header["width"] * header["height"] * header["channels"]
-        decoder = _RowDecoder(source, names, header)
-        loader = DataLoader(
-            decoder, batch_size=None, sampler=rows.tolist(), num_workers=workers, collate_fn=_same
-        )
-        for i, arr, geo in tqdm(
-            loader, total=len(rows), disable=not progress, desc="decoding to cache", unit="img"
-        ):
-            os.pwrite(fd, arr.tobytes(), header["img_offset"] + i * row_bytes)
-            os.pwrite(fd, geo.astype("<f8").tobytes(), header["geo_offset"] + i * 8 * _GEO_FIELDS)
-        os.pwrite(fd, np.ascontiguousarray(digests, dtype=np.uint8).tobytes(), header["fp_offset"])
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            if base is None:
+                _write_layout(fd, header)
+            _decode_rows_into(fd, header, source, names, rows, workers=workers, progress=progress)
+            os.pwrite(fd, np.ascontiguousarray(digests, dtype=np.uint8).tobytes(), header["fp_offset"])
+        finally:
             os.close(fd)
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def _decode_rows_into(fd: int, header: dict[str, Any], source: ImageSource, names: list[str], rows: np.ndarray, *,
+                workers: int, progress: bool) -> None:
+    """Decode ``rows`` in loader workers and write each image and its geometry at its position."""
+    row_bytes = header["width"] * header["height"] * header["channels"]
+    decoder = _RowDecoder(source, names, header)
+    loader = DataLoader(decoder, batch_size=None, sampler=rows.tolist(), num_workers=workers, collate_fn=_same)
+    for i, arr, geo in tqdm(loader, total=len(rows), disable=not progress, desc="decoding to cache", unit="img"):
+        os.pwrite(fd, arr.tobytes(), header["img_offset"] + i * row_bytes)
+        os.pwrite(fd, geo.astype("<f8").tobytes(), header["geo_offset"] + i * 8 * _GEO_FIELDS)
 
 
 def _write_layout(fd: int, header: dict[str, Any]) -> None:

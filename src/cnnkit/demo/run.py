@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from cnnkit.atomic import atomic_write_text
 from cnnkit.data.sources import read_annotations
 from cnnkit.data.table import AnnotationTable
 from cnnkit.demo.synth import PROJECT_NAME, is_demo_dataset, make_demo_dataset
@@ -126,7 +127,7 @@ def run_demo(
     ev = evaluate(run.best, test)
     metrics = _summary_metrics(ev.metrics, len(test), seconds)
     _plot_test_predictions(run.best, test, ev.per_image, paths.predictions_png)
-    paths.metrics_json.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    atomic_write_text(paths.metrics_json, json.dumps(metrics, indent=2))
     # The summary is the demo's result, so it is printed even when quiet (which hides progress).
     print(format_summary(metrics, paths, sizes=(len(train), len(val), len(test))))
     return metrics

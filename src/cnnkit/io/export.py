@@ -10,16 +10,14 @@ raw network output: landmarks as ``[x0..xK-1, y0..yK-1]`` normalised to the inpu
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from cnnkit.atomic import atomic_path, atomic_write_text
 from cnnkit.errors import CheckpointError, ConfigError
 from cnnkit.io.checkpoint import load_model
 
@@ -68,26 +66,15 @@ def export_model(model_path: str | Path, out: str | Path | None = None, *, forma
     if not diff <= atol:
         raise CheckpointError(f"{target}: exported outputs differ from PyTorch by {diff:.3g} (> {atol}); "
                               f"the file was written but should not be trusted")
-    target.with_name(target.name + ".json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    atomic_write_text(target.with_name(target.name + ".json"), json.dumps(meta, indent=2))
     return Exported(target, format, diff)
-
-
-def _atomic_target(target: Path) -> tuple[Path, Any]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp), lambda: os.replace(tmp, target)
 
 
 def _write_torchscript(model: nn.Module, example: torch.Tensor, target: Path) -> np.ndarray:
     with torch.no_grad():
         traced = torch.jit.trace(model, example)
-    tmp, commit = _atomic_target(target)
-    try:
+    with atomic_path(target) as tmp:
         traced.save(str(tmp))
-        commit()
-    finally:
-        tmp.unlink(missing_ok=True)
     loaded = torch.jit.load(str(target))
     with torch.no_grad():
         return loaded(example).numpy()
@@ -98,13 +85,9 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, target: Path) -> np.nda
         import onnxruntime as ort
     except ImportError:
         raise ConfigError("ONNX export needs the optional extra: pip install 'cnnkit[onnx]'") from None
-    tmp, commit = _atomic_target(target)
-    try:
+    with atomic_path(target) as tmp:
         torch.onnx.export(model, (example,), str(tmp), dynamo=True, verbose=False, external_data=False,
                           input_names=["images"], output_names=["outputs"],
                           dynamic_shapes=({0: torch.export.Dim("batch")},))
-        commit()
-    finally:
-        tmp.unlink(missing_ok=True)
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: example.numpy()})[0]

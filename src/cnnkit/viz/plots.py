@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from cnnkit.atomic import atomic_path
 from cnnkit.errors import DataError
 
 if TYPE_CHECKING:
@@ -282,12 +283,6 @@ def _draw_names(ax: Axes, points: np.ndarray | None, names: Sequence[str]) -> No
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
     """Render to a temporary file beside ``path``, then rename: readers never see half a PNG."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return Path(path)
