@@ -1,7 +1,13 @@
-"""Every subcommand through the real entry point (a subprocess), on small real data."""
+"""Every subcommand through the entry function, on small real data.
+
+Most tests call ``cnnkit.cli.main`` in this process (a subprocess costs a torch import each);
+``test_the_installed_entry_point_*`` runs the real ``python -m cnnkit`` once.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -14,9 +20,32 @@ SMALL = [["conv", {"filter_size": 3, "layer_depth": 8, "strides": [1, 2, 2, 1]}]
          ["res_33", {"depths": [16, 16], "stride": 2}], ["global_avg_pool"]]
 
 
-def cnnkit(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cnnkit", "--quiet", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+def cnnkit(*args: str) -> subprocess.CompletedProcess:
+    """``cnnkit --quiet ARGS`` in-process: exit code, stdout and stderr as a subprocess would give them."""
+    from cnnkit.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--quiet", *args])
+    return subprocess.CompletedProcess(["cnnkit", *args], code, out.getvalue(), err.getvalue())
+
+
+def test_the_installed_entry_point_runs_and_reports_errors_in_one_line(tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-m", "cnnkit", "spec", "resnet18", "--quiet"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and yaml.safe_load(done.stdout)[0][0] == "conv"
+    done = subprocess.run([sys.executable, "-m", "cnnkit", "check-data", str(tmp_path / "nope.csv")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "nope.csv" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_quiet_works_after_the_command_too(capsys) -> None:
+    # Before: `cnnkit spec resnet18 --quiet` was "unrecognized arguments".
+    from cnnkit.cli import build_parser
+
+    assert build_parser().parse_args(["spec", "resnet18", "--quiet"]).quiet is True
+    assert build_parser().parse_args(["-q", "spec", "resnet18"]).quiet is True
+    assert build_parser().parse_args(["spec", "resnet18"]).quiet is False
 
 
 @pytest.fixture

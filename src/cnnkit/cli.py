@@ -31,9 +31,20 @@ EXAMPLES = {
 }
 
 
+def _quiet_option() -> argparse.ArgumentParser:
+    """--quiet before or after the command (`cnnkit -q train x.yaml` and `cnnkit train x.yaml -q`).
+
+    SUPPRESS: a command that does not see it leaves the value from before the command alone.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or info lines")
+    return common
+
+
 def _add(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help_text, description=help_text, epilog=f"example:\n  {EXAMPLES[name]}",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                          formatter_class=argparse.RawDescriptionHelpFormatter, parents=[_quiet_option()])
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -145,10 +156,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _write_frame(frame: Any, path: Path) -> None:
-    """CSV via a temporary file, so an interrupted write never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    """CSV written atomically: an interrupted write never leaves half a file."""
+    from cnnkit.atomic import atomic_write_text
+
+    atomic_write_text(path, frame.to_csv(index=False))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -158,10 +169,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       tta_flip=args.tta_flip)
     print(result)
     if args.out:
-        result.per_image.to_csv(args.out, index=False)
+        _write_frame(result.per_image, Path(args.out))
     if args.json:
+        from cnnkit.atomic import atomic_write_text
+
         plain = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
-        Path(args.json).write_text(json.dumps(plain, indent=2), encoding="utf-8")
+        atomic_write_text(args.json, json.dumps(plain, indent=2))
     return 0
 
 
