@@ -22,7 +22,6 @@ import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
 
 from torch import nn
 
@@ -113,12 +112,3 @@ def get_builder(kind: str) -> Builder:
             f"unknown layer type {kind!r}.{did_you_mean(kind, _KINDS)} Known types: {', '.join(kinds())}."
         )
     return _KINDS[kind].builder
-
-
-def describe(kind: str) -> dict[str, Any]:
-    """Option name -> default (``'REQUIRED'`` when none) for one kind, for docs and the CLI."""
-    info = _KINDS[kind].info if kind in _KINDS else None
-    if info is None:
-        get_builder(kind)  # raises with a suggestion
-    assert info is not None
-    return {n: ("REQUIRED" if o.default is REQUIRED else o.default) for n, o in info.options.items()}
