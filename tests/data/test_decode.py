@@ -10,6 +10,7 @@ from PIL import Image
 
 from cnnkit.data.decode import GREY_WEIGHTS, Geometry, decode_image
 from cnnkit.errors import DataError
+from cnnkit.geometry import input_to_original, original_to_input
 
 
 def _encode(im: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
@@ -153,9 +154,10 @@ def test_letterbox_offsets_and_padding() -> None:
     assert arr.shape == (50, 50, 3)
     assert geo.scale == (0.25, 0.25) and geo.offset == (0.0, 12.0)
     assert arr[:12].max() == 0 and arr[37:].max() == 0 and arr[12:37].min() == 255
-    corners = geo.to_resized(np.array([[0.0, 0.0], [200.0, 100.0]]))
-    assert corners.tolist() == [[0.0, 12.0], [50.0, 37.0]]
-    assert np.allclose(geo.to_original(corners), [[0, 0], [200, 100]])
+    scale, offset = np.array([geo.scale]), np.array([geo.offset])
+    corners = original_to_input(np.array([[[0.0, 0.0], [200.0, 100.0]]]), scale, offset)
+    assert corners.tolist() == [[[0.0, 12.0], [50.0, 37.0]]]
+    assert np.allclose(input_to_original(corners, scale, offset), [[[0, 0], [200, 100]]])
 
 
 def test_letterbox_tall_image_pads_left_right() -> None:

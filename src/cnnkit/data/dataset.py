@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cnnkit import geometry
 from cnnkit.data.cache import DecodedCache, build_cache
 from cnnkit.data.decode import Geometry, decode_image
 from cnnkit.data.images import ImageSource
@@ -95,7 +96,7 @@ class TableDataset(Dataset[Item]):
         offset = np.array(geo.offset, dtype=np.float32)
         return {
             "image": torch.from_numpy(arr).permute(2, 0, 1).contiguous(),
-            "points": torch.from_numpy(self._points[i] * scale + offset),
+            "points": torch.from_numpy(geometry.original_to_input(self._points[i][None], scale[None], offset[None])[0]),
             "label": torch.tensor(self._labels[i], dtype=torch.int64),
             "index": torch.tensor(i, dtype=torch.int64),
             "scale": torch.from_numpy(scale),

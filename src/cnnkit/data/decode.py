@@ -57,20 +57,14 @@ class Geometry:
         scale: (sx, sy) = resized content size / orig_size (exact ratios, e.g. 92 / 1024).
         offset: (ox, oy) pixels of letterbox padding before the content; (0, 0) otherwise.
 
-    Convention: ``resized_px = orig_px * scale + offset`` for (x, y) corner-origin pixels.
+    Convention: ``resized_px = orig_px * scale + offset`` for (x, y) corner-origin pixels
+    (``cnnkit.geometry.original_to_input`` / ``input_to_original`` apply it).
     """
 
     orig_size: tuple[int, int]
     scale: tuple[float, float]
     offset: tuple[float, float] = (0.0, 0.0)
 
-    def to_resized(self, points: np.ndarray) -> np.ndarray:
-        """(..., 2) original pixels -> resized pixels (NaN stays NaN); returns a new array."""
-        return np.asarray(points, dtype=np.float64) * np.array(self.scale) + np.array(self.offset)
-
-    def to_original(self, points: np.ndarray) -> np.ndarray:
-        """(..., 2) resized pixels -> original pixels; the inverse of :meth:`to_resized`."""
-        return (np.asarray(points, dtype=np.float64) - np.array(self.offset)) / np.array(self.scale)
 
 
 def decode_image(
