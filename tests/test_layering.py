@@ -86,3 +86,19 @@ def test_only_cnnkit_atomic_renames_files_into_place() -> None:
         if path.name != "atomic.py" and ("os.replace(" in text or "mkstemp(" in text or ".replace(path)" in text):
             hand_made.append(str(path.relative_to(SRC)))
     assert not hand_made, hand_made
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path) -> None:
+    import os
+
+    from cnnkit.atomic import atomic_path, atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_path(tmp_path / "b.png") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(umask)
+    # Before: 0600 from mkstemp, so a report or checkpoint on a shared drive was private.
+    assert {oct((tmp_path / n).stat().st_mode & 0o777) for n in ("a.txt", "b.png")} == {"0o644"}

@@ -35,6 +35,7 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
+    _usual_mode(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -65,6 +66,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{target.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)
+    _usual_mode(tmp)
     try:
         yield tmp
         with open(tmp, "rb+") as f:  # the writer closed it; make its bytes durable before the rename
@@ -74,6 +76,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(target.parent)
+
+
+def _usual_mode(tmp: Path) -> None:
+    """mkstemp makes 0600 files; give the file what open() would (0666 less the umask), so a
+    checkpoint or report on a shared drive is as readable as any other file the user writes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
 
 
 def _fsync_dir(folder: Path) -> None:
