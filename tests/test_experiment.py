@@ -66,3 +66,16 @@ def test_flip_pairs_and_test_time_flip_settings(lips_dir, tmp_path) -> None:
         load_experiment(_write(tmp_path, {"data": data, "evaluate": {"tta_flip": "yes"}}))
     with pytest.raises(ConfigError, match=r"evaluate\.tta: unknown key\. Allowed: tta_flip"):
         load_experiment(_write(tmp_path, {"data": data, "evaluate": {"tta": True}}))
+
+
+def test_a_bare_on_key_in_hand_written_yaml_names_the_split_files_column(lips_dir, tmp_path) -> None:
+    # YAML 1.1 reads `on:` as the boolean true; before, `on: frame` was ignored for 'filename'.
+    import pandas as pd
+
+    splits = pd.read_csv(lips_dir / "splits.csv").rename(columns={"filename": "frame"})
+    splits.to_csv(tmp_path / "splits.csv", index=False)
+    path = tmp_path / "exp.yaml"
+    path.write_text(f"data:\n  source: {lips_dir / 'via_project.json'}\n"
+                    f"  split: {{file: {tmp_path / 'splits.csv'}, on: frame, column: split}}\n")
+    tables = load_experiment(path).tables()
+    assert len(tables["train"]) == 207 and len(tables["test"]) == 392

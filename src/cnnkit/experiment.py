@@ -214,7 +214,8 @@ def _split(table: AnnotationTable, split: Any, exp: Experiment) -> dict[str, Ann
 def join_split_file(table: AnnotationTable, split: Mapping[str, Any], exp: Experiment) -> AnnotationTable:
     """Join a split column from a CSV keyed by a path relative to the data folder (e.g. lips splits.csv)."""
     path = exp._path(split["file"])
-    on = split.get("on", "filename")
+    # YAML 1.1 reads a bare `on:` key as the boolean true; people write `on: filename`.
+    on = split.get("on", split.get(True, "filename"))
     frame = pd.read_csv(path)
     if on not in frame.columns or split["column"] not in frame.columns:
         raise DataError(f"{path}: needs columns {on!r} and {split['column']!r}. Columns: {list(frame.columns)}")
