@@ -19,9 +19,11 @@ install: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
+	$(BIN)/mypy src
 
+# Two test processes (pytest-xdist): the suite is mostly single-threaded Python and torch import time.
 test: lint
-	$(BIN)/python -m pytest -q src tests
+	$(BIN)/python -m pytest -q -n 2 src tests
 
 demo: $(STAMP)
 	$(BIN)/cnnkit demo --out runs/demo

@@ -41,6 +41,7 @@ def evaluate(model_path: str | Path, table: AnnotationTable, *, batch_size: int 
     images = table.df["image"].astype(str).to_numpy()[outputs.index]
     if predictor.setup.task == "classes":
         return _class_evaluation(predictor, outputs, images)
+    assert outputs.true is not None  # evaluation tables are annotated (checked above)
     baseline = _baseline(predictor, outputs)
     metrics = landmark_metrics(outputs.pred, outputs.true, names=predictor.landmarks, baseline_px=baseline,
                                pck_threshold=pck_threshold, norm=norm)

@@ -27,6 +27,9 @@ FORMATS = ("onnx", "torchscript")
 class Normalised(nn.Module):
     """``model((x - mean) / std)``: so deployed graphs take plain [0, 1] pixels."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, model: nn.Module, mean: list[float], std: list[float]) -> None:
         super().__init__()
         self.model = model
