@@ -26,8 +26,8 @@ REPORT_NAME = "report.html"
 
 def report(run_dir: str | Path, data: Any = None, *, out: str | Path | None = None,
            images: str | Path | None = None, evaluation: Evaluation | None = None,
-           experiment: Experiment | None = None, batch_size: int = 32, device: str = "auto", workers: int = 0,
-           tta_flip: bool | None = None) -> Path:
+           experiment: Experiment | None = None, data_label: str | None = None, batch_size: int = 32,
+           device: str = "auto", workers: int = 0, tta_flip: bool | None = None) -> Path:
     """Write one HTML page about a run: settings, curves, and how the model does on a held-out table.
 
     Everything is embedded (images as ``data:`` URIs, no script, font or URL), so the file opens
@@ -43,6 +43,7 @@ def report(run_dir: str | Path, data: Any = None, *, out: str | Path | None = No
         evaluation: ``evaluate``'s result on that very table, to reuse instead of predicting again.
         experiment: the loaded experiment the run came from (its paths resolve exactly); default:
             the run's ``experiment.yaml``.
+        data_label: how the page names ``data`` (e.g. 'test split of demo_via.json'); default: its source.
         batch_size, device, workers: for the evaluation.
         tta_flip: test-time flip for the evaluation; None = as the experiment's ``evaluate.tta_flip``.
 
@@ -52,6 +53,8 @@ def report(run_dir: str | Path, data: Any = None, *, out: str | Path | None = No
     start = time.perf_counter()
     run = load_run(run_dir)
     scored = eval_data(run, data, images=images, experiment=experiment)
+    if scored is not None and data_label:
+        scored = EvalData(scored.table, scored.split, data_label)
     flip = tta_flip if tta_flip is not None else bool(((run.experiment or {}).get("evaluate") or {})
                                                       .get("tta_flip", False))
     return _write(run, scored, evaluation, Path(out) if out is not None else run.path / REPORT_NAME, start,
