@@ -142,8 +142,9 @@ def class_table(counts: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
     """Per-class rates from a confusion matrix (rows = true class, columns = predicted).
 
     Returns:
-        One row per class: ``class``, ``images`` (true count), ``predicted`` (count), ``precision``,
-        ``recall`` (= sensitivity), ``specificity`` (TN / (TN + FP), the class as positive), ``f1``.
+        One row per class: ``#`` (its index, as on the confusion matrix's axes), ``class``, ``images``
+        (true count), ``predicted`` (count), ``precision``, ``recall`` (= sensitivity), ``specificity``
+        (TN / (TN + FP), the class as positive), ``f1``.
         0/0 is NaN.
 
     Example:
@@ -157,6 +158,6 @@ def class_table(counts: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
     with np.errstate(all="ignore"):
         precision, recall, specificity = tp / (tp + fp), tp / (tp + fn), tn / (tn + fp)
         f1 = 2 * precision * recall / (precision + recall)
-    return pd.DataFrame({"class": list(classes), "images": m.sum(axis=1).astype(int),
+    return pd.DataFrame({"#": np.arange(len(classes)), "class": list(classes), "images": m.sum(axis=1).astype(int),
                          "predicted": m.sum(axis=0).astype(int), "precision": precision, "recall": recall,
                          "specificity": specificity, "f1": f1})

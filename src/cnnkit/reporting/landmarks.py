@@ -100,6 +100,8 @@ def pck_section(ev: Evaluation, s: Scored) -> H.Section:
     norm = normalisers(s.true, norm="diagonal")
     relative = s.errors / norm[:, None]
     t_px, t_rel = A.thresholds_up_to(s.errors), A.thresholds_up_to(relative)
+    if t_rel[-1] < 2 * PCK_THRESHOLD:  # keep evaluate's threshold well inside the axis
+        t_rel = np.linspace(0.0, 2 * PCK_THRESHOLD, len(t_rel))
     t_rel = np.union1d(t_rel, [PCK_THRESHOLD])
     fig = F.pck_png(t_px, A.pck_curve(s.errors, t_px), t_rel, A.pck_curve(relative, t_rel),
                     marked=(PCK_THRESHOLD, float(ev.metrics.get("pck", np.nan))), norm_label="box diagonal")

@@ -40,7 +40,7 @@ th{background:#f4f5f8;position:sticky;top:0}
 img{max-width:100%;height:auto}
 .grid{display:flex;flex-wrap:wrap;gap:10px}
 figure{margin:0;background:#f4f5f8;border-radius:6px;padding:6px;font-size:12px}
-figure.thumb{width:216px}figcaption{color:#3b4256;word-break:break-all}
+figure.thumb{width:216px}figcaption{color:#3b4256;overflow-wrap:anywhere}
 details summary{cursor:pointer;color:#2f5fb3}
 """
 

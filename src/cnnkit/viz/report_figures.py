@@ -104,21 +104,30 @@ def pck_png(t_px: np.ndarray, frac_px: np.ndarray, t_rel: np.ndarray, frac_rel: 
 
 
 def histogram_png(errors_px: np.ndarray, *, baseline_px: float | None = None) -> bytes:
-    """Histogram of per-point errors, with the mean and median (and the baseline's mean) marked."""
+    """Histogram of per-point errors, with the mean and median (and the baseline's mean) marked.
+
+    The x axis ends at the 99.5th percentile (the rest piles up at the right edge); a baseline far
+    beyond that is named in the legend rather than squeezing the histogram into a corner.
+    """
     finite = errors_px[np.isfinite(errors_px)]
     fig = _figure(7.0, 3.2)
     ax = fig.subplots()
     top = float(np.percentile(finite, 99.5)) if finite.size else 1.0
-    ax.hist(np.clip(finite, 0, top), bins=50, range=(0, top if top > 0 else 1.0), color="tab:blue", alpha=0.8)
+    top = top if top > 0 else 1.0
+    if baseline_px is not None and np.isfinite(baseline_px) and baseline_px <= 2 * top:
+        top = max(top, 1.05 * baseline_px)
+    ax.hist(np.clip(finite, 0, top), bins=50, range=(0, top), color="tab:blue", alpha=0.8)
     lines = [("mean", float(finite.mean()) if finite.size else np.nan, "tab:red"),
              ("median", float(np.median(finite)) if finite.size else np.nan, "tab:orange")]
     if baseline_px is not None:
         lines.append(("mean-shape baseline (mean)", baseline_px, "tab:gray"))
     for name, value, colour in lines:
         if np.isfinite(value):
-            ax.axvline(value, color=colour, linestyle="--", label=f"{name} {value:.3g} px")
+            beyond = value > top
+            ax.axvline(min(value, top), color=colour, linestyle="--", alpha=0 if beyond else 1,
+                       label=f"{name} {value:.3g} px" + (" (off the axis, right)" if beyond else ""))
     ax.set(xlabel="error per point (pixels, original image; the top 0.5 % piled at the right edge)",
-           ylabel="points")
+           ylabel="points", xlim=(0, top))
     ax.legend(fontsize=8)
     fig.tight_layout()
     return png_bytes(fig)
@@ -141,7 +150,8 @@ def confusion_png(counts: np.ndarray, classes: Sequence[str]) -> bytes:
         for (i, j), value in np.ndenumerate(counts):
             ax.text(j, i, str(int(value)), ha="center", va="center", fontsize=9,
                     color="white" if share[i, j] > 0.6 else "black")
-    ax.set(xlabel="predicted class", ylabel="true class")
+    what = "" if n <= LABELLED_MAX else " (# in the per-class table)"
+    ax.set(xlabel=f"predicted class{what}", ylabel=f"true class{what}")
     fig.tight_layout()
     return png_bytes(fig)
 
