@@ -144,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from cnnkit.reporting import report_after_training
 
         page = report_after_training(run.out_dir, exp, result.get("test"))
-        print(f"report: {page}" if page else "report: not written (no test or validation split)")
+        print(f"report: {page}" if page else "report: not written (no test or validation split, or see above)")
     return 130 if run.interrupted else 0
 
 

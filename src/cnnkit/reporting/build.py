@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cnnkit.data.images import ImageSource
-from cnnkit.errors import ConfigError
+from cnnkit.errors import CnnkitError, ConfigError
 from cnnkit.infer.evaluate import Evaluation, evaluate
 from cnnkit.io.atomic import atomic_write_text
 from cnnkit.reporting import classes as C
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from cnnkit.experiment import Experiment
 
 REPORT_NAME = "report.html"
+log = logging.getLogger("cnnkit")
 
 
 def report(run_dir: str | Path, data: Any = None, *, out: str | Path | None = None,
@@ -81,7 +83,7 @@ def build_page(run: RunFolder, scored: EvalData | None, ev: Evaluation | None, *
             sections += L.sections(ev, L.scored(ev, scored.table, meta), source)
         elif task == "classes":
             sections += C.sections(ev, list(meta.get("classes") or []), source)
-    title = f"cnnkit run report: {run.path.resolve().name}"
+    title = f"cnnkit run report: {'/'.join(run.path.resolve().parts[-2:])}"
     subtitle = f"{model_name(run)} · {task or 'no checkpoint'} · {run.path.resolve()}"
     if seconds_so_far is not None:
         subtitle += f" · written in {time.perf_counter() - seconds_so_far:.1f} s"
@@ -115,15 +117,20 @@ def metrics_table(ev: Evaluation) -> str:
 def report_after_training(run_dir: str | Path, experiment: Experiment, test: Evaluation | None = None) -> Path | None:
     """The page ``cnnkit train`` writes at the end: only when the run has a test or validation split.
 
-    ``test``: the evaluation of the best checkpoint on the test split, reused when given.
+    ``test``: the evaluation of the best checkpoint on the test split, reused when given. Returns
+    None (and logs why, for user errors such as unreadable data) when no page was written.
     """
     start = time.perf_counter()
-    run = load_run(run_dir)
-    scored = eval_data(run, experiment=experiment)
-    if scored is None:
+    try:
+        run = load_run(run_dir)
+        scored = eval_data(run, experiment=experiment)
+        if scored is None:
+            return None
+        if test is not None and scored.split != "test":
+            raise ConfigError(f"{run_dir}: a test evaluation was given but the experiment has no test split")
+        return _write(run, scored, test, run.path / REPORT_NAME, start, tta_flip=experiment.tta_flip,
+                      batch_size=experiment.train_config().batch_size, device=experiment.train_config().device,
+                      workers=experiment.data_config().workers)
+    except CnnkitError as exc:  # the run itself is saved and fine: say why there is no page, do not fail
+        log.warning("report not written: %s", exc)
         return None
-    if test is not None and scored.split != "test":
-        raise ConfigError(f"{run_dir}: a test evaluation was given but the experiment has no test split")
-    return _write(run, scored, test, run.path / REPORT_NAME, start, tta_flip=experiment.tta_flip,
-                  batch_size=experiment.train_config().batch_size, device=experiment.train_config().device,
-                  workers=experiment.data_config().workers)

@@ -88,8 +88,8 @@ def _augment_line(aug: Mapping[str, Any]) -> str:
 
 def _short(value: Any) -> str:
     """A setting on one line: mappings as k=v, lists as [a, b]."""
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}={_short(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, Mapping):  # YAML 1.1 reads a key `on:` as True; show it as written
+        return "{" + ", ".join(f"{'on' if k is True else k}={_short(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_short(v) for v in value) + "]"
     return str(value)
@@ -114,7 +114,7 @@ def curves_section(history: pd.DataFrame) -> H.Section:
                          f"{history['val_loss'].iloc[-1] / history['val_loss'].iloc[best]:.2f}x that at the end: "
                          "the model over-fits late in training (the best checkpoint is kept).")
     if "time_s" in history.columns:
-        notes.append(f"{len(history)} epochs in {history['time_s'].sum():.0f} s.")
+        notes.append(f"{len(history)} epoch{'s' if len(history) != 1 else ''} in {history['time_s'].sum():.0f} s.")
     last = history.iloc[[-1]].drop(columns=[c for c in history.columns if "/" in str(c)])
     return H.Section("curves", "Training curves", body + "".join(H.note(n) for n in notes)
                      + H.collapsed("last epoch's numbers", H.table(last)))

@@ -166,9 +166,11 @@ def skeleton_png(shape: np.ndarray, names: Sequence[str], pairs: Sequence[tuple[
         pairs: index pairs declared left/right partners.
         confusions: (k, j, rate): predictions of k lay nearest j's true point in ``rate`` of images.
     """
-    fig = _figure(6.0, 4.5)
-    ax = fig.subplots()
     ok = np.isfinite(shape).all(axis=1)
+    span = np.ptp(shape[ok], axis=0) if ok.sum() > 1 else np.ones(2)
+    aspect = float(span[1] / span[0]) if span[0] > 0 else 1.0
+    fig = _figure(6.0, float(np.clip(6.0 * aspect, 2.2, 6.0)))  # as tall as the shape: wide lips, no blank band
+    ax = fig.subplots()
     ax.margins(0.12)
     for a, b in pairs:
         if ok[a] and ok[b]:
