@@ -151,3 +151,15 @@ def test_train_writes_the_report_and_report_finds_the_split_again(tmp_path: Path
     assert {row["metric"]: row["value"] for row in again.table("overview")} == metrics
     assert "test split of ../data/demo_via.json" in again.text
     assert not math.isnan(float(metrics["error_px_mean"]))
+
+
+def test_a_report_that_cannot_be_written_after_training_is_a_warning(landmark_run, tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    from cnnkit.experiment import Experiment
+    from cnnkit.reporting import report_after_training
+
+    gone = Experiment({"data": {"source": "moved_away.json", "split": [0.5, 0.5]}}, tmp_path)
+    assert report_after_training(landmark_run["run"].out_dir, gone) is None
+    assert "report not written" in caplog.text and "moved_away.json" in caplog.text
+    assert report_after_training(landmark_run["run"].out_dir, Experiment({"data": {"source": str(
+        landmark_run["root"] / "data" / "demo_via.json")}}, tmp_path)) is None  # no test or val split: no page

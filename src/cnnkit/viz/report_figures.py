@@ -136,7 +136,7 @@ def histogram_png(errors_px: np.ndarray, *, baseline_px: float | None = None) ->
 def confusion_png(counts: np.ndarray, classes: Sequence[str]) -> bytes:
     """Confusion matrix coloured by row share (recall); counts written in the cells when few classes."""
     n = len(classes)
-    side = float(np.clip(2.5 + 0.4 * n, 4.0, 9.0))
+    side = float(np.clip(2.5 + 0.4 * n, 4.5, 9.0))
     fig = _figure(side + 1.2, side)
     ax = fig.subplots()
     rows = counts.sum(axis=1, keepdims=True)
@@ -144,8 +144,8 @@ def confusion_png(counts: np.ndarray, classes: Sequence[str]) -> bytes:
     im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     if n <= LABELLED_MAX:
-        ax.set_xticks(range(n), [str(c) for c in classes], rotation=90, fontsize=8)
-        ax.set_yticks(range(n), [str(c) for c in classes], fontsize=8)
+        ax.set_xticks(range(n), [str(c) for c in classes], rotation=90 if n > 4 else 0, fontsize=9)
+        ax.set_yticks(range(n), [str(c) for c in classes], fontsize=9)
     if n <= 15:
         for (i, j), value in np.ndenumerate(counts):
             ax.text(j, i, str(int(value)), ha="center", va="center", fontsize=9,
