@@ -57,6 +57,9 @@ def report(run_dir: str | Path, data: Any = None, *, out: str | Path | None = No
     scored = eval_data(run, data, images=images, experiment=experiment)
     if scored is not None and data_label:
         scored = EvalData(scored.table, scored.split, data_label)
+    if evaluation is not None and scored is None:
+        raise ConfigError(f"{run_dir}: an evaluation was given without the table it scored; pass that table as "
+                          "data (its per-image rows index into it)")
     flip = tta_flip if tta_flip is not None else bool(((run.experiment or {}).get("evaluate") or {})
                                                       .get("tta_flip", False))
     return _write(run, scored, evaluation, Path(out) if out is not None else run.path / REPORT_NAME, start,

@@ -201,7 +201,8 @@ def overlay_jpeg(image: np.ndarray, true_px: np.ndarray | None, pred_px: np.ndar
     arr = np.asarray(image)
     im = Image.fromarray(arr if arr.ndim == 3 else np.repeat(arr[..., None], 3, axis=2)).convert("RGB")
     draw = ImageDraw.Draw(im)
-    r = max(2.0, min(im.size) / 70)
+    k = len(pred_px) if pred_px is not None else (len(true_px) if true_px is not None else 0)
+    r = max(1.5, min(im.size) / (70 if k <= 20 else 120))  # 68 points at 70: a solid blob of markers
     if true_px is not None and pred_px is not None:
         for t, p in zip(true_px, pred_px, strict=True):
             if np.isfinite(t).all() and np.isfinite(p).all():
