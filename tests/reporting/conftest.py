@@ -115,13 +115,13 @@ def small_spec() -> list[Any]:
 
 @pytest.fixture(scope="session")
 def landmark_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A 1-epoch landmark run on 30 demo images (8 points, 3 left/right pairs): ~3 s."""
+    """A 1-epoch landmark run on 20 demo images (8 points, 3 left/right pairs): a few seconds."""
     from cnnkit.data.sources import read_annotations
     from cnnkit.demo.synth import make_demo_dataset
     from cnnkit.train.fit import fit
 
     root = tmp_path_factory.mktemp("landmark_run")
-    table = read_annotations(make_demo_dataset(root / "data", n_images=30, seed=3), flip_pairs="auto")
+    table = read_annotations(make_demo_dataset(root / "data", n_images=20, seed=3), flip_pairs="auto")
     train, val, test = table.split((0.6, 0.2, 0.2), seed=0)
     run = fit(SMALL, train, val, out_dir=root / "run", head="gap", size=(40, 40), epochs=1, batch_size=8,
               quiet=True, device="cpu", plots=False)
