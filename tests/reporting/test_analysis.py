@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cnnkit.engine.metrics import class_metrics
 from cnnkit.reporting import analysis as A
-from cnnkit.train.metrics import class_metrics
 
 NAMES = ["left_eye", "right_eye", "nose"]
 TRUE = np.array([[[10.0, 10.0], [30.0, 10.0], [20.0, 20.0]]] * 4)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from cnnkit import cli
+from cnnkit.engine.metrics import normalisers
 from cnnkit.infer.evaluate import evaluate
 from cnnkit.reporting import landmarks as L
 from cnnkit.reporting import report
 from cnnkit.reporting.analysis import pck_curve
-from cnnkit.train.metrics import normalisers
 
 LANDMARK_SECTIONS = ["overview", "settings", "curves", "per-landmark", "pck", "histogram", "worst", "typical",
                      "confusions"]

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from cnnkit.data.table import AnnotationTable
+from cnnkit.engine.metrics import class_metrics, landmark_metrics, point_errors
 from cnnkit.infer.evaluate import Evaluation
 from cnnkit.reporting import build_page
 from cnnkit.reporting.run_folder import EvalData, RunFolder
-from cnnkit.train.metrics import class_metrics, landmark_metrics, point_errors
 
 HISTORY = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.7, 0.6]})
 

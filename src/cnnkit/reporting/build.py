@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cnnkit.atomic import atomic_write_text
 from cnnkit.data.images import ImageSource
 from cnnkit.errors import CnnkitError, ConfigError
 from cnnkit.infer.evaluate import Evaluation, evaluate
-from cnnkit.io.atomic import atomic_write_text
 from cnnkit.reporting import classes as C
 from cnnkit.reporting import landmarks as L
 from cnnkit.reporting.common import curves_section, model_name, settings_section

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 
 from cnnkit.data.images import ImageSource
+from cnnkit.engine.metrics import confusion_counts
 from cnnkit.infer.evaluate import Evaluation
 from cnnkit.reporting.analysis import class_table
 from cnnkit.reporting.thumbs import plain_thumbnail, short_name
-from cnnkit.train.metrics import confusion_counts
 from cnnkit.viz import html as H
 from cnnkit.viz import report_figures as F
 

@@ -16,10 +16,10 @@ import pandas as pd
 
 from cnnkit.data.images import ImageSource
 from cnnkit.data.table import AnnotationTable
+from cnnkit.engine.metrics import normalisers, point_errors
 from cnnkit.infer.evaluate import Evaluation
 from cnnkit.reporting import analysis as A
 from cnnkit.reporting.thumbs import landmark_thumbnail, short_name
-from cnnkit.train.metrics import normalisers, point_errors
 from cnnkit.viz import html as H
 from cnnkit.viz import report_figures as F
 
