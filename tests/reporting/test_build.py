@@ -163,3 +163,14 @@ def test_a_report_that_cannot_be_written_after_training_is_a_warning(landmark_ru
     assert "report not written" in caplog.text and "moved_away.json" in caplog.text
     assert report_after_training(landmark_run["run"].out_dir, Experiment({"data": {"source": str(
         landmark_run["root"] / "data" / "demo_via.json")}}, tmp_path)) is None  # no test or val split: no page
+
+
+def test_every_image_is_listed_worst_first(landmark_run, parse_page, as_number, tmp_path: Path) -> None:
+    run, test = landmark_run["run"], landmark_run["test"]
+    ev = evaluate(run.best, test)
+    page = parse_page(report(run.out_dir, test, out=tmp_path / "r.html", evaluation=ev))
+    listed = page.table("worst")
+    assert len(listed) == len(test)
+    shown = [as_number(r["mean px"]) for r in listed]
+    assert shown == pytest.approx(ev.per_image["error_px_mean"].tolist(), rel=1e-3, nan_ok=True)
+    assert listed[0]["image"] == "/".join(Path(ev.per_image["image"][0]).parts[-2:])

@@ -16,6 +16,7 @@ from cnnkit.viz import html as H
 from cnnkit.viz import report_figures as F
 
 N_WRONG = 12
+MAX_LISTED = 1000  # rows of the every-wrong-image table
 FULL_TABLE_MAX = 20  # more classes than this: the table is sorted worst first and scrolls
 
 
@@ -85,4 +86,8 @@ def wrong_section(ev: Evaluation, source: ImageSource) -> H.Section:
         items.append(H.figure(image, caption, css_class="thumb"))
     note = H.note(f"{len(wrong)} of {len(frame)} images wrong; the {min(N_WRONG, len(wrong))} the model was surest "
                   "about are shown, with the probability it gave its answer and the true class.")
-    return H.Section("wrong", "Most confidently wrong", note + H.grid(items))
+    listing = wrong.head(MAX_LISTED).assign(image=wrong["image"].head(MAX_LISTED).map(short_name))
+    listing = listing[["image", "true", "pred", "confidence", "p_true"]].rename(
+        columns={"pred": "predicted", "p_true": "p(true)"})
+    every = H.collapsed(f"every wrong image, surest first ({len(wrong)})", H.table(listing, scroll=True))
+    return H.Section("wrong", "Most confidently wrong", note + H.grid(items) + every)

@@ -25,6 +25,7 @@ from cnnkit.viz import report_figures as F
 
 PCK_THRESHOLD = 0.05  # evaluate's default: the page marks it on the normalised curve
 N_WORST, N_TYPICAL = 8, 4
+MAX_LISTED = 1000  # rows of the every-image table (about 100 bytes each)
 MAX_ARROWS, MIN_ARROW_RATE = 30, 0.02  # confusions drawn on the skeleton (the table lists the rest)
 
 
@@ -57,7 +58,8 @@ def scored(ev: Evaluation, table: AnnotationTable, meta: dict[str, Any]) -> Scor
 def sections(ev: Evaluation, s: Scored, source: ImageSource) -> list[H.Section]:
     """Per-landmark, PCK, histogram, worst and typical images, confusions."""
     return [per_landmark_section(ev, s), pck_section(ev, s), histogram_section(ev, s),
-            images_section("worst", "Worst images", s, source, list(range(min(N_WORST, len(s.per_image))))),
+            images_section("worst", "Worst images", s, source, list(range(min(N_WORST, len(s.per_image)))),
+                           listing=True),
             images_section("typical", "Typical images", s, source, typical_rows(s.per_image, N_TYPICAL)),
             confusions_section(s)]
 
@@ -128,11 +130,31 @@ def typical_rows(per_image: pd.DataFrame, n: int) -> list[int]:
     return sorted(int(i) for i in order[:n])
 
 
-def images_section(sid: str, title: str, s: Scored, source: ImageSource, positions: Sequence[int]) -> H.Section:
+def images_section(sid: str, title: str, s: Scored, source: ImageSource, positions: Sequence[int],
+                   *, listing: bool = False) -> H.Section:
+    """Thumbnails of the images at ``positions``; with ``listing`` also every image's error, worst first."""
     items = [_thumb(s, source, i) for i in positions]
     legend = ("Green rings: true points; red crosses: predictions (orange: likelihood below 0.5); yellow lines "
               "join them. Errors in original-image pixels.")
-    return H.Section(sid, title, H.note(legend) + H.grid(items))
+    body = H.note(legend) + H.grid(items)
+    if listing:
+        body += H.collapsed(f"every image's error, worst first ({len(s.per_image)} images)", image_listing(s))
+    return H.Section(sid, title, body)
+
+
+def image_listing(s: Scored) -> str:
+    """Per image: mean error and its worst landmark, worst first (the first MAX_LISTED rows)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an image without annotated points: NaN
+        worst = np.nanmax(s.errors, axis=1)
+    has = np.isfinite(s.errors).any(axis=1)
+    k = np.argmax(np.where(np.isfinite(s.errors), s.errors, -np.inf), axis=1)
+    frame = pd.DataFrame({"image": s.per_image["image"].map(short_name), "mean px": s.per_image["error_px_mean"],
+                          "worst landmark": [s.names[i] if ok else "–" for i, ok in zip(k, has, strict=True)],
+                          "its error px": worst})
+    more = len(frame) - MAX_LISTED
+    note = H.note(f"{more} more in `cnnkit evaluate MODEL DATA --out per_image.csv`.") if more > 0 else ""
+    return H.table(frame.head(MAX_LISTED), scroll=True) + note
 
 
 def _thumb(s: Scored, source: ImageSource, i: int) -> str:

@@ -37,7 +37,7 @@ def _figure(width_in: float, height_in: float) -> Figure:
 def png_bytes(fig: Figure) -> bytes:
     """Render a figure to PNG bytes."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})  # no tool banner in every image
     return buf.getvalue()
 
 
