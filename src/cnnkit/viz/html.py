@@ -29,7 +29,7 @@ section{background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002;margin:16px
 h2{font-size:18px;margin:0 0 8px}
 p.note{color:#59607a;font-size:13px;margin:4px 0 10px}
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:6px 0}
-.card{background:#f4f5f8;border-radius:6px;padding:8px 14px;min-width:120px}
+.card{background:#f4f5f8;border-radius:6px;padding:8px 12px;min-width:104px}
 .card b{display:block;font-size:22px}.card span{color:#59607a;font-size:12px}
 .card.good b{color:#1e7a3a}.card.bad b{color:#b3261e}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}
