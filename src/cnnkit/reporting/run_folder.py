@@ -91,7 +91,7 @@ def eval_data(run: RunFolder, data: Any = None, *, images: str | Path | None = N
     """The table to score: ``data`` if given, else the run's test (then validation) split, else None."""
     if data is not None:
         table = data if isinstance(data, AnnotationTable) else read_annotations(data, images=images)
-        return EvalData(table, "given data", str(getattr(table, "source", data)))
+        return EvalData(table, "given data", f"given table {getattr(table, 'source', data)}")
     exp = experiment if experiment is not None else _experiment_of(run)
     if exp is None:
         return None
