@@ -24,6 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "train": BOTTOM | {"spec", "layers", "model", "data", "io", "engine", "viz"},
     "infer": BOTTOM | {"spec", "layers", "model", "data", "io", "engine"},  # never train
     "viz": {"errors", "geometry", "atomic"},
+    # the run report scores a table with infer.evaluate and lays it out with viz; it reads a run's
+    # experiment.yaml through experiment (which never imports it back: cli hooks it in after training)
+    "reporting": BOTTOM | {"spec", "layers", "model", "data", "io", "engine", "infer", "viz", "experiment"},
 }
 ON_TOP = {"compat", "cli", "__main__", "__init__", "demo", "experiment"}
 

@@ -20,6 +20,7 @@ from cnnkit.io.export import export_model
 from cnnkit.layers.registry import register
 from cnnkit.model.builder import build_model
 from cnnkit.model.summary import summary
+from cnnkit.reporting import report
 from cnnkit.spec.parse import load_spec
 from cnnkit.train.fit import Run, fit
 
@@ -27,7 +28,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnnotationTable", "Augment", "CheckpointError", "CnnkitError", "ConfigError", "DataError", "Evaluation",
-    "Predictor", "Run", "SpecError", "TrainingError", "__version__", "build_cache", "build_model", "check_data", "evaluate",
-    "export_model", "fit", "load_model", "load_spec", "predict", "read_annotations", "register", "summary",
+    "Predictor", "Run", "SpecError", "TrainingError", "__version__", "build_cache", "build_model", "check_data",
+    "evaluate", "export_model", "fit", "load_model", "load_spec", "predict", "read_annotations", "register", "report",
+    "summary",
     "write_csv", "write_via",
 ]

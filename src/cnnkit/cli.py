@@ -28,6 +28,7 @@ EXAMPLES = {
     "cache": "cnnkit cache via_project.json --size 160x120 --folder cache/",
     "export": "cnnkit export runs/exp/best.safetensors --format onnx",
     "demo": "cnnkit demo --out runs/demo",
+    "report": "cnnkit report runs/exp --data test.csv --out runs/exp/report.html",
 }
 
 
@@ -112,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a tiny run (seconds), for smoke tests")
+    p = _add(sub, "report", "write one self-contained HTML page about a run (curves, errors, worst images)")
+    p.add_argument("run", help="the run folder (output of cnnkit train)")
+    p.add_argument("--data", help="annotations to score (default: the run's test split, else its validation split)")
+    p.add_argument("--images", help="folder that image paths in --data are relative to")
+    p.add_argument("--out", help="the HTML file (default: RUN/report.html)")
+    _inference_args(p)
     return parser
 
 
@@ -133,6 +140,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"run folder: {run.out_dir}  best: {run.best.name}  last: {run.last.name}")
     if "test" in result:
         print("test metrics:\n" + str(result["test"]))
+    if not run.interrupted:
+        from cnnkit.reporting import report_after_training
+
+        page = report_after_training(run.out_dir, exp, result.get("test"))
+        print(f"report: {page}" if page else "report: not written (no test or validation split, or see above)")
     return 130 if run.interrupted else 0
 
 
@@ -236,9 +248,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from cnnkit.reporting import report
+
+    page = report(args.run, args.data, out=args.out, images=args.images, batch_size=args.batch_size,
+                  device=args.device, tta_flip=args.tta_flip or None)
+    print(f"report: {page}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "summary": cmd_summary,
             "spec": cmd_spec, "check-data": cmd_check_data, "convert": cmd_convert, "cache": cmd_cache,
-            "export": cmd_export, "demo": cmd_demo}
+            "export": cmd_export, "demo": cmd_demo, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

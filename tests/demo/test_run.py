@@ -22,11 +22,14 @@ def test_quick_run_writes_files_and_returns_finite_metrics(tmp_path: Path, capsy
     assert metrics["images"] == 6  # 15% of the 40 quick images
     root = tmp_path / "demo"
     assert len(list((root / "data" / "images").glob("*.jpg"))) == 40
-    for name in ("test_predictions.png", "run/curves.png", "run/best.safetensors"):
+    for name in ("test_predictions.png", "run/curves.png", "run/best.safetensors", "report.html"):
         assert (root / name).stat().st_size > 1000, name
     assert json.loads((root / "test_metrics.json").read_text()) == pytest.approx(metrics)
     out = capsys.readouterr().out
     assert "mean-shape baseline" in out and "test_predictions.png" in out
+    assert f"report            {root / 'report.html'}" in out
+    page = (root / "report.html").read_text(encoding="utf-8")
+    assert 'id="worst"' in page and "test split (15%, seed 1)" in page
 
 
 def test_existing_data_is_reused_and_other_settings_regenerate(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ Run folder layout::
       run/                     the training run (checkpoints, metrics.csv, curves.png, ...)
       test_predictions.png     test images: true (green) vs predicted (red) landmarks
       test_metrics.json        the returned metrics
+      report.html              the run report: settings, curves, errors, worst images (self-contained)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from cnnkit.demo.synth import PROJECT_NAME, is_demo_dataset, make_demo_dataset
 from cnnkit.errors import ConfigError
 from cnnkit.infer.evaluate import evaluate
 from cnnkit.infer.predict import predict
+from cnnkit.reporting import report
 from cnnkit.train.fit import fit
 
 # A small ResNet: a stride-2 stem and four basic (3x3, 3x3) residual stages, 16 -> 128 channels,
@@ -75,6 +77,10 @@ class DemoPaths:
     @property
     def metrics_json(self) -> Path:
         return self.root / "test_metrics.json"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
 
 
 def run_demo(
@@ -128,6 +134,8 @@ def run_demo(
     metrics = _summary_metrics(ev.metrics, len(test), seconds)
     _plot_test_predictions(run.best, test, ev.per_image, paths.predictions_png)
     atomic_write_text(paths.metrics_json, json.dumps(metrics, indent=2))
+    report(paths.run, test, out=paths.report_html, evaluation=ev,
+           data_label=f"test split ({SPLIT[2]:.0%}, seed {seed}) of {project}")
     # The summary is the demo's result, so it is printed even when quiet (which hides progress).
     print(format_summary(metrics, paths, sizes=(len(train), len(val), len(test))))
     return metrics
@@ -167,6 +175,7 @@ def format_summary(metrics: dict[str, float], paths: DemoPaths, *, sizes: tuple[
         f"  curves            {run / 'curves.png'}",
         f"  predictions       {paths.predictions_png}  and  {run / 'val_predictions.png'}",
         f"  data (VIA 2)      {paths.data / PROJECT_NAME}",
+        f"  report            {paths.report_html}  (one HTML file: open it in a browser)",
     ])  # fmt: skip
 
 

@@ -20,7 +20,11 @@ from cnnkit.infer.predict import Predictor
 
 @dataclass
 class Evaluation:
-    """``metrics``: summary numbers; ``per_image``: one row per image, worst first."""
+    """``metrics``: summary numbers; ``per_image``: one row per image, worst first.
+
+    Landmark ``per_image`` columns: ``image``, ``row`` (position in the table), ``error_px_mean``,
+    ``error_px/<name>`` and the predicted ``<name>_x``, ``<name>_y`` (original pixels).
+    """
 
     metrics: dict[str, Any]
     per_image: pd.DataFrame
@@ -46,12 +50,15 @@ def evaluate(model_path: str | Path, table: AnnotationTable, *, batch_size: int 
     metrics = landmark_metrics(outputs.pred, outputs.true, names=predictor.landmarks, baseline_px=baseline,
                                pck_threshold=pck_threshold, norm=norm)
     errors = point_errors(outputs.pred, outputs.true)  # (N, K), NaN where missing
-    per_image = pd.DataFrame({"image": images, "row": outputs.index})
+    columns: dict[str, Any] = {"image": images, "row": outputs.index}
     with warnings.catch_warnings():  # images with no annotated point: NaN, not a warning
         warnings.simplefilter("ignore", RuntimeWarning)
-        per_image["error_px_mean"] = np.nanmean(errors, axis=1)
+        columns["error_px_mean"] = np.nanmean(errors, axis=1)
     for k, name in enumerate(predictor.landmarks):
-        per_image[f"error_px/{name}"] = errors[:, k]
+        columns[f"error_px/{name}"] = errors[:, k]
+    for k, name in enumerate(predictor.landmarks):  # the predictions themselves, as predict() names them
+        columns[f"{name}_x"], columns[f"{name}_y"] = outputs.pred[:, k, 0], outputs.pred[:, k, 1]
+    per_image = pd.DataFrame(columns)  # built at once: no fragmented frame with many points
     per_image = per_image.sort_values("error_px_mean", ascending=False, na_position="last").reset_index(drop=True)
     return Evaluation(dict(metrics), per_image)
 

@@ -1,0 +1,120 @@
+"""Sections every report has: what was trained (settings) and how training went (curves)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from cnnkit.reporting.run_folder import EvalData, RunFolder
+from cnnkit.viz import html as H
+from cnnkit.viz.report_figures import curves_png
+
+_AUGMENT_OFF = (None, 0, 0.0, False, [1.0, 1.0], (1.0, 1.0))
+
+
+def model_name(run: RunFolder) -> str:
+    """'resnet18', or 'custom spec (N layers)' when the run was given a layer list."""
+    arg = run.settings.get("model_argument")
+    if isinstance(arg, str):
+        return arg
+    spec = (run.settings.get("model") or {}).get("spec")
+    if isinstance(spec, list):
+        return f"custom spec ({len(spec)} layers)"
+    return str((run.settings.get("model") or {}).get("module", "unknown"))
+
+
+def settings_section(run: RunFolder, scored: EvalData | None) -> H.Section:
+    """Model, head, size, training, augmentation, data sources and split sizes."""
+    body = H.key_values(settings_rows(run, scored))
+    if run.experiment is not None:
+        body += H.collapsed("experiment.yaml as run", f"<pre>{H.esc(_yaml_text(run.experiment))}</pre>")
+    return H.Section("settings", "Settings", body)
+
+
+def settings_rows(run: RunFolder, scored: EvalData | None) -> dict[str, Any]:
+    """The settings that matter, as label -> value (the full files stay in the run folder)."""
+    s, meta = run.settings, run.meta
+    train, data = s.get("train") or {}, s.get("data") or {}
+    model = s.get("model") or {}
+    head = s.get("head") or model.get("head")
+    size = data.get("size") or meta.get("size")
+    rows: dict[str, Any] = {
+        "model": model_name(run), "head": _short(head) if head else "the builder's default",
+        "input size (w x h)": "x".join(str(v) for v in size) if size else "–",
+        "colour": "grey" if data.get("grayscale") or meta.get("grayscale") else "RGB",
+        "task": _task_line(meta),
+        "epochs (run / asked)": f"{len(run.history)} / {train.get('epochs', '–')}",
+        "optimiser": f"{train.get('optimizer', '–')}, lr {train.get('lr', '–')}, schedule {train.get('schedule', '–')}",
+        "batch size, loss": f"{train.get('batch_size', '–')}, {train.get('loss') or 'default'}",
+        "device, precision": f"{train.get('device', '–')}, {train.get('precision', '–')}",
+        "augmentation": _augment_line(s.get("augment") or meta.get("augment") or {}),
+    }
+    rows.update(_data_rows(run, scored))
+    if meta:
+        rows["checkpoint scored"] = f"{run.checkpoint.name if run.checkpoint else '–'} (epoch {meta.get('epoch', '?')}"\
+                                    f", chosen by {meta.get('selected_by', 'the last epoch')})"
+    return rows
+
+
+def _data_rows(run: RunFolder, scored: EvalData | None) -> dict[str, Any]:
+    s = run.settings
+    train, val = s.get("train_table") or {}, s.get("val_table") or {}
+    rows = {"training data": f"{train.get('source', '–')} ({train.get('rows', '?')} images)",
+            "validation data": f"{val.get('source')} ({val.get('rows')} images)" if val else "none"}
+    split = ((run.experiment or {}).get("data") or {}).get("split")
+    if split is not None:
+        rows["split"] = _short(split)
+    rows["scored here"] = f"{scored.described} ({len(scored.table)} images)" if scored else "nothing (no test, "\
+        "validation or --data table)"
+    return rows
+
+
+def _task_line(meta: Mapping[str, Any]) -> str:
+    if meta.get("task") == "landmarks":
+        pairs = meta.get("flip_pairs") or []
+        return f"landmarks: {len(meta.get('landmarks') or [])} points, {len(pairs)} left/right pairs"
+    if meta.get("task") == "classes":
+        return f"classes: {len(meta.get('classes') or [])}"
+    return "–"
+
+
+def _augment_line(aug: Mapping[str, Any]) -> str:
+    on = [f"{k} {_short(v)}" if v is not True else k for k, v in aug.items()
+          if v not in _AUGMENT_OFF and k != "force_flip"]
+    return ", ".join(on) if on else "none"
+
+
+def _short(value: Any) -> str:
+    """A setting on one line: mappings as k=v, lists as [a, b]."""
+    if isinstance(value, Mapping):  # YAML 1.1 reads a key `on:` as True; show it as written
+        return "{" + ", ".join(f"{'on' if k is True else k}={_short(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return str(value)
+
+
+def _yaml_text(settings: Mapping[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(dict(settings), sort_keys=False)
+
+
+def curves_section(history: pd.DataFrame) -> H.Section:
+    """Loss and the main validation metric per epoch, plus the last epoch's numbers."""
+    if history.empty or "epoch" not in history.columns:
+        return H.Section("curves", "Training curves", H.note("metrics.csv is missing or empty: no curves."))
+    body = H.img(curves_png(history), "loss and validation metric per epoch")
+    notes = []
+    if "val_loss" in history.columns and len(history) >= 3:
+        best = int(history["val_loss"].idxmin())
+        if best < len(history) - 1 and history["val_loss"].iloc[-1] > 1.1 * history["val_loss"].iloc[best]:
+            notes.append(f"Validation loss was lowest at epoch {history['epoch'].iloc[best]} and is "
+                         f"{history['val_loss'].iloc[-1] / history['val_loss'].iloc[best]:.2f}x that at the end: "
+                         "the model over-fits late in training (the best checkpoint is kept).")
+    if "time_s" in history.columns:
+        notes.append(f"{len(history)} epoch{'s' if len(history) != 1 else ''} in {history['time_s'].sum():.0f} s.")
+    last = history.iloc[[-1]].drop(columns=[c for c in history.columns if "/" in str(c)])
+    return H.Section("curves", "Training curves", body + "".join(H.note(n) for n in notes)
+                     + H.collapsed("last epoch's numbers", H.table(last)))
