@@ -33,7 +33,7 @@ def test_split_options_sorts_keys() -> None:
                                                         ("lr", "1e-3", "float"), ("quiet", "yes", "bool")])
 def test_train_config_checks_types_where_it_is_made(key, value, expected) -> None:
     # Before: TrainConfig(epochs="3") was accepted and the scheduler multiplied a string.
-    with pytest.raises(ConfigError, match=rf"train\.{key}: expected {expected}\. Received: {value!r}"):
+    with pytest.raises(ConfigError, match=rf"train\.{key}: expected {expected}( \| None)?\. Received: {value!r}"):
         TrainConfig(**{key: value})
 
 
@@ -52,3 +52,26 @@ def test_fit_refuses_a_string_for_epochs_before_any_work(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"fit: train\.epochs: expected int"):
         fit("resnet18", None, epochs="3", out_dir=tmp_path / "run")  # type: ignore[arg-type]
     assert not (tmp_path / "run").exists()
+
+
+def test_training_length_rule() -> None:
+    from cnnkit.config import DEFAULT_MIN_EPOCHS, DEFAULT_MIN_STEPS
+
+    small, large = TrainConfig(), TrainConfig()
+    assert small.epochs_for(6) * 6 >= DEFAULT_MIN_STEPS  # 93 frames at batch 16: enough optimizer steps
+    assert large.epochs_for(10_000) == DEFAULT_MIN_EPOCHS  # a large set: a sensible number of epochs
+    assert TrainConfig(epochs=7).epochs_for(6) == 7 and TrainConfig(steps=61).epochs_for(6) == 11
+    with pytest.raises(ConfigError, match="not both"):
+        TrainConfig(epochs=3, steps=10)
+    assert TrainConfig().schedule == "cosine"
+
+
+def test_auto_size_keeps_the_images_aspect(lips_dir) -> None:
+    from cnnkit.data.sizing import auto_size, size_for_aspect
+    from cnnkit.data.sources import read_annotations
+
+    assert DataConfig().size is None and DataConfig(size="auto").size is None
+    with pytest.raises(ConfigError, match="not been chosen"):
+        DataConfig().frame  # noqa: B018
+    assert auto_size(read_annotations(lips_dir / "via_project.json")) == (160, 120)  # 320x240 frames
+    assert size_for_aspect(16 / 9) == (184, 104)

@@ -162,3 +162,17 @@ def test_a_non_finite_loss_is_a_user_error_that_keeps_the_last_epoch(lips_tables
     with pytest.raises(TrainingError, match=r"training loss became nan at batch 0.*Lower train\.lr"):
         fit(SMALL, train, None, out_dir=tmp_path, epochs=2, resume=True, **OPTS)
     assert (tmp_path / "last.safetensors").read_bytes() == kept
+
+
+def test_library_defaults_end_below_the_baseline_on_a_small_set(lips_dir, tmp_path) -> None:
+    """The defaults a user gets with no settings (resnet18 + heatmap head, cosine schedule, 'auto'
+    augmentation, the training-length rule) on 50 real images; only the length is cut for CI time
+    and the input made smaller (both are the only settings given)."""
+    table = read_annotations(lips_dir / "via_project.json").subset(range(3, 700, 14))
+    train, val = table.split((0.8, 0.2), seed=0)
+    run = fit("resnet18", train, val, out_dir=tmp_path, steps=90, size=(64, 48), quiet=True, plots=False)
+    errors = run.history["val_error_px_mean"].to_numpy()
+    baseline = run.history["val_baseline_px_mean"].iloc[-1]
+    assert len(errors) == 30  # 90 steps at 3 steps an epoch
+    assert errors[-1] < baseline, (errors, baseline)  # 150 steps at 80x60 gave 0.6x the baseline
+    assert np.ptp(errors[-5:]) < 0.25 * baseline  # the cosine schedule settles: no swing at the end

@@ -38,7 +38,7 @@ def test_schedules_decay_to_near_zero(schedule: str) -> None:
     model = _model()
     cfg = TrainConfig(lr=1.0, epochs=2, schedule=schedule, warmup_epochs=1 if schedule == "warmup_cosine" else 0)
     opt = make_optimizer(model, cfg)
-    sched = make_scheduler(opt, cfg, steps_per_epoch=5)
+    sched = make_scheduler(opt, cfg, steps_per_epoch=5, epochs=cfg.epochs_for(5))
     lrs = []
     for _ in range(10):
         opt.step()

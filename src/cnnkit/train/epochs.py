@@ -21,7 +21,7 @@ from torch import nn
 
 from cnnkit import geometry
 from cnnkit.atomic import atomic_write_text
-from cnnkit.config import TrainConfig
+from cnnkit.config import DEFAULT_MIN_EPOCHS, DEFAULT_MIN_STEPS, TrainConfig
 from cnnkit.engine.metrics import class_metrics, landmark_metrics
 from cnnkit.engine.step import Outputs, StepSetup, run_inference
 from cnnkit.errors import CheckpointError, ConfigError, did_you_mean
@@ -88,11 +88,13 @@ class EpochRunner:
         # self.model stays the plain module (saved without a 'module.' prefix); steps go through DDP.
         wrapped = dist.wrap(self.model, sync_bn=cfg.sync_bn)
         self.opt = make_optimizer(self.model, cfg)
-        self.sched = make_scheduler(self.opt, cfg, max(1, len(self.loaders["train"])))
-        self.step_model = torch.compile(wrapped) if cfg.compile else wrapped
+        steps_per_epoch = max(1, len(self.loaders["train"]))
+        self.epochs = cfg.epochs_for(steps_per_epoch)  # the training-length rule, resolved once
+        self.sched = make_scheduler(self.opt, cfg, steps_per_epoch, self.epochs)
+        self.step_model: Any = torch.compile(wrapped) if cfg.compile else wrapped
         self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
         # Validation shards differ in length, so it must not run through DDP's collectives.
-        self.eval_model = self.model if dist.is_distributed else self.step_model
+        self.eval_model: Any = self.model if dist.is_distributed else self.step_model
         if self.ema is not None:
             self.eval_model = self.ema.module
 
@@ -147,7 +149,8 @@ class EpochRunner:
     # -- the loop ---------------------------------------------------------------------
     def run(self, state: RunState) -> RunState:
         try:
-            for epoch in range(state.epochs_done, self.cfg.epochs):
+            self._announce_length(state)
+            for epoch in range(state.epochs_done, self.epochs):
                 self._one_epoch(epoch, state)
         except KeyboardInterrupt:
             state.interrupted = True
@@ -204,13 +207,12 @@ class EpochRunner:
         return {"val_loss": outputs.loss, **{f"val_{k}": v for k, v in self._metrics(outputs, state).items()}}
 
     def _metrics(self, outputs: Outputs, state: RunState) -> dict[str, float]:
+        assert outputs.true is not None  # validation tables are annotated
         if self.setup.task == "classes":
-            return {k: float(v) for k, v in class_metrics(outputs.pred.argmax(-1), outputs.true,
-                                                          classes=self.meta["classes"]).items()
-                    if np.isscalar(v)}
+            return class_metrics(outputs.pred.argmax(-1), outputs.true, classes=self.meta["classes"])
         baseline = self._baseline_px(outputs, state)
         found = landmark_metrics(outputs.pred, outputs.true, names=self.meta["landmarks"], baseline_px=baseline)
-        return {k: float(v) for k, v in found.items() if np.isscalar(v)}
+        return {k: float(v) for k, v in found.items()}
 
     def _baseline_px(self, outputs: Outputs, state: RunState) -> np.ndarray | None:
         """The mean training shape, placed in each val image's original pixels."""
@@ -246,7 +248,7 @@ class EpochRunner:
         save_state(self.out / "last.state.pt", optimizer=self.opt, scheduler=self.sched, epoch=state.epochs_done,
                    rng=rng, extra=extra)
         if not self.cfg.quiet:
-            log.info(format_epoch_line(row, self.cfg.epochs))
+            log.info(format_epoch_line(row, self.epochs, eta_s=self._eta_s(state)))
 
     def _extra(self, state: RunState) -> dict[str, Any]:
         return {"history": state.history, "best_value": state.best_value,
@@ -274,7 +276,23 @@ class EpochRunner:
         return value if math.isfinite(value) else math.inf
 
     def _progress(self, epoch: int, total: int) -> Any:
-        return _Bar(epoch, self.cfg.epochs, total, disable=self.cfg.quiet or not self.dist.is_main)
+        return _Bar(epoch, self.epochs, total, disable=self.cfg.quiet or not self.dist.is_main)
+
+    def _announce_length(self, state: RunState) -> None:
+        """One line: how many epochs and optimizer steps will run, and by which rule."""
+        if self.cfg.quiet or not self.dist.is_main or state.epochs_done >= self.epochs:
+            return
+        per_epoch = max(1, len(self.loaders["train"]))
+        why = ("train.epochs" if self.cfg.epochs is not None else "train.steps" if self.cfg.steps is not None
+               else f"the default: at least {DEFAULT_MIN_STEPS:,} steps and {DEFAULT_MIN_EPOCHS} epochs; "
+                    f"set train.epochs or train.steps to change it")
+        log.info(f"training {self.epochs} epochs x {per_epoch} steps = {self.epochs * per_epoch:,} optimizer "
+                 f"steps ({why}); the time left is shown after each epoch")
+
+    def _eta_s(self, state: RunState) -> float:
+        """Seconds left at the mean epoch time of this session so far."""
+        times = [row["time_s"] for row in state.history[-5:] if "time_s" in row]
+        return float(np.mean(times)) * (self.epochs - state.epochs_done) if times else float("nan")
 
     def _plots(self, state: RunState) -> None:
         from cnnkit.train.report import write_run_plots
@@ -283,12 +301,14 @@ class EpochRunner:
                         self.meta)
 
 
-def format_epoch_line(row: dict[str, float], epochs: int) -> str:
+def format_epoch_line(row: dict[str, float], epochs: int, *, eta_s: float = float("nan")) -> str:
     parts = [f"epoch {int(row['epoch'])}/{epochs}", f"train_loss {row['train_loss']:.4g}"]
     for key in ("val_loss", "val_error_px_mean", "val_baseline_px_mean", "val_nme", "val_accuracy"):
         if key in row and np.isfinite(row[key]):
             parts.append(f"{key} {row[key]:.4g}")
     parts.append(f"{row['images_per_s']:.1f} img/s")
+    if math.isfinite(eta_s) and int(row["epoch"]) < epochs:
+        parts.append(f"about {eta_s / 60:.0f} min left" if eta_s >= 90 else f"about {eta_s:.0f} s left")
     return "  ".join(parts)
 
 

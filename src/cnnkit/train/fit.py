@@ -12,6 +12,7 @@ Run folder layout::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,7 @@ from cnnkit.errors import ConfigError, DataError
 from cnnkit.io.checkpoint import FORMAT_VERSION
 from cnnkit.model.builder import build_model
 from cnnkit.model.defaults import default_loss, prepare_for_task
+from cnnkit.model.net import SpecNet
 from cnnkit.train.distributed import DistContext, distributed
 from cnnkit.train.epochs import EpochRunner, RunParts, RunState
 from cnnkit.train.losses import make_loss
@@ -137,6 +139,7 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
     ``extra_files`` ({name: text}) are written into the run folder with ``settings.json``.
     """
     _check_tables(job.train, job.val)
+    job = _with_input_size(job)
     with distributed(dist, job.cfg.device) as ctx:
         device = ctx.device or resolve_device(job.cfg.device)
         # The run draws initial weights and dropout masks from the global RNG, seeded here inside a
@@ -147,9 +150,9 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
             if ctx.is_distributed:
                 torch.manual_seed(ctx.rank_seed(job.cfg.seed))  # but each rank its own dropout masks
             parts = _assemble(net, job, device, ctx)
-            if ctx.is_main:
-                _prepare_folder(job, net, device, extra_files or {})
             runner = EpochRunner(parts, job.cfg, job.out_dir, ctx)
+            if ctx.is_main:
+                _prepare_folder(job, net, device, runner.epochs, extra_files or {})
             resume = job.resume
             state = runner.resume_state(Path(resume) if isinstance(resume, (str, Path)) else job.out_dir) \
                 if resume else RunState()
@@ -159,12 +162,25 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
                interrupted=state.interrupted, model=runner.model)
 
 
+def _with_input_size(job: TrainingJob) -> TrainingJob:
+    """``data.size: auto`` (the default) -> the training images' aspect at 160x120's pixel count."""
+    if job.data.size is not None:
+        return job
+    if isinstance(job.model, SpecNet):
+        size = job.model.size  # a built model already has its input size
+    else:
+        from cnnkit.data.sizing import auto_size
+
+        size = auto_size(job.train)
+    return dataclasses.replace(job, data=dataclasses.replace(job.data, size=size))
+
+
 def _assemble(net: nn.Module, job: TrainingJob, device: torch.device, dist: DistContext) -> RunParts:
     """The model and everything each step needs, built once for the run."""
     train, aug = job.train, job.augment
     norm = dict(job.normalisation) if job.normalisation else T.default_normalisation(job.data.channels)
     setup = StepSetup(
-        task=train.task, size=job.data.size, mean=tuple(norm["mean"]), std=tuple(norm["std"]),
+        task=train.task, size=job.data.frame, mean=tuple(norm["mean"]), std=tuple(norm["std"]),
         device=device, precision=job.cfg.precision, channels_last=job.cfg.channels_last, augment=aug,
         flip_perm=flip_permutation(train.landmarks, train.flip_pairs, force=aug.force_flip) if aug.flip else None,
     )
@@ -172,9 +188,10 @@ def _assemble(net: nn.Module, job: TrainingJob, device: torch.device, dist: Dist
                     loss_fn=make_loss_for(train, job.cfg, net), meta=_checkpoint_meta(train, job.data, norm, aug))
 
 
-def _prepare_folder(job: TrainingJob, net: nn.Module, device: torch.device, extra_files: Mapping[str, str]) -> None:
+def _prepare_folder(job: TrainingJob, net: nn.Module, device: torch.device, epochs: int,
+                    extra_files: Mapping[str, str]) -> None:
     job.out_dir.mkdir(parents=True, exist_ok=True)
-    _write_settings(job, net)
+    _write_settings(job, net, epochs)
     for name, text in extra_files.items():
         atomic_write_text(job.out_dir / name, text)
     if not job.cfg.quiet:
@@ -255,7 +272,7 @@ def build_for_table(model: Any, train: AnnotationTable, data_cfg: DataConfig, he
             raise ConfigError(f"the model has {outputs} outputs but the table needs {n_out} "
                               f"({'2 x landmarks' if train.task == 'landmarks' else 'one per class'})")
         return model
-    net = build_model(model, size=data_cfg.size, channels=data_cfg.channels, outputs=n_out, head=head,
+    net = build_model(model, size=data_cfg.frame, channels=data_cfg.channels, outputs=n_out, head=head,
                       task=train.task)
     if pretrained is not None:
         from cnnkit.model.pretrained import load_pretrained
@@ -268,12 +285,14 @@ def build_for_table(model: Any, train: AnnotationTable, data_cfg: DataConfig, he
 def _loaders(train: AnnotationTable, val: AnnotationTable | None, data_cfg: DataConfig,
              cfg: TrainConfig, dist: DistContext) -> dict[str, Any]:
     """Train loader (shuffled, padded shard per rank) and val loader (in order, unpadded shard)."""
-    ds_opts = {"size": data_cfg.size, "grayscale": data_cfg.grayscale, "letterbox": data_cfg.letterbox,
-               "cache": data_cfg.cache}
+    def dataset(table: AnnotationTable) -> TableDataset:
+        return TableDataset(table, size=data_cfg.frame, grayscale=data_cfg.grayscale, letterbox=data_cfg.letterbox,
+                            cache=data_cfg.cache)
+
     with dist.main_first(enabled=data_cfg.cache is not None):  # rank 0 builds the decoded cache
-        sets = {"train": TableDataset(train, **ds_opts)}
+        sets = {"train": dataset(train)}
         if val is not None and len(val):
-            sets["val"] = TableDataset(val, **ds_opts)
+            sets["val"] = dataset(val)
     shard = {"rank": dist.rank, "world_size": dist.world_size}
     return {name: make_loader(ds, batch_size=cfg.batch_size, shuffle=name == "train", seed=cfg.seed,
                               workers=data_cfg.workers,
@@ -287,18 +306,19 @@ def _checkpoint_meta(train: AnnotationTable, data_cfg: DataConfig, norm: Mapping
     return {
         "format_version": FORMAT_VERSION, "task": train.task, "landmarks": list(train.landmarks),
         "classes": list(train.classes), "flip_pairs": [list(p) for p in train.flip_pairs],
-        "normalisation": {k: list(v) for k, v in norm.items()}, "size": list(data_cfg.size),
+        "normalisation": {k: list(v) for k, v in norm.items()}, "size": list(data_cfg.frame),
         "channels": data_cfg.channels, "grayscale": data_cfg.grayscale, "letterbox": data_cfg.letterbox,
         "augment": aug.to_dict(),
     }
 
 
-def _write_settings(job: TrainingJob, net: nn.Module) -> None:
-    config = net.config() if hasattr(net, "config") else {"module": type(net).__name__}
+def _write_settings(job: TrainingJob, net: nn.Module, epochs: int) -> None:
+    config = net.config() if isinstance(net, SpecNet) else {"module": type(net).__name__}
     train, val = job.train, job.val
     settings = {
         "model": config, "model_argument": job.model if isinstance(job.model, (str, list)) else None,
-        "head": job.head, "data": job.data.to_dict(), "train": job.cfg.to_dict(), "augment": job.augment.to_dict(),
+        "head": job.head, "data": job.data.to_dict(), "train": job.cfg.to_dict(), "epochs": epochs,
+        "augment": job.augment.to_dict(),
         "train_table": {"source": train.source, "rows": len(train)},
         "val_table": None if val is None else {"source": val.source, "rows": len(val)},
     }

@@ -34,10 +34,10 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def make_scheduler(
-    opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+    opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int, epochs: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """A per-step schedule (stepped after every batch), so its state resumes exactly."""
-    total = max(1, cfg.epochs * steps_per_epoch)
+    """A per-step schedule over ``epochs`` (stepped after every batch), so its state resumes exactly."""
+    total = max(1, epochs * steps_per_epoch)
     warmup = min(total - 1, cfg.warmup_epochs * steps_per_epoch)
     if cfg.schedule == "onecycle":
         max_lrs = [g["lr"] for g in opt.param_groups]

@@ -1,0 +1,61 @@
+"""The default network input size: the training images' shape at a fixed pixel budget.
+
+``data.size: auto`` (the default) keeps the median aspect ratio of the training images and
+gives the network about ``AUTO_AREA`` pixels (160x120 for 4:3 frames, the size every landmark
+figure in docs/ACCURACY.md was measured at), rounded to multiples of 8 (stride-8 maps tile it).
+Only image headers are read (Pillow opens lazily), from an even sample of at most ``SAMPLE``
+rows, so this costs milliseconds even on a large set.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+from PIL import Image
+
+from cnnkit.data.decode import DECODE_ERRORS, exif_orientation, oriented_size
+from cnnkit.data.images import ImageSource
+from cnnkit.data.table import AnnotationTable
+from cnnkit.errors import DataError
+
+AUTO_AREA = 160 * 120
+SAMPLE = 64
+MULTIPLE = 8
+
+
+def size_for_aspect(aspect: float, area: int = AUTO_AREA, multiple: int = MULTIPLE) -> tuple[int, int]:
+    """(width, height) with ``width / height ~ aspect`` and ``width * height ~ area``.
+
+    Example:
+        >>> size_for_aspect(4 / 3), size_for_aspect(1.0), size_for_aspect(0.75)
+        ((160, 120), (136, 136), (120, 160))
+    """
+    width = math.sqrt(area * aspect)
+
+    def snap(v: float) -> int:
+        return max(multiple * 2, int(round(v / multiple)) * multiple)
+
+    return snap(width), snap(area / width)
+
+
+def auto_size(table: AnnotationTable) -> tuple[int, int]:
+    """The default input size for ``table``: its median image aspect ratio at ``AUTO_AREA`` pixels."""
+    source = ImageSource.for_table(table)
+    names = table.images
+    if not names:
+        raise DataError(f"{table.source}: no images to choose data.size from; give data.size, e.g. 160x120")
+    picks = np.unique(np.linspace(0, len(names) - 1, min(SAMPLE, len(names))).round().astype(int))
+    aspects = []
+    for i in picks:
+        try:
+            with Image.open(io.BytesIO(source.read(names[i]))) as img:
+                w, h = oriented_size(img.size, exif_orientation(img))
+        except (*DECODE_ERRORS, DataError):
+            continue  # a broken image is reported by the dataset, with its row, when it is read
+        aspects.append(w / h)
+    if not aspects:
+        raise DataError(f"{table.source}: none of {len(picks)} sampled images could be opened to choose "
+                        f"data.size; run `cnnkit check-data`, or give data.size, e.g. 160x120")
+    return size_for_aspect(float(np.median(aspects)))
