@@ -211,7 +211,7 @@ def _split(table: AnnotationTable, split: Any, exp: Experiment) -> dict[str, Ann
     raise ConfigError(f"data.split: give 'fractions' or 'column' (optionally with 'file'). Received: {dict(split)}")
 
 
-def join_split_file(table: AnnotationTable, split: Mapping[str, Any], exp: Experiment) -> AnnotationTable:
+def join_split_file(table: AnnotationTable, split: Mapping[Any, Any], exp: Experiment) -> AnnotationTable:
     """Join a split column from a CSV keyed by a path relative to the data folder (e.g. lips splits.csv)."""
     path = exp._path(split["file"])
     # YAML 1.1 reads a bare `on:` key as the boolean true; people write `on: filename`.

@@ -184,7 +184,7 @@ def skeleton_png(shape: np.ndarray, names: Sequence[str], pairs: Sequence[tuple[
     ax.scatter(shape[ok, 0], shape[ok, 1], s=18, color="tab:blue", zorder=3)
     if len(names) <= LABELLED_MAX:
         for i in np.flatnonzero(ok):
-            ax.annotate(str(names[i]), shape[i], xytext=(4, 3), textcoords="offset points", fontsize=9)
+            ax.annotate(str(names[int(i)]), shape[i], xytext=(4, 3), textcoords="offset points", fontsize=9)
     ax.invert_yaxis()
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_axis_off()
