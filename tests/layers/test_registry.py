@@ -15,6 +15,7 @@ from cnnkit.model.builder import build_model
 
 BUILTIN = {
     "conv", "bn", "relu", "max_pool", "avg_pool", "global_avg_pool", "flatten", "drop_out", "fc", "res_131", "res_33",
+    "depthwise_conv", "relu6", "mbconv",
 }  # fmt: skip
 
 

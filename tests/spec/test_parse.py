@@ -69,7 +69,10 @@ def test_preset_names_resolve_to_fresh_lists() -> None:
     a = load_spec("resnet50")
     a[0][1]["layer_depth"] = 1
     assert load_spec("resnet50")[0][1]["layer_depth"] == 64
-    assert set(PRESET_NAMES) == {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
+    assert set(PRESET_NAMES) == {
+        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+        "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+    }  # fmt: skip
 
 
 def test_preset_structure_follows_the_paper() -> None:

@@ -1,7 +1,7 @@
 """Built-in plain layer kinds with the seed's names, options and defaults.
 
-Kinds: ``conv``, ``bn``, ``relu``, ``max_pool``, ``avg_pool``, ``global_avg_pool``, ``flatten``,
-``drop_out``, ``fc``. Tensors stay 4-D ``[B, C, H, W]`` all the way: ``flatten`` and ``fc``
+Kinds: ``conv``, ``depthwise_conv``, ``bn``, ``relu``, ``relu6``, ``max_pool``, ``avg_pool``,
+``global_avg_pool``, ``flatten``, ``drop_out``, ``fc``. Tensors stay 4-D ``[B, C, H, W]`` all the way: ``flatten`` and ``fc``
 produce ``[B, N, 1, 1]`` so that any kind may follow any other and shapes stay ``(C, H, W)``.
 
 Convention (TF padding, exactly as TensorFlow computes it):
@@ -65,14 +65,23 @@ def pads_2d(
 class Conv2dTF(nn.Conv2d):
     """``nn.Conv2d`` that also does TF 'SAME' padding (asymmetric when the pad is odd).
 
-    State-dict keys are those of ``nn.Conv2d`` (``weight``, ``bias``).
+    State-dict keys are those of ``nn.Conv2d`` (``weight``, ``bias``). ``groups=cin`` makes it
+    depthwise (one filter set per input channel).
     """
 
     def __init__(
-        self, cin: int, cout: int, k: tuple[int, int], s: tuple[int, int], pads: Pads, bias: bool
+        self,
+        cin: int,
+        cout: int,
+        k: tuple[int, int],
+        s: tuple[int, int],
+        pads: Pads,
+        bias: bool,
+        groups: int = 1,
     ) -> None:
         symmetric = pads[0] == pads[1] and pads[2] == pads[3]
-        super().__init__(cin, cout, k, s, padding=(pads[2], pads[0]) if symmetric else 0, bias=bias)
+        padding = (pads[2], pads[0]) if symmetric else 0
+        super().__init__(cin, cout, k, s, padding=padding, bias=bias, groups=groups)
         self.extra_pad: Pads | None = None if symmetric else pads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,6 +154,12 @@ def conv_shape(
     return _window_shape(in_shape, filter_size, strides, padding, out_c=layer_depth)
 
 
+def depthwise_conv_shape(
+    in_shape: Shape, *, filter_size: Any, multiplier: int, strides: Any, padding: Any, bias: bool
+) -> Shape:
+    return _window_shape(in_shape, filter_size, strides, padding, out_c=in_shape[0] * multiplier)
+
+
 def pool_shape(in_shape: Shape, *, kernel: Any, strides: Any, padding: Any) -> Shape:
     return _window_shape(in_shape, kernel, strides, padding)
 
@@ -183,6 +198,38 @@ def conv(
 
 
 @register(
+    "depthwise_conv",
+    options={
+        "filter_size": _CONV_OPTIONS["filter_size"],
+        "multiplier": Option(
+            1,
+            check_positive_int,
+            ("depth_multiplier", "channel_multiplier"),
+            "output channels per input channel",
+        ),
+        "strides": _STRIDES,
+        "padding": _PADDING,
+        "bias": _CONV_OPTIONS["bias"],
+    },
+    shape=depthwise_conv_shape,
+)
+def depthwise_conv(
+    in_shape: Shape,
+    *,
+    filter_size: Any = 3,
+    multiplier: int = 1,
+    strides: Any = (1, 1, 1, 1),
+    padding: Any = "SAME",
+    bias: bool = True,
+) -> tuple[nn.Module, Shape]:
+    """Depthwise 2-D convolution (TF ``depthwise_conv2d``): each channel filtered on its own."""
+    k, s = to_hw(filter_size), to_hw(strides)
+    pads, (h, w) = pads_2d(in_shape[1:], k, s, padding)
+    cout = in_shape[0] * multiplier
+    return Conv2dTF(in_shape[0], cout, k, s, pads, bias, groups=in_shape[0]), (cout, h, w)
+
+
+@register(
     "bn",
     options={
         "decay": Option(0.5, check_decay, (), "moving-average decay (TF); momentum = 1 - decay"),
@@ -200,6 +247,12 @@ def bn(in_shape: Shape, *, decay: float = 0.5, eps: float = 1e-5) -> tuple[nn.Mo
 def relu(in_shape: Shape) -> tuple[nn.Module, Shape]:
     """ReLU."""
     return nn.ReLU(inplace=True), in_shape
+
+
+@register("relu6", options={}, shape=same_shape)
+def relu6(in_shape: Shape) -> tuple[nn.Module, Shape]:
+    """ReLU clipped at 6 (MobileNet, EfficientNet-Lite)."""
+    return nn.ReLU6(inplace=True), in_shape
 
 
 def _pool(mode: str, in_shape: Shape, kernel: Any, strides: Any, padding: Any) -> tuple[nn.Module, Shape]:

