@@ -7,8 +7,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnkit.layers.basic import Conv2dTF, Pool2dTF, avg_pool, bn, conv, drop_out, fc, max_pool, pad_1d
+from cnnkit.errors import SpecError
+from cnnkit.layers.basic import (
+    Conv2dTF,
+    Pool2dTF,
+    avg_pool,
+    bn,
+    conv,
+    depthwise_conv,
+    drop_out,
+    fc,
+    max_pool,
+    pad_1d,
+    relu6,
+)
 from cnnkit.layers.registry import get_builder, kind_infos
+from cnnkit.model.builder import build_model
 
 
 @pytest.mark.parametrize(
@@ -122,3 +136,34 @@ def test_every_builtin_shape_function_matches_its_module() -> None:
         module, shape = get_builder(kind)((4, 11, 10), **params)
         assert info.shape((4, 11, 10), **params) == shape, kind
         assert tuple(module.eval()(x).shape[1:]) == shape, kind
+
+
+@pytest.mark.parametrize(("n", "expected"), [(6, [3.0, 9.0, 9.0]), (5, [1.0, 6.0, 7.0])])
+def test_depthwise_conv_same_stride2_matches_tensorflow(n: int, expected: list[float]) -> None:
+    module, shape = depthwise_conv((2, 1, n), filter_size=[1, 3], strides=[1, 1, 2, 1], bias=False)
+    assert shape == (2, 1, 3) and module.groups == 2
+    with torch.no_grad():
+        module.weight.fill_(1.0)
+        module.weight[1].fill_(-2.0)  # channel 1 has its own filter: never mixed with channel 0
+    out = module(torch.cat([_row([float(i) for i in range(n)])] * 2, dim=1))
+    assert out[0, 0].flatten().tolist() == expected
+    assert out[0, 1].flatten().tolist() == [-2.0 * v for v in expected]
+
+
+def test_depthwise_conv_multiplier_and_aliases() -> None:
+    model = build_model(
+        [["depthwise_conv", {"kernel": 3, "depth_multiplier": 2, "stride": 2, "bias": False}]],
+        size=(9, 7),
+        channels=3,
+        outputs=2,
+    )
+    assert model.layer_shapes == ((6, 4, 5),)
+    assert tuple(model.layers[0].weight.shape) == (6, 1, 3, 3) and model.layers[0].bias is None
+    with pytest.raises(SpecError, match=r"layer 0 \(depthwise_conv\): unknown option 'layer_depth'"):
+        build_model([["depthwise_conv", {"layer_depth": 4}]], size=(8, 8), outputs=2)
+
+
+def test_relu6_clips_both_ends() -> None:
+    module, shape = relu6((1, 1, 4))
+    out = module(torch.tensor([-1.0, 0.5, 6.0, 9.0]).reshape(1, 1, 1, 4))
+    assert shape == (1, 1, 4) and out.flatten().tolist() == [0.0, 0.5, 6.0, 6.0]

@@ -85,6 +85,47 @@ def test_preset_structure_follows_the_paper() -> None:
     assert [b[0] for b in preset_spec("resnet34")[4:]].count("res_33") == 16
 
 
+def _lite_stages(name: str) -> list[tuple[int, int, int, int]]:
+    """(kernel, stride, channels, blocks) per stage of an EfficientNet-Lite preset's mbconv list."""
+    stages: list[list[int]] = []
+    for kind, opts in (item for item in preset_spec(name) if item[0] == "mbconv"):
+        stride = opts.get("strides", [1, 1, 1, 1])[1]
+        if not stages or stride > 1 or opts["layer_depth"] != stages[-1][2]:
+            stages.append([opts["filter_size"], stride, opts["layer_depth"], 0])
+        stages[-1][3] += 1
+    return [tuple(s) for s in stages]  # type: ignore[misc]
+
+
+def test_efficientnet_lite_stages_follow_tf_builder() -> None:
+    # EfficientNet-B0's table (Tan & Le 2019); Lite keeps the first and last stage's repeats.
+    assert _lite_stages("efficientnet_lite0") == [
+        (3, 1, 16, 1), (3, 2, 24, 2), (5, 2, 40, 2), (3, 2, 80, 3), (5, 1, 112, 3), (5, 2, 192, 4), (3, 1, 320, 1)
+    ]  # fmt: skip
+    assert [s[3] for s in _lite_stages("efficientnet_lite1")] == [1, 3, 3, 4, 4, 5, 1]  # depth x1.1
+    assert [s[2] for s in _lite_stages("efficientnet_lite2")] == [16, 24, 48, 88, 120, 208, 352]  # width x1.1
+    for n in range(3):
+        spec = preset_spec(f"efficientnet_lite{n}")
+        assert spec[:3] == [
+            ["conv", {"filter_size": 3, "layer_depth": 32, "strides": [1, 2, 2, 1], "padding": "SAME", "bias": False}],
+            ["bn", {"decay": 0.99, "eps": 0.001}],
+            ["relu6"],
+        ]  # fmt: skip
+        assert spec[-3:] == [
+            ["conv", {"filter_size": 1, "layer_depth": 1280, "bias": False}], ["bn", {"decay": 0.99, "eps": 0.001}],
+            ["relu6"],
+        ]  # fmt: skip
+        assert spec[3] == ["mbconv", {"filter_size": 3, "layer_depth": 16, "expand": 1}]
+
+
+def test_printed_lite_list_is_recognised_as_the_preset(tmp_path: Path) -> None:
+    # `cnnkit spec efficientnet_lite0 > net.yaml`, saved unchanged, must train like the name.
+    (tmp_path / "net.yaml").write_text(dump_spec_yaml(load_spec("efficientnet_lite0")), encoding="utf-8")
+    assert preset_name_of(load_spec(tmp_path / "net.yaml")) == "efficientnet_lite0"
+    edited = load_spec(tmp_path / "net.yaml")
+    edited[5][1]["expand"] = 4
+    assert preset_name_of(edited) is None
+
+
 def test_preset_name_of_recognises_unchanged_lists() -> None:
     assert [preset_name_of(preset_spec(n)) for n in PRESET_NAMES] == list(PRESET_NAMES)
     edited = preset_spec("resnet50")
