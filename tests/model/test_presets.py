@@ -57,3 +57,26 @@ def test_preset_helpers() -> None:
     assert not is_preset(None)
     assert preset_spec("resnet18")[0][1]["bias"] is False
     assert [preset_resolution(f"efficientnet_lite{n}") for n in range(3)] == [224, 240, 260]
+
+
+def test_lite_heatmap_head_merges_stages_to_stride_4() -> None:
+    model = build_model("efficientnet_lite0", size=(160, 120), outputs=2 * 5, head="heatmap").eval()
+    taps = [model.layer_shapes[i] for i in model.taps]
+    # the last block of the stride-4, 8 and 16 stages and the 1280-channel head conv (as ResNet's stages 1-4)
+    assert taps == [(24, 30, 40), (40, 15, 20), (112, 8, 10), (1280, 4, 5)]
+    assert model.taps == (5, 7, 13, 21) and model.layer_kinds[5] == "mbconv"
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 120, 160))
+    assert out.shape == (2, 10) and bool(((out > 0) & (out < 1)).all())
+    with torch.device("meta"):
+        coarse = build_model("efficientnet_lite0", size=(160, 120), outputs=10, head={"type": "heatmap", "stride": 8})
+    assert [coarse.layer_shapes[i][0] for i in coarse.taps] == [40, 112, 1280]
+
+
+@pytest.mark.parametrize(("head", "params"), [("gap", 1280 * 10 + 10), ("flatten", 1280 * 4 * 5 * 10 + 10)])
+def test_lite_direct_heads(head: str, params: int) -> None:
+    with torch.device("meta"):
+        model = build_model("efficientnet_lite0", size=(160, 120), outputs=10, head=head)
+        out = model(torch.empty(1, 3, 120, 160))
+    assert model.head == head and sum(p.numel() for p in model.head_parameters()) == params
+    assert out.shape == (1, 10)
