@@ -137,6 +137,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     backbone_lr: float | None = None
     freeze_backbone: bool = False
+    # BatchNorm of the backbone in eval mode (running statistics kept, scale/shift still trained).
+    # None: on when training from pretrained weights (hymenoptera, Lite0: 0.93 val vs <= 0.80 with
+    # the statistics re-estimated from batches of 16; docs/ACCURACY.md), off from scratch.
+    freeze_bn: bool | None = None
     device: str = "auto"
     precision: str = "fp32"
     channels_last: bool = False

@@ -119,9 +119,17 @@ class Experiment:
         return TrainingJob(
             model=self.model_spec(), train=tables["train"], val=tables.get("val"), data=self.data_config(),
             cfg=dataclasses.replace(cfg, quiet=quiet or cfg.quiet), augment=resolve_augment(self.augment(), tables["train"]),
-            out_dir=self.output, head=model.get("head"), pretrained=self._path(pretrained) if pretrained else None,
+            out_dir=self.output, head=model.get("head"), pretrained=self._weights(pretrained),
             resume=resume,
         )
+
+    def _weights(self, pretrained: Any) -> str | Path | None:
+        """``model.pretrained``: a packaged name (``efficientnet_lite0``) as written, else a file path."""
+        from cnnkit.model.pretrained import PACKAGED_WEIGHTS
+
+        if not pretrained:
+            return None
+        return pretrained if str(pretrained) in PACKAGED_WEIGHTS else self._path(pretrained)
 
     def tables(self) -> dict[str, AnnotationTable]:
         """Read the sources and split them: {'train', 'val'?, 'test'?}."""

@@ -43,7 +43,7 @@ def test_fit_builds_the_same_module_from_name_and_list() -> None:
     nets = []
     for spec in ("resnet18", preset_spec("resnet18")):
         torch.manual_seed(0)
-        nets.append(build_for_table(spec, table, DataConfig(size=(64, 48))))
+        nets.append(build_for_table(spec, table, DataConfig(size=(64, 48)))[0])
     a, b = (n.state_dict() for n in nets)
     assert nets[0].head == nets[1].head == "heatmap" and all(torch.equal(a[k], b[k]) for k in a)
 

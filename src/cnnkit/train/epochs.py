@@ -73,6 +73,7 @@ class RunParts:
     loaders: dict[str, Any]  # 'train', and 'val' when there is a validation table
     loss_fn: Any
     meta: dict[str, Any]  # checkpoint metadata: task, landmarks, classes, normalisation, ...
+    freeze_bn: bool = False  # keep the backbone's BatchNorm statistics (pretrained weights)
 
 
 class EpochRunner:
@@ -85,6 +86,9 @@ class EpochRunner:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.setup, self.cfg, self.loaders, self.loss_fn = setup, cfg, parts.loaders, parts.loss_fn
         self.out, self.meta, self.dist = out, parts.meta, dist
+        backbone = getattr(self.model, "layers", self.model)
+        self.frozen_bn = [m for m in backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] \
+            if parts.freeze_bn else []
         # self.model stays the plain module (saved without a 'module.' prefix); steps go through DDP.
         wrapped = dist.wrap(self.model, sync_bn=cfg.sync_bn)
         self.opt = make_optimizer(self.model, cfg)
@@ -173,7 +177,7 @@ class EpochRunner:
         with self._progress(epoch, len(train_loader.sampler)) as bar:
             logs = train_one_epoch(self.step_model, tap, self.setup, self.opt, self.sched, self.loss_fn,
                                    generator=generator, on_batch=bar.update_with if bar else None,
-                                   after_step=average)
+                                   after_step=average, frozen_bn=self.frozen_bn)
         if tap.active:
             self._reduce_shape(state)
         row: dict[str, float] = {"epoch": epoch + 1, **self._reduce_train_logs(logs, len(train_loader.sampler))}

@@ -146,7 +146,9 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
         # fork so the caller's RNG state is left as it was.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(job.cfg.seed)
-            net = build_for_table(job.model, job.train, job.data, job.head, job.pretrained)  # same on every rank
+            net, weights_norm = build_for_table(job.model, job.train, job.data, job.head, job.pretrained)
+            if weights_norm is not None and job.normalisation is None:  # the pixels the weights were trained on
+                job = dataclasses.replace(job, normalisation=weights_norm)
             if ctx.is_distributed:
                 torch.manual_seed(ctx.rank_seed(job.cfg.seed))  # but each rank its own dropout masks
             parts = _assemble(net, job, device, ctx)
@@ -184,8 +186,10 @@ def _assemble(net: nn.Module, job: TrainingJob, device: torch.device, dist: Dist
         device=device, precision=job.cfg.precision, channels_last=job.cfg.channels_last, augment=aug,
         flip_perm=flip_permutation(train.landmarks, train.flip_pairs, force=aug.force_flip) if aug.flip else None,
     )
+    freeze_bn = job.cfg.freeze_bn if job.cfg.freeze_bn is not None else job.pretrained is not None
     return RunParts(model=net, setup=setup, loaders=_loaders(train, job.val, job.data, job.cfg, dist),
-                    loss_fn=make_loss_for(train, job.cfg, net), meta=_checkpoint_meta(train, job.data, norm, aug))
+                    loss_fn=make_loss_for(train, job.cfg, net), meta=_checkpoint_meta(train, job.data, norm, aug),
+                    freeze_bn=freeze_bn)
 
 
 def _prepare_folder(job: TrainingJob, net: nn.Module, device: torch.device, epochs: int,
@@ -259,11 +263,12 @@ def _n_outputs(train: AnnotationTable) -> int:
 
 
 def build_for_table(model: Any, train: AnnotationTable, data_cfg: DataConfig, head: Any = None,
-                    pretrained: Any = None) -> nn.Module:
+                    pretrained: Any = None) -> tuple[nn.Module, Mapping[str, list[float]] | None]:
     """A module as given (outputs checked), or built from a spec with the table's output count.
 
     Head, loss and initial state follow ``cnnkit.model.defaults``, the same for a preset name, its
-    list and a file holding it.
+    list and a file holding it. Returns the module and, with ``pretrained`` weights, the input
+    normalisation they expect (else None).
     """
     n_out = _n_outputs(train)
     if isinstance(model, nn.Module):
@@ -271,15 +276,16 @@ def build_for_table(model: Any, train: AnnotationTable, data_cfg: DataConfig, he
         if outputs is not None and outputs != n_out:
             raise ConfigError(f"the model has {outputs} outputs but the table needs {n_out} "
                               f"({'2 x landmarks' if train.task == 'landmarks' else 'one per class'})")
-        return model
+        return model, None
     net = build_model(model, size=data_cfg.frame, channels=data_cfg.channels, outputs=n_out, head=head,
                       task=train.task)
+    weights_norm = None
     if pretrained is not None:
         from cnnkit.model.pretrained import load_pretrained
 
-        load_pretrained(net, pretrained)
+        weights_norm = load_pretrained(net, pretrained).normalisation
     prepare_for_task(net, train.task)
-    return net
+    return net, weights_norm
 
 
 def _loaders(train: AnnotationTable, val: AnnotationTable | None, data_cfg: DataConfig,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -27,12 +27,17 @@ def train_one_epoch(
     generator: torch.Generator,
     on_batch: Progress | None = None,
     after_step: Callable[[], None] | None = None,
+    frozen_bn: Sequence[nn.Module] = (),
 ) -> dict[str, float]:
     """One pass over ``loader``; returns {'train_loss', 'images_per_s', 'lr'}.
 
-    ``after_step`` runs after each optimizer step (the weight average's update).
+    ``after_step`` runs after each optimizer step (the weight average's update). ``frozen_bn``
+    BatchNorm layers stay in eval mode: they normalise with their (pretrained) running statistics,
+    which small batches of a new task would otherwise overwrite; their scale and shift still train.
     """
     model.train()
+    for bn in frozen_bn:
+        bn.eval()
     total, seen, start = 0.0, 0, time.perf_counter()
     for step, batch in enumerate(loader):
         images, target = setup.inputs(batch, generator=generator)
