@@ -97,3 +97,11 @@ def test_user_builder_failure_names_the_layer() -> None:
             build_model([["relu"], ["test_broken"]], size=(4, 4), outputs=2)
     finally:
         unregister("test_broken")
+
+
+def test_a_declared_option_keeps_its_default_in_one_place() -> None:
+    from cnnkit.spec.validate import Option
+
+    with pytest.raises(SpecError, match=r"defaults of \['factor'\] are given in both"):
+        register("twice", options={"factor": Option(2.0)})(lambda in_shape, *, factor=2.0: (nn.Identity(), in_shape))
+    assert "twice" not in kinds()

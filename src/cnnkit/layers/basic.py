@@ -185,11 +185,11 @@ _CONV_OPTIONS = {
 def conv(
     in_shape: Shape,
     *,
-    filter_size: Any = 3,
-    layer_depth: int = 8,
-    strides: Any = (1, 1, 1, 1),
-    padding: Any = "SAME",
-    bias: bool = True,
+    filter_size: Any,
+    layer_depth: int,
+    strides: Any,
+    padding: Any,
+    bias: bool,
 ) -> tuple[nn.Module, Shape]:
     """2-D convolution to ``layer_depth`` channels."""
     k, s = to_hw(filter_size), to_hw(strides)
@@ -216,11 +216,11 @@ def conv(
 def depthwise_conv(
     in_shape: Shape,
     *,
-    filter_size: Any = 3,
-    multiplier: int = 1,
-    strides: Any = (1, 1, 1, 1),
-    padding: Any = "SAME",
-    bias: bool = True,
+    filter_size: Any,
+    multiplier: int,
+    strides: Any,
+    padding: Any,
+    bias: bool,
 ) -> tuple[nn.Module, Shape]:
     """Depthwise 2-D convolution (TF ``depthwise_conv2d``): each channel filtered on its own."""
     k, s = to_hw(filter_size), to_hw(strides)
@@ -237,7 +237,7 @@ def depthwise_conv(
     },
     shape=same_shape,
 )
-def bn(in_shape: Shape, *, decay: float = 0.5, eps: float = 1e-5) -> tuple[nn.Module, Shape]:
+def bn(in_shape: Shape, *, decay: float, eps: float) -> tuple[nn.Module, Shape]:
     """Batch normalisation over channels."""
     # TF's decay weighs the OLD moving average; PyTorch's momentum weighs the NEW batch statistic.
     return nn.BatchNorm2d(in_shape[0], eps=eps, momentum=1.0 - decay), in_shape
@@ -272,7 +272,7 @@ _POOL_OPTIONS = {
 
 @register("max_pool", options=_POOL_OPTIONS, shape=pool_shape)
 def max_pool(
-    in_shape: Shape, *, kernel: Any = (1, 2, 2, 1), strides: Any = (1, 1, 1, 1), padding: Any = "SAME"
+    in_shape: Shape, *, kernel: Any, strides: Any, padding: Any
 ) -> tuple[nn.Module, Shape]:
     """Max pooling (default: 2x2 window, stride 1, 'SAME', as the seed)."""
     return _pool("max", in_shape, kernel, strides, padding)
@@ -280,7 +280,7 @@ def max_pool(
 
 @register("avg_pool", options=_POOL_OPTIONS, shape=pool_shape)
 def avg_pool(
-    in_shape: Shape, *, kernel: Any = (1, 2, 2, 1), strides: Any = (1, 1, 1, 1), padding: Any = "SAME"
+    in_shape: Shape, *, kernel: Any, strides: Any, padding: Any
 ) -> tuple[nn.Module, Shape]:
     """Average pooling; padded pixels are excluded from each mean (TF 'SAME')."""
     return _pool("avg", in_shape, kernel, strides, padding)
@@ -317,6 +317,6 @@ def drop_out(in_shape: Shape, *, prop: float) -> tuple[nn.Module, Shape]:
     },
     shape=lambda s, n: (n, 1, 1),
 )
-def fc(in_shape: Shape, *, n: int = 22) -> tuple[nn.Module, Shape]:
+def fc(in_shape: Shape, *, n: int) -> tuple[nn.Module, Shape]:
     """Fully connected to ``n`` units, flattening a spatial input."""
     return Dense(math.prod(in_shape), n), (n, 1, 1)

@@ -113,7 +113,7 @@ def res_33_shape(in_shape: Shape, *, depths: Any, stride: Any) -> Shape:
     },
     shape=res_131_shape,
 )
-def res_131(in_shape: Shape, *, depths: Any = (4, 4, 8), stride: Any = 1) -> tuple[nn.Module, Shape]:
+def res_131(in_shape: Shape, *, depths: Any, stride: Any) -> tuple[nn.Module, Shape]:
     """Bottleneck residual block."""
     block = Bottleneck(in_shape[0], (depths[0], depths[1], depths[2]), _stride_of(stride))
     return block, res_131_shape(in_shape, depths=depths, stride=stride)
@@ -127,7 +127,7 @@ def res_131(in_shape: Shape, *, depths: Any = (4, 4, 8), stride: Any = 1) -> tup
     },
     shape=res_33_shape,
 )
-def res_33(in_shape: Shape, *, depths: Any = (8, 8), stride: Any = 1) -> tuple[nn.Module, Shape]:
+def res_33(in_shape: Shape, *, depths: Any, stride: Any) -> tuple[nn.Module, Shape]:
     """Basic residual block."""
     block = BasicBlock(in_shape[0], _pair(depths), _stride_of(stride))
     return block, res_33_shape(in_shape, depths=depths, stride=stride)

@@ -111,13 +111,13 @@ def mbconv_shape(
 def mbconv(
     in_shape: Shape,
     *,
-    filter_size: Any = 3,
-    layer_depth: int = 16,
-    expand: int = 6,
-    strides: Any = (1, 1, 1, 1),
-    padding: Any = "SAME",
-    eps: float = 1e-3,
-    decay: float = 0.99,
+    filter_size: Any,
+    layer_depth: int,
+    expand: int,
+    strides: Any,
+    padding: Any,
+    eps: float,
+    decay: float,
 ) -> tuple[nn.Module, Shape]:
     """Inverted-residual block (no squeeze-excite), ReLU6 activations."""
     k, s = to_hw(filter_size), to_hw(strides)

@@ -56,6 +56,21 @@ def _options_from_signature(fn: Builder) -> dict[str, Option]:
     return opts
 
 
+def _defaults_live_in_options(kind: str, fn: Builder) -> None:
+    """A kind that declares ``options`` keeps each default there only: validation fills every option
+    before the builder is called, so a second default in the signature could only drift apart."""
+    doubled = [p.name for p in list(inspect.signature(fn).parameters.values())[1:] if p.default is not p.empty]
+    if doubled:
+        raise SpecError(f"layer kind {kind!r}: defaults of {doubled} are given in both options= and the builder's "
+                        f"signature; keep them in options= only.")
+
+
+def _defaults_from_options(fn: Builder, options: Mapping[str, Option]) -> None:
+    """The builder's keyword defaults, written from ``options``: one declaration serves validation,
+    docs and direct calls (``conv(in_shape)`` in a notebook) alike."""
+    fn.__kwdefaults__ = {name: opt.default for name, opt in options.items() if opt.default is not REQUIRED}
+
+
 def register(
     kind: str,
     *,
@@ -81,6 +96,9 @@ def register(
             raise SpecError(
                 f"layer kind {kind!r} is registered twice ({fn.__module__}.{fn.__name__}); choose another name."
             )
+        if options is not None:
+            _defaults_live_in_options(kind, fn)
+            _defaults_from_options(fn, options)
         opts = dict(options) if options is not None else _options_from_signature(fn)
         _KINDS[kind] = LayerKind(KindInfo(kind, MappingProxyType(opts), shape), fn)
         return fn
