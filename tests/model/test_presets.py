@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cnnkit.model.builder import build_model
-from cnnkit.model.presets import REFERENCE_PARAMS, is_preset, preset_resolution, preset_spec, presets
+from cnnkit.model.presets import PRESET_NAMES, REFERENCE_PARAMS, preset_resolution, preset_spec
 
 
 def _params(name: str, size: int = 224, head: str | None = None) -> int:
@@ -51,10 +51,8 @@ def test_lite_odd_sizes_round_up_as_tf_same() -> None:
 
 
 def test_preset_helpers() -> None:
-    assert presets()[:5] == ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-    assert presets()[5:] == ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
-    assert is_preset("resnet101") and is_preset("efficientnet_lite1") and not is_preset("resnet100")
-    assert not is_preset(None)
+    assert PRESET_NAMES[:5] == ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+    assert PRESET_NAMES[5:] == ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
     assert preset_spec("resnet18")[0][1]["bias"] is False
     assert [preset_resolution(f"efficientnet_lite{n}") for n in range(3)] == [224, 240, 260]
 

@@ -30,17 +30,6 @@ REFERENCE_PARAMS: dict[str, int] = {
     "efficientnet_lite1": 5_416_680,
     "efficientnet_lite2": 6_092_072,
 }
-TORCHVISION_PARAMS: dict[str, int] = {k: v for k, v in REFERENCE_PARAMS.items() if k.startswith("resnet")}
-
-
-def presets() -> tuple[str, ...]:
-    """The preset names."""
-    return PRESET_NAMES
-
-
-def is_preset(name: object) -> bool:
-    """Whether ``name`` is a preset name."""
-    return isinstance(name, str) and name in PRESETS
 
 
 def preset_resolution(name: str) -> int:
@@ -53,9 +42,6 @@ def preset_resolution(name: str) -> int:
 __all__ = [
     "PRESET_NAMES",
     "REFERENCE_PARAMS",
-    "TORCHVISION_PARAMS",
-    "is_preset",
     "preset_resolution",
     "preset_spec",
-    "presets",
 ]
