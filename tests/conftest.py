@@ -47,7 +47,7 @@ def index_image(i: int, width: int = 96, height: int = 64):
     import numpy as np
 
     img = np.zeros((height, width, 3), np.uint8)
-    img[2 * VIDEO_BLOCK:, :, 0] = (i * 37) % 256  # content that changes from frame to frame
+    img[2 * VIDEO_BLOCK:, :, 0] = (i * 10) % 250  # content that changes from frame to frame (unique to 24)
     for bit in range(12):
         if (i >> bit) & 1:
             r, c = divmod(bit, 6)
@@ -100,3 +100,9 @@ def read_frame_index():
 @pytest.fixture
 def lips_video_dir() -> Path:
     return _need(DATA / "lips-video")
+
+
+@pytest.fixture
+def index_frame():
+    """``index_frame(i)`` -> the RGB frame ``index_video`` encodes as frame ``i``."""
+    return index_image

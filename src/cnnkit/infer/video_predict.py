@@ -189,15 +189,11 @@ def predict_video(predictor: Any, path: str | Path, *, batch_size: int = 32, on_
 
 
 def predict_videos(predictor: Any, paths: Iterable[str | Path], *, batch_size: int = 32,
-                   sinks: Callable[[Path], BatchSink | None] | None = None, progress: bool = True) -> pd.DataFrame:
-    """Several videos, one after another: ``video`` (the path as given), then :func:`predict_video`'s columns.
-
-    ``sinks(path)`` may return a per-video ``on_batch`` (a labelled-video writer's ``write_batch``).
-    """
+                   progress: bool = True) -> pd.DataFrame:
+    """Several videos, one after another: ``video`` (the path as given), then :func:`predict_video`'s columns."""
     parts = []
     for path in paths:
-        df = predict_video(predictor, path, batch_size=batch_size, on_batch=sinks(Path(path)) if sinks else None,
-                           progress=progress)
+        df = predict_video(predictor, path, batch_size=batch_size, progress=progress)
         df.insert(0, "video", str(path))
         parts.append(df)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
