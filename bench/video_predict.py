@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true", help="leave docs/PERFORMANCE.md untouched")
     p.add_argument("--threads", type=int, default=2, help="torch threads (the issue's measure: 2 cores)")
     p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--frames", type=int, default=0, help="only the first N frames (default: the whole video)")
     p.add_argument("--batch-size", type=int, default=32)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         predictor = Predictor.from_checkpoint(make_checkpoint(folder), device="cpu")
         real = LIPS_VIDEO.is_file() and not args.quick
         video = LIPS_VIDEO if real else make_video(folder / "generated.mp4", 16 if args.quick else 300)
-        frames = video_info(video).frames
+        frames = video_info(video).frames if args.frames <= 0 else min(args.frames, video_info(video).frames)
         batch = 8 if args.quick else args.batch_size
         speeds = measure(predictor, video, frames, 1 if args.quick else args.rounds, batch)
     ratios = [v / m for v, m in zip(speeds["video"], speeds["memory"], strict=True)]

@@ -133,3 +133,21 @@ def test_lips_video_frames_give_the_png_errors(tmp_path, lips_dir, lips_video_di
         np.testing.assert_allclose(err_video, err_png, atol=1e-4)
         other = by_video.loc[frame - 1, cols].to_numpy(np.float64)  # the neighbour frame predicts elsewhere
         assert np.abs(other - by_png[cols].to_numpy(np.float64)).max() > 1e-3
+
+
+def test_classifier_on_a_video(tmp_path, index_video) -> None:
+    """Frames with more red texture lean to 'red': a class per frame, in frame order."""
+    model = build_model([["conv", {"filter_size": 1, "layer_depth": 3}]], size=(48, 32), channels=3,
+                        outputs=2, head="gap")
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+        conv.bias.zero_()
+        model.head_net.fc.weight.copy_(torch.tensor([[0.0, 0.0, 0.0], [50.0, -50.0, 0.0]]))
+        model.head_net.fc.bias.zero_()
+    meta = {**_meta([], (48, 32)), "task": "classes", "landmarks": [], "classes": ["plain", "red"]}
+    ckpt = save_model(tmp_path / "cls.safetensors", model, meta)
+    preds = predict(ckpt, index_video(tmp_path / "clip.mp4", 6), device="cpu", batch_size=4)
+    assert list(preds.columns) == ["frame", "time_s", "label", "confidence", "prob_plain", "prob_red"]
+    assert preds["frame"].tolist() == list(range(6))
+    assert preds["label"].tolist() == ["plain"] + ["red"] * 5  # frame 0: no red texture, no blocks

@@ -184,7 +184,8 @@ def _decoded(path: Path, *, want: set[int] | None, rgb: bool = False) -> Iterato
         raise DataError(f"{path}: asked for frame {last}, but the video has {index + 1} frames (0-{index})")
 
 
-_NO_IMAGE = np.empty((0, 0, 3), np.uint8)  # read-only placeholder: frames only counted, never shown
+_NO_IMAGE = np.empty((0, 0, 3), np.uint8)  # placeholder for frames that are only counted, never shown
+_NO_IMAGE.setflags(write=False)
 
 
 class _Clock:
@@ -202,7 +203,6 @@ class _Clock:
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else 0.0
         self.reorder, self.pending, self.origin = reorder, [], None
-        _NO_IMAGE.setflags(write=False)
 
     def feed(self, packet: Any) -> None:
         if self.reorder and packet.pts is not None and packet.size:

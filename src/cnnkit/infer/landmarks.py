@@ -50,11 +50,13 @@ class LandmarkScorer(nn.Module):
         self.heatmap = getattr(model, "head", None) == "heatmap"
         self.mirror = tta_flip or (not self.heatmap and perm is not None)
         self.aspect = torch.tensor([float(size[0]), float(size[1])]) / math.hypot(*size)
-        if not self.heatmap and perm is None:
-            log.warning("this model has a direct head and no flip pairs: nothing measures its doubt, so "
-                        "every likelihood is 1.0 (a heatmap head or declared flip pairs give a real one)")
+        self.warn = not self.heatmap and perm is None  # said once, when a likelihood is first made
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.warn:
+            self.warn = False
+            log.warning("this model has a direct head and no flip pairs: nothing measures its doubt, so "
+                        "every likelihood is 1.0 (a heatmap head or declared flip pairs give a real one)")
         points, lik = self._one(images)
         if not self.mirror:
             return points, lik
