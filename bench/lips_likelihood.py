@@ -44,6 +44,14 @@ def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def best_cut(lik: np.ndarray, bad: np.ndarray) -> tuple[float, float]:
+    """The likelihood threshold that best separates bad from good points (Youden's J) and its J."""
+    cuts = np.unique(np.round(lik, 3))
+    j = [((lik < c) & bad).sum() / max(bad.sum(), 1) - ((lik < c) & ~bad).sum() / max((~bad).sum(), 1) for c in cuts]
+    i = int(np.argmax(j))
+    return float(cuts[i]), float(j[i])
+
+
 def points_and_maps(predictor: Predictor, table, batch_size: int = 32):
     """(errors (N, K) px, maps (N, K, h, w)) for the rows of ``table``."""
     from cnnkit.data.loader import make_loader
@@ -101,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         for r in RADII if split == "extra" else (LIKELIHOOD_RADIUS,):
             lik = heatmap_likelihood(maps, r).numpy()
             lines.append(report(f"{split}, {r}", errors, lik))
+            ok = np.isfinite(errors)
+            cut, j = best_cut(lik[ok], errors[ok] > BAD_PX)
+            print(f"{split}, radius {r}: threshold separating > {BAD_PX:g} px best: {cut:.3f} (Youden J {j:.2f}); "
+                  f"likelihood median {np.median(lik[ok]):.3f}", flush=True)
         if split == "extra":
             lines += [report(f"extra, {n}", errors, v) for n, v in alternatives(maps).items()]
         print(f"{split}: mean error {np.nanmean(errors):.2f} px over {np.isfinite(errors).sum()} points", flush=True)

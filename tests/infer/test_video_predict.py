@@ -123,8 +123,8 @@ def test_lips_video_frames_give_the_png_errors(tmp_path, lips_dir, lips_video_di
     predictor = Predictor.from_checkpoint(ckpt, device="cpu")
     for (video, frame), (_, row) in zip([("002_cal", 18), ("008_xaud", 41)], rows.sort_values("image").iterrows(),
                                         strict=True):
-        by_video = predict_frames(predictor, iter_frames(lips_video_dir / f"{video}.avi", indices=range(frame + 1)),
-                                  batch_size=16)
+        by_video = predict_frames(predictor, iter_frames(lips_video_dir / f"{video}.avi",
+                                                         indices=[frame - 1, frame])).set_index("frame")
         by_png = predict(ckpt, [row["image"]], device="cpu")
         cols = [f"{n}_{c}" for n in LIPS for c in ("x", "y")]
         truth = row[cols].to_numpy(np.float64).reshape(-1, 2)
