@@ -94,6 +94,17 @@ def report(name: str, errors: np.ndarray, lik: np.ndarray) -> str:
             + " | ".join(cells) + " |")
 
 
+def per_landmark_row(split: str, names: list[str], errors: np.ndarray, lik: np.ndarray) -> str:
+    """ROC AUC within each landmark (and its count of points > 10 px)."""
+    cells = []
+    for k in range(len(names)):
+        ok = np.isfinite(errors[:, k])
+        bad = errors[ok, k] > BAD_PX
+        auc = roc_auc(-lik[ok, k], bad) if 0 < bad.sum() < len(bad) else float("nan")
+        cells.append(f"{auc:.2f} ({bad.sum()}; median {np.median(lik[ok, k]):.2f})")
+    return f"| {split} | " + " | ".join(cells) + " |"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
@@ -103,12 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu")
     head = "| split, radius (cells) | points | error > 10 px | ROC AUC | mean error at likelihood <0.25 | 0.25-0.5 | 0.5-0.75 | >=0.75 |"
     lines = [head, "|" + "---|" * 8]
+    per_landmark: list[str] = []
     for split in ("extra", "test"):
         part = table.with_df(table.df[table.df["split"] == split])
         errors, maps = points_and_maps(predictor, part)
         for r in RADII if split == "extra" else (LIKELIHOOD_RADIUS,):
             lik = heatmap_likelihood(maps, r).numpy()
             lines.append(report(f"{split}, {r}", errors, lik))
+            if r == LIKELIHOOD_RADIUS:
+                per_landmark.append(per_landmark_row(split, predictor.landmarks, errors, lik))
             ok = np.isfinite(errors)
             cut, j = best_cut(lik[ok], errors[ok] > BAD_PX)
             print(f"{split}, radius {r}: threshold separating > {BAD_PX:g} px best: {cut:.3f} (Youden J {j:.2f}); "
@@ -117,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             lines += [report(f"extra, {n}", errors, v) for n, v in alternatives(maps).items()]
         print(f"{split}: mean error {np.nanmean(errors):.2f} px over {np.isfinite(errors).sum()} points", flush=True)
     print("\n".join(lines))
+    names = predictor.landmarks
+    print("\n| split | " + " | ".join(names) + " |\n|" + "---|" * (len(names) + 1))
+    print("\n".join(per_landmark))
     return 0
 
 

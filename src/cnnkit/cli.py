@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--via", help="also write a VIA 2 project to review and correct the predictions")
     p.add_argument("--labeled-video", metavar="PATH", help="videos: also write each video with the points "
                    "drawn (H.264 .mp4); a folder when several videos are given")
-    p.add_argument("--likelihood-threshold", type=float, default=0.5, metavar="P",
-                   help="labelled video: points with a lower likelihood are drawn faded (default 0.5)")
+    p.add_argument("--likelihood-threshold", type=float, default=0.05, metavar="P",
+                   help="labelled video: points with a lower likelihood are drawn faded (default 0.05, "
+                   "chosen on lips-via; see docs/video.md)")
     p.add_argument("--hide-unsure", action="store_true", help="labelled video: hide those points instead")
     p.add_argument("--images", help="folder that paths in an annotation file are relative to")
     _inference_args(p)

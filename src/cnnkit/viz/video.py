@@ -29,6 +29,9 @@ PALETTE = np.array([
     (204, 121, 167), (255, 255, 255), (148, 103, 189), (23, 190, 207), (188, 189, 34), (227, 119, 194),
 ], dtype=np.uint8)
 _TIMED = (".mp4", ".mov", ".mkv", ".m4v")
+#: Points below this likelihood are drawn faded: the cut that best separated points with errors above 10 px
+#: from the rest on lips-via's `extra` split (docs/ACCURACY.md). Likelihood scales differ between models.
+DEFAULT_THRESHOLD = 0.05
 _TIME_BASE = Fraction(1, 90000)  # the MPEG clock: exact for 24, 25, 30, 60, 120 frames/s
 
 
@@ -38,7 +41,7 @@ def landmark_colors(k: int) -> np.ndarray:
 
 
 def draw_points(image: np.ndarray, points: np.ndarray, likelihood: np.ndarray | None = None, *,
-                threshold: float = 0.5, below: str = "fade", radius: int | None = None,
+                threshold: float = DEFAULT_THRESHOLD, below: str = "fade", radius: int | None = None,
                 colors: np.ndarray | None = None) -> np.ndarray:
     """A copy of ``image`` with the points drawn as discs (faded rings below ``threshold``).
 
@@ -90,7 +93,7 @@ class LabeledVideoWriter:
         crf: x264 quality (0 lossless, 18 visually lossless, 23 x264's default).
     """
 
-    def __init__(self, path: str | Path, *, fps: float, names: Sequence[str], threshold: float = 0.5,
+    def __init__(self, path: str | Path, *, fps: float, names: Sequence[str], threshold: float = DEFAULT_THRESHOLD,
                  below: str = "fade", radius: int | None = None, crf: int = 18) -> None:
         self.path = Path(path)
         self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
@@ -167,7 +170,7 @@ class LabeledVideoWriter:
 
 
 def write_labeled_video(frames: Iterable[Any], predictions: pd.DataFrame, path: str | Path, *,
-                        fps: float, threshold: float = 0.5, below: str = "fade", radius: int | None = None) -> Path:
+                        fps: float, threshold: float = DEFAULT_THRESHOLD, below: str = "fade", radius: int | None = None) -> Path:
     """Draw a predictions table (``frame``, ``<name>_x/_y/_likelihood``) onto ``frames``, in order.
 
     ``frames``: objects with ``index``, ``image`` and ``time_s`` (``cnnkit.data.video.iter_frames``);
