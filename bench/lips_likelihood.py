@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnkit import geometry
+from cnnkit.engine.tensors import normalise, to_unit_float
 from cnnkit.experiment import join_split_file, load_experiment
 from cnnkit.infer.landmarks import _maps
 from cnnkit.infer.predict import Predictor
 from cnnkit.model.heads import LIKELIHOOD_RADIUS, heatmap_likelihood, soft_argmax
-from cnnkit.train import targets as T
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "examples" / "accuracy" / "lips_heatmap_default.yaml"
 RADII = (0.75, 1.0, 1.5, 2.0, 3.0)
@@ -60,11 +61,11 @@ def points_and_maps(predictor: Predictor, table, batch_size: int = 32):
     errors, maps = [], []
     with torch.inference_mode():
         for batch in loader:
-            images = T.normalise(T.to_unit_float(batch["image"]), predictor.setup.mean, predictor.setup.std)
+            images = normalise(to_unit_float(batch["image"]), predictor.setup.mean, predictor.setup.std)
             m = _maps(predictor.scorer.model, images)
-            in_px = T.norm_to_points(T.output_to_norm_points(soft_argmax(m)), predictor.setup.size)
-            pred = T.input_to_original(in_px, batch["scale"], batch["offset"])
-            true = T.input_to_original(batch["points"], batch["scale"], batch["offset"])
+            in_px = geometry.norm_to_input(geometry.flat_to_points(soft_argmax(m)), predictor.setup.size)
+            pred = geometry.input_to_original(in_px, batch["scale"], batch["offset"])
+            true = geometry.input_to_original(batch["points"], batch["scale"], batch["offset"])
             errors.append((pred - true).norm(dim=-1).numpy())
             maps.append(m)
     return np.concatenate(errors), torch.cat(maps)

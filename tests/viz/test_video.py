@@ -46,7 +46,7 @@ def test_writer_keeps_frames_and_times(tmp_path, name) -> None:
     np.testing.assert_allclose([f.time_s for f in frames], expected, atol=2e-3)
     centre = frames[2].image[19, 21].astype(int)
     assert np.abs(centre - landmark_colors(2)[0]).max() < 30  # H.264 keeps the colour near the centre
-    assert not list(tmp_path.glob(".*partial*"))
+    assert not list(tmp_path.glob(".*tmp*"))
 
 
 def test_write_labeled_video_from_a_table(tmp_path, index_video) -> None:

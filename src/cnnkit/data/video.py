@@ -202,7 +202,9 @@ class _Clock:
         self.base = Fraction(stream.time_base) if stream.time_base else None
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else 0.0
-        self.reorder, self.pending, self.origin = reorder, [], None
+        self.reorder = reorder
+        self.origin: int | None = None  # pts of the first timed frame: time 0
+        self.pending: list[int] = []  # a min-heap of packet times not yet given to a frame
 
     def feed(self, packet: Any) -> None:
         if self.reorder and packet.pts is not None and packet.size:

@@ -12,7 +12,7 @@ This module takes arrays and DataFrames only (no model, no data readers).
 
 from __future__ import annotations
 
-import os
+import contextlib
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cnnkit.atomic import atomic_path
 from cnnkit.errors import DataError
 
 # Okabe-Ito and tab10-like colours, distinct on skin, fur and grey backgrounds; repeated past 12.
@@ -82,8 +83,8 @@ def _blend_disc(out: np.ndarray, x: float, y: float, r: int, color: np.ndarray, 
 class LabeledVideoWriter:
     """Write frames with their points drawn into an H.264 video; use as a context manager.
 
-    The file appears complete or not at all: frames go to a hidden partial file that replaces
-    ``path`` on a clean close.
+    The file appears complete or not at all (``cnnkit.atomic``): frames go to a hidden temporary
+    file that replaces ``path`` on a clean close.
 
     Args:
         path: output video (.mp4 recommended).
@@ -96,7 +97,7 @@ class LabeledVideoWriter:
     def __init__(self, path: str | Path, *, fps: float, names: Sequence[str], threshold: float = DEFAULT_THRESHOLD,
                  below: str = "fade", radius: int | None = None, crf: int = 18) -> None:
         self.path = Path(path)
-        self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self._files = contextlib.ExitStack()
         self.fps = fps if fps and fps > 0 else 30.0
         self.names, self.threshold, self.below, self.radius, self.crf = list(names), threshold, below, radius, crf
         self.colors = landmark_colors(len(self.names))
@@ -128,8 +129,8 @@ class LabeledVideoWriter:
     def _open(self, width: int, height: int) -> None:
         import av
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._out = av.open(str(self.partial), "w")
+        partial = self._files.enter_context(atomic_path(self.path))
+        self._out = av.open(str(partial), "w")
         rate = Fraction(self.fps).limit_denominator(1001)
         self._stream = self._out.add_stream("libx264", rate=rate, options={"crf": str(self.crf)})
         # yuv420p (what every player reads) needs even sizes: an odd last row/column is repeated
@@ -164,9 +165,9 @@ class LabeledVideoWriter:
             self._out.close()
             self._out = None
         if ok:
-            os.replace(self.partial, self.path)
+            self._files.close()  # the finished file replaces ``path``
         else:
-            self.partial.unlink(missing_ok=True)
+            self._files.__exit__(RuntimeError, RuntimeError("labelled video abandoned"), None)
 
 
 def write_labeled_video(frames: Iterable[Any], predictions: pd.DataFrame, path: str | Path, *,
