@@ -6,8 +6,8 @@ frame): every call decodes from the start and skips the frames not asked for, co
 the wanted ones to RGB. ``time_s`` is the frame's presentation time in seconds after the first
 frame's (``(pts - pts_0) * time_base``), so it is exact for variable-frame-rate files; where
 frames carry no timestamps it is ``index / fps``. Frames are returned as stored:
-rotation metadata of phone videos is not applied (nor is it by DeepLabCut or SLEAP), so
-frames extracted for labelling and frames seen by ``predict`` always agree.
+rotation metadata of phone videos is not applied, so frames extracted for labelling and frames
+seen by ``predict`` always agree.
 
 Memory: one decoded frame at a time (plus the decoder's own reference frames).
 """
@@ -37,8 +37,8 @@ class VideoInfo:
     Attributes:
         path: the file.
         frames: number of frames ``iter_frames`` yields, counted by decoding (containers'
-            own counts are often wrong: an AVI header counts dropped-frame slots, an MP4
-            edit list hides frames); with ``count=False`` the container's count, 0 if none.
+            own counts can be wrong: lips-video's ``002_cal.avi`` states 728 and holds 364);
+            with ``count=False`` the container's count, 0 if none.
         fps: average rate of those frames, ``frames / duration_s`` (the container's stated
             rate when the duration is unknown). A stated rate can differ: lips-video's AVIs
             state 120 frames/s and hold a frame in every other slot, 60 frames/s.
