@@ -12,6 +12,7 @@ from cnnkit.data.check import check_data
 from cnnkit.data.sources import read_annotations
 from cnnkit.data.sources.writers import write_csv, write_via
 from cnnkit.data.table import AnnotationTable
+from cnnkit.data.video import iter_frames, video_info
 from cnnkit.errors import CheckpointError, CnnkitError, ConfigError, DataError, SpecError, TrainingError
 from cnnkit.infer.evaluate import Evaluation, evaluate
 from cnnkit.infer.predict import Predictor, predict
@@ -23,13 +24,13 @@ from cnnkit.model.summary import summary
 from cnnkit.reporting import report
 from cnnkit.spec.parse import load_spec
 from cnnkit.train.fit import Run, fit
+from cnnkit.viz.video import write_labeled_video
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AnnotationTable", "Augment", "CheckpointError", "CnnkitError", "ConfigError", "DataError", "Evaluation",
     "Predictor", "Run", "SpecError", "TrainingError", "__version__", "build_cache", "build_model", "check_data",
-    "evaluate", "export_model", "fit", "load_model", "load_spec", "predict", "read_annotations", "register", "report",
-    "summary",
-    "write_csv", "write_via",
+    "evaluate", "export_model", "fit", "iter_frames", "load_model", "load_spec", "predict", "read_annotations",
+    "register", "report", "summary", "video_info", "write_csv", "write_labeled_video", "write_via",
 ]

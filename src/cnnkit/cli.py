@@ -19,7 +19,8 @@ from cnnkit.errors import CnnkitError
 
 EXAMPLES = {
     "train": "cnnkit train exp.yaml --set train.epochs=5 --set data.size=96x96",
-    "predict": "cnnkit predict runs/exp/best.safetensors photos/ --out preds.csv --via review.json",
+    "predict": "cnnkit predict runs/exp/best.safetensors photos/ --out preds.csv --via review.json\n"
+               "  cnnkit predict runs/exp/best.safetensors clip.mp4 --out clip.csv --labeled-video clip_labeled.mp4",
     "evaluate": "cnnkit evaluate runs/exp/best.safetensors test.csv --images images/ --out per_image.csv",
     "summary": "cnnkit summary resnet50 --size 224x224 --outputs 1000",
     "spec": "cnnkit spec resnet18 > my_model.yaml",
@@ -72,11 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.add_argument("--resume", action="store_true", help="continue the run in the output folder")
-    p = _add(sub, "predict", "predict landmarks or classes for images")
+    p = _add(sub, "predict", "predict landmarks or classes for images or videos")
     p.add_argument("model")
-    p.add_argument("inputs", nargs="+", help="images, folders, a .zip or an annotation file")
+    p.add_argument("inputs", nargs="+", help="images, folders, a .zip, an annotation file, or videos "
+                   "(.mp4 .avi .mov .mkv ...: one row per decoded frame)")
     p.add_argument("--out", default="predictions.csv")
     p.add_argument("--via", help="also write a VIA 2 project to review and correct the predictions")
+    p.add_argument("--labeled-video", metavar="PATH", help="videos: also write each video with the points "
+                   "drawn (H.264 .mp4); a folder when several videos are given")
+    p.add_argument("--likelihood-threshold", type=float, default=0.05, metavar="P",
+                   help="labelled video: points with a lower likelihood are drawn faded (default 0.05, "
+                   "chosen on lips-via; see docs/video.md)")
+    p.add_argument("--hide-unsure", action="store_true", help="labelled video: hide those points instead")
     p.add_argument("--images", help="folder that paths in an annotation file are relative to")
     _inference_args(p)
     p = _add(sub, "evaluate", "score a model on annotated images (errors in original pixels)")
@@ -149,11 +157,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from cnnkit.infer.inputs import video_paths
     from cnnkit.infer.predict import predict, predictions_table
 
     source: Any = args.inputs[0] if len(args.inputs) == 1 else args.inputs
-    preds = predict(args.model, source, batch_size=args.batch_size, device=args.device, images=args.images,
-                    tta_flip=args.tta_flip)
+    videos = video_paths(source)
+    if (args.labeled_video and not videos) or (args.via and videos):
+        raise CnnkitError("--labeled-video takes videos and --via takes images; predict them in separate calls")
+    if videos:
+        preds = _predict_videos(args, videos)
+    else:
+        preds = predict(args.model, source, batch_size=args.batch_size, device=args.device, images=args.images,
+                        tta_flip=args.tta_flip)
     from cnnkit.data.sources.writers import write_via
 
     _write_frame(preds, Path(args.out))
@@ -165,6 +180,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
         write_via(predictions_table(preds, landmarks), args.via)
         print(f"VIA project for review -> {args.via}")
     return 0
+
+
+def _predict_videos(args: argparse.Namespace, videos: list[Path]) -> Any:
+    """Each video in turn; with --labeled-video its frames are drawn as they are predicted (one decode)."""
+    import pandas as pd
+
+    from cnnkit.data.video import video_info
+    from cnnkit.infer.predict import Predictor
+    from cnnkit.infer.video_predict import predict_video
+    from cnnkit.viz.video import LabeledVideoWriter
+
+    predictor = Predictor.from_checkpoint(args.model, device=args.device, tta_flip=args.tta_flip)
+    if args.labeled_video and not predictor.landmarks:
+        raise CnnkitError("--labeled-video needs a landmark model; this model predicts classes")
+    parts = []
+    for video in videos:
+        if not args.labeled_video:
+            df = predict_video(predictor, video, batch_size=args.batch_size, progress=not args.quiet)
+        else:
+            out = Path(args.labeled_video)
+            out = out / f"{video.stem}_labeled.mp4" if len(videos) > 1 else out
+            with LabeledVideoWriter(out, fps=video_info(video).fps, names=predictor.landmarks,
+                                    threshold=args.likelihood_threshold,
+                                    below="hide" if args.hide_unsure else "fade") as writer:
+                df = predict_video(predictor, video, batch_size=args.batch_size, on_batch=writer.write_batch,
+                                   progress=not args.quiet)
+            print(f"labelled video -> {out}")
+        if len(videos) > 1:
+            df.insert(0, "video", str(video))
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True)
 
 
 def _write_frame(frame: Any, path: Path) -> None:
