@@ -9,6 +9,7 @@ from __future__ import annotations
 from cnnkit.data.augment import Augment
 from cnnkit.data.cache import build_cache
 from cnnkit.data.check import check_data
+from cnnkit.data.merge import MergeReport, merge_annotations
 from cnnkit.data.sources import read_annotations
 from cnnkit.data.sources.writers import write_csv, write_via
 from cnnkit.data.table import AnnotationTable
@@ -32,4 +33,6 @@ __all__ = [
     "evaluate", "export_model", "fit", "load_model", "load_spec", "predict", "read_annotations", "register", "report",
     "summary",
     "write_csv", "write_via",
+    # the label -> train -> refine loop
+    "MergeReport", "merge_annotations",
 ]

@@ -29,6 +29,7 @@ EXAMPLES = {
     "export": "cnnkit export runs/exp/best.safetensors --format onnx",
     "demo": "cnnkit demo --out runs/demo",
     "report": "cnnkit report runs/exp --data test.csv --out runs/exp/report.html",
+    "merge": "cnnkit merge review/via_project.json --into labels.csv --prefer corrected",
 }
 
 
@@ -119,7 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", help="folder that image paths in --data are relative to")
     p.add_argument("--out", help="the HTML file (default: RUN/report.html)")
     _inference_args(p)
+    _loop_parsers(sub)
     return parser
+
+
+def _loop_parsers(sub: Any) -> None:
+    """The label -> train -> refine commands."""
+    p = _add(sub, "merge", "add corrected/new annotations to a labels file (conflicts listed; a backup is kept)")
+    p.add_argument("corrected", help="the corrected annotations, e.g. a VIA project saved after review")
+    p.add_argument("--into", required=True, help="the training labels file (.csv table or VIA .json project)")
+    p.add_argument("--prefer", choices=("corrected", "existing"),
+                   help="which side wins where an image is labelled differently in both (default: stop)")
+    p.add_argument("--out", help="write the merged labels here and leave --into untouched")
+    p.add_argument("--images", help="folder that paths in the corrected file are relative to")
+    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark")
 
 
 def _read(args: argparse.Namespace) -> Any:
@@ -149,7 +163,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from cnnkit.data.guard import refuse_to_overwrite_labels
     from cnnkit.infer.predict import predict, predictions_table
+
+    refuse_to_overwrite_labels(args.out, what="--out")
+    if args.via:
+        refuse_to_overwrite_labels(args.via, what="--via")
 
     source: Any = args.inputs[0] if len(args.inputs) == 1 else args.inputs
     preds = predict(args.model, source, batch_size=args.batch_size, device=args.device, images=args.images,
@@ -215,8 +234,10 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from cnnkit.data.guard import refuse_to_overwrite_labels
     from cnnkit.data.sources.writers import write_csv, write_via
 
+    refuse_to_overwrite_labels(args.output, what="the output")
     table = _read(args)
     out = Path(args.output)
     (write_via if out.suffix.lower() == ".json" else write_csv)(table, out)
@@ -257,9 +278,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from cnnkit.data.merge import merge_annotations
+
+    print(merge_annotations(args.corrected, args.into, prefer=args.prefer, out=args.out, images=args.images,
+                            landmark_attribute=args.landmark_attribute))
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "summary": cmd_summary,
             "spec": cmd_spec, "check-data": cmd_check_data, "convert": cmd_convert, "cache": cmd_cache,
-            "export": cmd_export, "demo": cmd_demo, "report": cmd_report}
+            "export": cmd_export, "demo": cmd_demo, "report": cmd_report,
+            "merge": cmd_merge}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
