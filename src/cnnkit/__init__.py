@@ -9,6 +9,7 @@ from __future__ import annotations
 from cnnkit.data.augment import Augment
 from cnnkit.data.cache import build_cache
 from cnnkit.data.check import check_data
+from cnnkit.data.frames import ExtractedFrames, extract_frames
 from cnnkit.data.merge import MergeReport, merge_annotations
 from cnnkit.data.sources import read_annotations
 from cnnkit.data.sources.writers import write_csv, write_via
@@ -34,5 +35,5 @@ __all__ = [
     "summary",
     "write_csv", "write_via",
     # the label -> train -> refine loop
-    "MergeReport", "merge_annotations",
+    "ExtractedFrames", "MergeReport", "extract_frames", "merge_annotations",
 ]

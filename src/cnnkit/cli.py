@@ -30,6 +30,7 @@ EXAMPLES = {
     "demo": "cnnkit demo --out runs/demo",
     "report": "cnnkit report runs/exp --data test.csv --out runs/exp/report.html",
     "merge": "cnnkit merge review/via_project.json --into labels.csv --prefer corrected",
+    "extract-frames": "cnnkit extract-frames mouse1.mp4 mouse2.mp4 --n 50 --landmarks nose,tail --out to_label/",
 }
 
 
@@ -126,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _loop_parsers(sub: Any) -> None:
     """The label -> train -> refine commands."""
+    p = _add(sub, "extract-frames", "pick frames of videos to label; write them and a VIA project to label in")
+    p.add_argument("videos", nargs="+")
+    p.add_argument("--out", required=True, help="folder for the frames, frames.csv and via_project.json")
+    p.add_argument("--n", type=int, default=50, help="frames per video (default 50)")
+    p.add_argument("--method", choices=("kmeans", "uniform"), default="kmeans",
+                   help="kmeans: frames that look different (default); uniform: evenly spaced")
+    p.add_argument("--landmarks", help="landmark names to label, comma-separated")
+    p.add_argument("--model", help="take the landmark names from this model (.safetensors)")
+    p.add_argument("--seed", type=int, default=0)
     p = _add(sub, "merge", "add corrected/new annotations to a labels file (conflicts listed; a backup is kept)")
     p.add_argument("corrected", help="the corrected annotations, e.g. a VIA project saved after review")
     p.add_argument("--into", required=True, help="the training labels file (.csv table or VIA .json project)")
@@ -278,6 +288,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extract_frames(args: argparse.Namespace) -> int:
+    from cnnkit.data.frames import extract_frames
+
+    if args.model:
+        from cnnkit.io.checkpoint import read_meta
+
+        names = list(read_meta(args.model).get("landmarks") or [])
+        if not names:
+            raise CnnkitError(f"{args.model}: not a landmark model; pass --landmarks a,b,c")
+    elif args.landmarks:
+        names = [n.strip() for n in args.landmarks.split(",") if n.strip()]
+    else:
+        raise CnnkitError("name the landmarks to label: --landmarks a,b,c or --model <checkpoint>")
+    result = extract_frames(args.videos, args.out, n=args.n, method=args.method, landmarks=names, seed=args.seed)
+    print(f"{len(result.frames)} frames -> {Path(args.out)}; label them in VIA: open {result.project}")
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     from cnnkit.data.merge import merge_annotations
 
@@ -289,7 +317,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "summary": cmd_summary,
             "spec": cmd_spec, "check-data": cmd_check_data, "convert": cmd_convert, "cache": cmd_cache,
             "export": cmd_export, "demo": cmd_demo, "report": cmd_report,
-            "merge": cmd_merge}
+            "merge": cmd_merge, "extract-frames": cmd_extract_frames}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
