@@ -17,6 +17,7 @@ from cnnkit.data.table import AnnotationTable
 from cnnkit.errors import CheckpointError, CnnkitError, ConfigError, DataError, SpecError, TrainingError
 from cnnkit.infer.evaluate import Evaluation, evaluate
 from cnnkit.infer.predict import Predictor, predict
+from cnnkit.infer.suggest import suggest
 from cnnkit.io.checkpoint import load_model
 from cnnkit.io.export import export_model
 from cnnkit.layers.registry import register
@@ -35,5 +36,5 @@ __all__ = [
     "summary",
     "write_csv", "write_via",
     # the label -> train -> refine loop
-    "ExtractedFrames", "MergeReport", "extract_frames", "merge_annotations",
+    "ExtractedFrames", "MergeReport", "extract_frames", "merge_annotations", "suggest",
 ]

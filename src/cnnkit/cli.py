@@ -31,6 +31,7 @@ EXAMPLES = {
     "report": "cnnkit report runs/exp --data test.csv --out runs/exp/report.html",
     "merge": "cnnkit merge review/via_project.json --into labels.csv --prefer corrected",
     "extract-frames": "cnnkit extract-frames mouse1.mp4 mouse2.mp4 --n 50 --landmarks nose,tail --out to_label/",
+    "suggest": "cnnkit suggest runs/exp/best.safetensors mouse3.mp4 --n 50 --via review/review.json",
 }
 
 
@@ -136,6 +137,18 @@ def _loop_parsers(sub: Any) -> None:
     p.add_argument("--landmarks", help="landmark names to label, comma-separated")
     p.add_argument("--model", help="take the landmark names from this model (.safetensors)")
     p.add_argument("--seed", type=int, default=0)
+    p = _add(sub, "suggest", "rank unlabelled images or video frames by the model's doubt; write the top ones "
+             "with their predictions as a VIA project to correct")
+    p.add_argument("model")
+    p.add_argument("inputs", nargs="+", help="videos, images, folders or an annotation file")
+    p.add_argument("--n", type=int, default=50, help="how many to suggest (default 50)")
+    p.add_argument("--via", help="write the suggestions, predictions pre-filled, as a VIA project here")
+    p.add_argument("--out", help="write the ranked suggestions (scores, predictions) to this CSV")
+    p.add_argument("--exclude", help="a labels file: its images are not suggested")
+    p.add_argument("--min-gap", type=int, default=10, help="frames between two suggestions in a video (10)")
+    p.add_argument("--no-flip", action="store_true", help="skip the mirror-image disagreement (one pass less)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
     p = _add(sub, "merge", "add corrected/new annotations to a labels file (conflicts listed; a backup is kept)")
     p.add_argument("corrected", help="the corrected annotations, e.g. a VIA project saved after review")
     p.add_argument("--into", required=True, help="the training labels file (.csv table or VIA .json project)")
@@ -306,6 +319,23 @@ def cmd_extract_frames(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from cnnkit.infer.suggest import suggest
+
+    if args.out:
+        from cnnkit.data.guard import refuse_to_overwrite_labels
+
+        refuse_to_overwrite_labels(args.out, what="--out")
+    top = suggest(args.model, args.inputs, n=args.n, via=args.via, exclude=args.exclude, flip=not args.no_flip,
+                  min_gap=args.min_gap, batch_size=args.batch_size, device=args.device)
+    if args.out:
+        _write_frame(top, Path(args.out))
+    where = [c for c in ("image", "video", "frame") if c in top.columns]
+    print(top[[*where, "score"]].head(10).to_string(index=False))
+    print(f"{len(top)} suggestions" + (f" -> {args.via} (correct them in VIA, then `cnnkit merge`)" if args.via else ""))
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     from cnnkit.data.merge import merge_annotations
 
@@ -317,7 +347,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "summary": cmd_summary,
             "spec": cmd_spec, "check-data": cmd_check_data, "convert": cmd_convert, "cache": cmd_cache,
             "export": cmd_export, "demo": cmd_demo, "report": cmd_report,
-            "merge": cmd_merge, "extract-frames": cmd_extract_frames}
+            "merge": cmd_merge, "extract-frames": cmd_extract_frames, "suggest": cmd_suggest}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
