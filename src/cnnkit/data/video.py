@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnkit.data.decode import Geometry, _content_box, _pad, _resized_array
 from cnnkit.errors import DataError
 
 #: File name endings read as videos (case-insensitive).
@@ -124,6 +125,28 @@ def iter_frames(path: str | Path, *, indices: Iterable[int] | None = None) -> It
     path = Path(path)
     want = None if indices is None else _wanted(indices, path)
     yield from _decoded(path, want=want, rgb=True)
+
+
+def resize_frame(image: np.ndarray, *, size: tuple[int, int], grayscale: bool = False,
+                 letterbox: bool = False) -> tuple[np.ndarray, Geometry]:
+    """A decoded frame -> the network input, exactly as ``decode_image`` resizes an image file.
+
+    Same filter and steps (LANCZOS, ``reducing_gap=3``, letterbox, the seed's grey weights),
+    so a frame and the PNG holding the same pixels give the same input and the same
+    prediction. Frames have no EXIF orientation.
+
+    Shapes:
+        image ``(H, W, 3)`` uint8 RGB -> ``(size[1], size[0], C)`` uint8, C = 1 when grayscale.
+    """
+    from PIL import Image
+
+    im = Image.fromarray(image, "RGB")
+    target, offset = _content_box(im.size, size, letterbox)
+    arr = _resized_array(im, 1, target, None, Image.Resampling.LANCZOS, 3.0, grayscale)
+    if letterbox:
+        arr = _pad(arr, size, offset)
+    scale = (target[0] / im.size[0], target[1] / im.size[1])
+    return arr, Geometry(im.size, scale, (float(offset[0]), float(offset[1])))
 
 
 def _wanted(indices: Iterable[int], path: Path) -> set[int]:

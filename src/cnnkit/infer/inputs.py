@@ -11,6 +11,7 @@ import pandas as pd
 
 from cnnkit.data.sources import read_annotations
 from cnnkit.data.table import AnnotationTable
+from cnnkit.data.video import is_video
 from cnnkit.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -18,6 +19,32 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".g
 
 def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def video_paths(source: Any) -> list[Path]:
+    """The video files ``source`` names (a path or a list of paths), or [] when it names none.
+
+    Raises:
+        DataError: videos mixed with other inputs (predict them in separate calls: the
+            outputs have different rows), or a named video that does not exist.
+    """
+    if isinstance(source, (str, Path)):
+        items = [source]
+    elif isinstance(source, Sequence) and not isinstance(source, (pd.DataFrame, AnnotationTable)) and source:
+        items = list(source)
+    else:
+        return []
+    if not all(isinstance(s, (str, Path)) for s in items):
+        return []
+    videos = [Path(s) for s in items if is_video(s)]
+    if videos and len(videos) != len(items):
+        others = [str(s) for s in items if not is_video(s)]
+        raise DataError(f"videos and other inputs in one call ({others[:3]}): predict videos and images "
+                        "separately (one row per frame against one row per image)")
+    missing = [str(v) for v in videos if not v.is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} video(s) not found, e.g. {missing[:3]}")
+    return videos
 
 
 def images_table(source: Any, *, images: str | Path | None = None) -> AnnotationTable:

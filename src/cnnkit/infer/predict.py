@@ -1,4 +1,8 @@
-"""``predict``: a checkpoint and some images in, a DataFrame in ORIGINAL image pixels out."""
+"""``predict``: a checkpoint and some images or videos in, a DataFrame in ORIGINAL image pixels out.
+
+Landmark predictions carry ``<name>_likelihood`` in [0, 1] beside ``<name>_x``, ``<name>_y``
+(its meaning per head: :mod:`cnnkit.infer.landmarks`). Videos: :mod:`cnnkit.infer.video_predict`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -18,7 +23,8 @@ from cnnkit.data.table import AnnotationTable
 from cnnkit.engine.device import resolve_device
 from cnnkit.engine.step import Outputs, StepSetup, run_inference
 from cnnkit.errors import ConfigError
-from cnnkit.infer.inputs import images_table
+from cnnkit.infer.inputs import images_table, video_paths
+from cnnkit.infer.landmarks import LandmarkScorer, score_batch
 from cnnkit.io.checkpoint import load_model
 
 
@@ -46,34 +52,32 @@ class FlipTTA(nn.Module):
 
 @dataclass
 class Predictor:
-    """A loaded model plus what it needs to read images the way it was trained."""
+    """A loaded model plus what it needs to read images the way it was trained.
+
+    ``model`` is what ``run`` (and ``evaluate``) call: the network, wrapped in ``FlipTTA`` for
+    test-time flip. ``scorer`` (landmark models) gives points and their likelihoods.
+    """
 
     model: nn.Module
     meta: dict[str, Any]
     setup: StepSetup
+    scorer: LandmarkScorer | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", precision: str = "fp32",
                         tta_flip: bool = False) -> Predictor:
         dev = resolve_device(device)
-        model, meta = load_model(path, device=str(dev))
+        net, meta = load_model(path, device=str(dev))
+        model, scorer = net, None
+        perm = _flip_perm(meta, path, required=tta_flip)
         if tta_flip:
-            perm = None
-            if meta["task"] == "landmarks":
-                pairs = [tuple(p) for p in meta.get("flip_pairs") or []]
-                if not pairs:
-                    raise ConfigError(
-                        f"{path}: test-time flip needs the model's left/right landmark pairs, and this model "
-                        "was trained on a table without them (its mirrored predictions would put left-side "
-                        "names on right-side points). Train with flip_pairs='auto' or a list of pairs "
-                        "(experiment file: data.flip_pairs), or predict without tta_flip / --tta-flip."
-                    )
-                perm = flip_permutation(meta["landmarks"], pairs)
-            model = FlipTTA(model, meta["task"], perm).to(dev).eval()
+            model = FlipTTA(net, meta["task"], perm).to(dev).eval()
+        if meta["task"] == "landmarks":
+            scorer = LandmarkScorer(net, perm=perm, tta_flip=tta_flip, size=tuple(meta["size"])).to(dev).eval()
         norm = meta["normalisation"]
         setup = StepSetup(task=meta["task"], size=tuple(meta["size"]), mean=tuple(norm["mean"]),
                           std=tuple(norm["std"]), device=dev, precision=precision)
-        return cls(model, meta, setup)
+        return cls(model, meta, setup, scorer)
 
     @property
     def landmarks(self) -> list[str]:
@@ -93,6 +97,33 @@ class Predictor:
                              workers=workers)
         return run_inference(self.model, loader, self.setup)
 
+    def score(self, table: AnnotationTable, *, batch_size: int = 32, workers: int = 0) -> pd.DataFrame:
+        """Landmarks with likelihoods for every image of the table (indexed like its rows)."""
+        if self.scorer is None:
+            raise ConfigError("score() needs a landmark model; this model predicts classes (use run())")
+        loader = make_loader(self.dataset(_as_unlabelled(table, self)), batch_size=batch_size, shuffle=False,
+                             workers=workers)
+        index, points, liks = [], [], []
+        for batch in loader:
+            p, lik = score_batch(self.scorer, self.setup, batch["image"], batch["scale"], batch["offset"])
+            index.append(batch["index"].numpy())
+            points.append(p.numpy())
+            liks.append(lik.numpy())
+        rows = table.df.iloc[np.concatenate(index) if index else np.zeros(0, np.int64)]
+        columns = {"image": rows["image"].astype(str).to_numpy(),
+                   **self.landmark_columns(_cat(points, (0, len(self.landmarks), 2)),
+                                           _cat(liks, (0, len(self.landmarks))))}
+        return pd.DataFrame(columns, index=rows.index).sort_index()
+
+    def landmark_columns(self, points: np.ndarray, likelihood: np.ndarray) -> dict[str, np.ndarray]:
+        """(N, K, 2) points and (N, K) likelihoods -> ``<name>_x``, ``<name>_y``, ``<name>_likelihood``."""
+        columns: dict[str, np.ndarray] = {}
+        for k, name in enumerate(self.landmarks):
+            columns[f"{name}_x"] = points[:, k, 0]
+            columns[f"{name}_y"] = points[:, k, 1]
+            columns[f"{name}_likelihood"] = likelihood[:, k]
+        return columns
+
     def frame(self, table: AnnotationTable, outputs: Outputs) -> pd.DataFrame:
         """Outputs -> one row per image: image, <name>_x/_y (original pixels) or label/probabilities."""
         rows = table.df.iloc[outputs.index]
@@ -111,17 +142,34 @@ class Predictor:
 
 
 def predict(model_path: str | Path, source: Any, *, batch_size: int = 32, device: str = "auto",
-            workers: int = 0, images: str | Path | None = None, tta_flip: bool = False) -> pd.DataFrame:
-    """Predict landmarks (original pixels) or classes for every image in ``source``.
+            workers: int = 0, images: str | Path | None = None, tta_flip: bool = False,
+            progress: bool = False) -> pd.DataFrame:
+    """Predict landmarks (original pixels, with likelihoods) or classes for images or videos.
 
-    ``source``: image paths, a folder, a .zip, an annotation file/DataFrame, or an AnnotationTable.
+    ``source``: image paths, a folder, a .zip, an annotation file/DataFrame, an
+    AnnotationTable, or one or more video files (``.mp4 .avi .mov .mkv`` ...).
     ``tta_flip``: also predict on the mirrored image and average (landmark models need
-    left/right flip pairs in their checkpoint). The result is indexed like the input rows; its
-    ``image`` column holds the image paths.
+    left/right flip pairs in their checkpoint). ``progress``: a progress bar per video.
+
+    Returns:
+        Images: indexed like the input rows; ``image`` then ``<name>_x, <name>_y,
+        <name>_likelihood`` per landmark (or ``label, confidence, prob_<class>``).
+        Videos: one row per decoded frame, none dropped: ``video`` (several videos only),
+        ``frame, time_s`` and the same prediction columns; frame ``i`` is the ``i``-th
+        decoded frame (:mod:`cnnkit.data.video`).
     """
+    videos = video_paths(source)
     predictor = Predictor.from_checkpoint(model_path, device=device, tta_flip=tta_flip)
+    if videos:
+        from cnnkit.infer.video_predict import predict_video, predict_videos
+
+        if len(videos) == 1 and not isinstance(source, (list, tuple)):
+            return predict_video(predictor, videos[0], batch_size=batch_size, progress=progress)
+        return predict_videos(predictor, videos, batch_size=batch_size, progress=progress)
     table = images_table(source, images=images)
     with torch.inference_mode():
+        if predictor.scorer is not None:
+            return predictor.score(table, batch_size=batch_size, workers=workers)
         outputs = predictor.run(table, batch_size=batch_size, workers=workers)
     return predictor.frame(table, outputs)
 
@@ -137,3 +185,24 @@ def _as_unlabelled(table: AnnotationTable, predictor: Predictor) -> AnnotationTa
         return table
     return AnnotationTable(table.df[["image"]].copy(), source=table.source, zip=table.zip)
 
+
+
+def _flip_perm(meta: dict[str, Any], path: str | Path, *, required: bool) -> list[int] | None:
+    """The landmark flip permutation from the checkpoint's pairs; None without pairs (or for classes)."""
+    if meta["task"] != "landmarks":
+        return None
+    pairs = [tuple(p) for p in meta.get("flip_pairs") or []]
+    if not pairs:
+        if required:
+            raise ConfigError(
+                f"{path}: test-time flip needs the model's left/right landmark pairs, and this model "
+                "was trained on a table without them (its mirrored predictions would put left-side "
+                "names on right-side points). Train with flip_pairs='auto' or a list of pairs "
+                "(experiment file: data.flip_pairs), or predict without tta_flip / --tta-flip."
+            )
+        return None
+    return flip_permutation(meta["landmarks"], pairs)
+
+
+def _cat(parts: list[np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(empty_shape)

@@ -174,3 +174,36 @@ def make_head(
         return GapHead(shapes[-1], outputs), ()
     taps = select_taps(shapes, in_hw, opts["stride"])
     return HeatmapHead([shapes[i][0] for i in taps], opts["width"], outputs // 2), tuple(taps)
+
+
+#: Radius, in heatmap cells, of the disc whose probability mass is the heatmap likelihood.
+#: Chosen on lips-via's `extra` split (bench/lips_likelihood.py; docs/ACCURACY.md).
+LIKELIHOOD_RADIUS = 1.5
+
+
+def heatmap_likelihood(maps: torch.Tensor, radius: float = LIKELIHOOD_RADIUS) -> torch.Tensor:
+    """Confidence per landmark: the share of its map's probability within ``radius`` cells of its point.
+
+    The head predicts each landmark as the mean of a spatial softmax over its map
+    (:func:`soft_argmax`). A sharp single peak puts nearly all the probability near that mean
+    (likelihood near 1); a broad, flat or split map (two candidate places) leaves little there
+    (near 0). The forward output and the parameters of the head are untouched: this reads the
+    maps it already made.
+
+    Shapes:
+        maps ``[B, K, H, W]`` logits -> ``[B, K]`` in [0, 1] (NaN where a map is not finite).
+
+    Example:
+        >>> sharp = torch.full((1, 1, 8, 8), -20.0); sharp[0, 0, 3, 4] = 20.0
+        >>> flat = torch.zeros(1, 1, 8, 8)
+        >>> [round(float(heatmap_likelihood(m)[0, 0]), 3) for m in (sharp, flat)]
+        [1.0, 0.062]
+    """
+    b, k, h, w = maps.shape
+    prob = F.softmax(maps.float().reshape(b, k, h * w), dim=-1).reshape(b, k, h, w)
+    xs = torch.arange(w, device=maps.device, dtype=prob.dtype) + 0.5  # cell centres, in cells
+    ys = torch.arange(h, device=maps.device, dtype=prob.dtype) + 0.5
+    mx = (prob.sum(dim=2) * xs).sum(dim=-1)[..., None, None]  # [B, K, 1, 1]
+    my = (prob.sum(dim=3) * ys).sum(dim=-1)[..., None, None]
+    near = (xs.view(1, 1, 1, w) - mx) ** 2 + (ys.view(1, 1, h, 1) - my) ** 2 <= radius**2
+    return (prob * near).sum(dim=(2, 3)).clamp(0.0, 1.0)
