@@ -115,3 +115,21 @@ def test_cli_suggest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
                  "--out", str(tmp_path / "s.csv"), "--device", "cpu"]) == 0
     assert pd.read_csv(tmp_path / "s.csv")["image"].str.endswith("img1.png").tolist() == [True]
     assert "1 suggestions" in capsys.readouterr().out
+
+
+def test_suggest_video_frames_saved_by_index_with_gaps(tmp_path: Path, index_video, read_frame_index) -> None:
+    """A constant model ties every frame: the stable order and the gap decide; images and a video mix."""
+    model = _asymmetric_model(tmp_path)
+    video = index_video(tmp_path / "clip.mp4", 40)
+    imgs = _images(tmp_path / "imgs", [480])  # its flip disagreement (0.375 x 480 px) beats the frames' (x 64)
+    top = suggest(model, [video, *imgs], n=4, min_gap=10, via=tmp_path / "review" / "review.json", device="cpu")
+    frames = top.loc[top["video"].notna(), "frame"].astype(int).tolist()
+    assert len(top) == 4 and top["image"].tolist()[0] == str(imgs[0]) and frames == [0, 10, 20]
+    saved = [Path(p) for p in top["image"] if Path(p).parent == (tmp_path / "review").resolve()]
+    assert len(saved) == len(frames) >= 3
+    for path, frame in zip(saved, frames, strict=True):
+        assert path.name == f"clip_frame{frame:06d}.png"
+        assert read_frame_index(np.asarray(Image.open(path))) == frame  # the frame the row describes
+    back = read_annotations(tmp_path / "review" / "review.json")
+    assert back.images == top["image"].tolist()
+    np.testing.assert_allclose(back.points()[:, 0, 0], top["left_x"].to_numpy(), rtol=1e-6)
