@@ -10,6 +10,7 @@ first model's error on the suggested vs the random images (does suggest find its
 
     .venv/bin/python bench/loop_lips.py --seeds 0 1 --epochs 40          # ~1 h on 2 shared cores
     .venv/bin/python bench/loop_lips.py --quick                          # a smoke run, about a minute
+    .venv/bin/python bench/loop_lips.py --signals --seeds 0 1            # after a run: which signal ranks errors
 """
 
 from __future__ import annotations
@@ -82,6 +83,33 @@ def one_seed(seed: int, args: argparse.Namespace) -> dict:
     return result
 
 
+def signal_check(seed: int, args: argparse.Namespace) -> dict:
+    """Spearman correlation of each doubt signal with the first model's error on the candidates
+    (per image), and of each landmark's likelihood doubt with that landmark's error (per point).
+    Reads the run folder of an earlier run; trains nothing."""
+    import numpy as np
+    import pandas as pd
+
+    import cnnkit
+    from cnnkit.infer.suggest import rank
+
+    train, _ = _tables(args.data, args.quick)
+    pool = np.random.default_rng(seed).permutation(len(train))[args.start:]
+    first = args.out / f"seed{seed}" / "start" / "last.safetensors"
+    pool_table = train.subset(pool)
+    ranked = rank(cnnkit.suggest(first, pool_table, n=len(pool), device="cpu").drop(columns="score"),
+                  list(train.landmarks))
+    per_image = cnnkit.evaluate(first, pool_table, device="cpu").per_image.set_index("image")
+    err = per_image.loc[ranked["image"]]
+
+    def rho(a: pd.Series, b: pd.Series) -> float:
+        return round(float(pd.Series(a.to_numpy()).rank().corr(pd.Series(b.to_numpy()).rank())), 3)
+
+    out = {c: rho(ranked[c], err["error_px_mean"]) for c in ("doubt_likelihood", "doubt_flip", "score")}
+    out["per_landmark"] = {n: rho(1 - ranked[f"{n}_likelihood"], err[f"error_px/{n}"]) for n in train.landmarks}
+    return {"seed": seed, **out}
+
+
 def _table(results: list[dict]) -> str:
     lines = ["| seed | signals | first 60: test px | + 60 suggested: test px | + 60 random: test px | "
              "first model's error on the suggested / random images px | overlap |",
@@ -109,12 +137,18 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "loop_lips")
     p.add_argument("--parallel", action="store_true", help="one process per seed, one thread each")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1 epoch: checks the script runs")
+    p.add_argument("--signals", action="store_true",
+                   help="after a run: correlate each doubt signal with the first model's errors (trains nothing)")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one seed, print its JSON
     args = p.parse_args()
     if args.quick:
         args.epochs, args.size, args.start, args.add, args.seeds = 1, [64, 48], 12, 6, args.seeds[:1]
     if not args.data.exists():
         sys.exit(f"lips-via not found at {args.data}; pass --data")
+    if args.signals:
+        for seed in args.seeds:
+            print(json.dumps(signal_check(seed, args)))
+        return
     if args.one is not None:
         print("RESULT " + json.dumps(one_seed(args.one, args)))
         return
