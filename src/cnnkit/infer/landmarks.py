@@ -23,10 +23,11 @@ import math
 import torch
 from torch import nn
 
+from cnnkit import geometry
+from cnnkit.engine.device import autocast
+from cnnkit.engine.step import StepSetup
+from cnnkit.engine.tensors import normalise, to_unit_float
 from cnnkit.model.heads import heatmap_likelihood, soft_argmax
-from cnnkit.train import targets as T
-from cnnkit.train.device import autocast
-from cnnkit.train.loop import StepSetup
 
 log = logging.getLogger(__name__)
 #: Scale of the flip agreement of direct heads, as a fraction of the input diagonal.
@@ -71,10 +72,10 @@ class LandmarkScorer(nn.Module):
 
     def _one(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.heatmap:
-            out = T.output_to_norm_points(self.model(images).float())
+            out = geometry.flat_to_points(self.model(images).float())
             return out, torch.ones(out.shape[:2], device=out.device)
         maps = _maps(self.model, images)
-        return T.output_to_norm_points(soft_argmax(maps)), heatmap_likelihood(maps)
+        return geometry.flat_to_points(soft_argmax(maps)), heatmap_likelihood(maps)
 
 
 def _maps(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -90,8 +91,8 @@ def _maps(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 def network_input(setup: StepSetup, images_u8: torch.Tensor) -> torch.Tensor:
     """uint8 ``[B, C, H, W]`` -> normalised float on the device, as training fed the network."""
-    images = T.to_unit_float(images_u8.to(setup.device, non_blocking=True), channels_last=setup.channels_last)
-    return T.normalise(images, setup.mean, setup.std)
+    images = to_unit_float(images_u8.to(setup.device, non_blocking=True), channels_last=setup.channels_last)
+    return normalise(images, setup.mean, setup.std)
 
 
 @torch.no_grad()
@@ -105,8 +106,8 @@ def score_batch(scorer: LandmarkScorer, setup: StepSetup, images_u8: torch.Tenso
     images = network_input(setup, images_u8)
     with autocast(setup.device, setup.precision):
         points_norm, lik = scorer(images)
-    in_px = T.norm_to_points(points_norm.float(), setup.size)
-    points = T.input_to_original(in_px, scale.to(in_px.device), offset.to(in_px.device))
+    in_px = geometry.norm_to_input(points_norm.float(), setup.size)
+    points = geometry.input_to_original(in_px, scale.to(in_px.device), offset.to(in_px.device))
     bad = ~torch.isfinite(points).all(dim=-1) | ~torch.isfinite(lik)
     points[bad] = float("nan")
     lik = lik.float().masked_fill(bad, float("nan"))

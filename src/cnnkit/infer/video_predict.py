@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 
 from cnnkit.data.video import VideoFrame, iter_frames, resize_frame, video_info
+from cnnkit.engine.device import autocast
 from cnnkit.infer.landmarks import network_input, score_batch
-from cnnkit.train.device import autocast
 
 #: ``on_batch(frames, points (B, K, 2) original px, likelihood (B, K))`` e.g. a labelled-video writer.
 BatchSink = Callable[[list[VideoFrame], np.ndarray, np.ndarray], None]
