@@ -168,8 +168,7 @@ def _read_corrected(corrected: str | Path | AnnotationTable, images: str | Path 
                     landmark_attribute: str | None) -> AnnotationTable:
     if isinstance(corrected, AnnotationTable):
         return corrected
-    opts = {"images": images, "landmark_attribute": landmark_attribute}
-    return read_annotations(corrected, unannotated="keep", **{k: v for k, v in opts.items() if v is not None})
+    return read_annotations(corrected, unannotated="keep", images=images, landmark_attribute=landmark_attribute)
 
 
 def _align(new: AnnotationTable, existing: AnnotationTable, into: Path) -> tuple[AnnotationTable, AnnotationTable]:

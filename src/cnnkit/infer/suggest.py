@@ -73,11 +73,11 @@ def suggest(model: str | Path, inputs: Any, *, n: int = 50, via: str | Path | No
     names = _landmarks(model)
     if via is not None:
         refuse_to_overwrite_labels(via, what="the review project")
-    opts = {"batch_size": batch_size, "device": device, "flip": flip}
     videos, images = _split_inputs(inputs)
-    parts = [_video_candidates(model, v, names, **opts) for v in videos]
+    parts = [_video_candidates(model, v, names, batch_size=batch_size, device=device, flip=flip) for v in videos]
     if images is not None:
-        parts.append(_image_candidates(model, images, names, exclude, **opts))
+        parts.append(_image_candidates(model, images, names, exclude, batch_size=batch_size, device=device,
+                                       flip=flip))
     ranked = rank(pd.concat(parts, ignore_index=True), names)
     top = pick(ranked, n, min_gap=min_gap)
     if via is not None:
