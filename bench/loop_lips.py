@@ -111,7 +111,8 @@ def signal_check(seed: int, args: argparse.Namespace) -> dict:
 
 
 def _table(results: list[dict]) -> str:
-    lines = ["| seed | signals | first 60: test px | + 60 suggested: test px | + 60 random: test px | "
+    start, add = results[0]["start"], results[0]["added"]
+    lines = [f"| seed | signals | first {start}: test px | + {add} suggested: test px | + {add} random: test px | "
              "first model's error on the suggested / random images px | overlap |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
