@@ -9,6 +9,8 @@ from __future__ import annotations
 from cnnkit.data.augment import Augment
 from cnnkit.data.cache import build_cache
 from cnnkit.data.check import check_data
+from cnnkit.data.frames import ExtractedFrames, extract_frames
+from cnnkit.data.merge import MergeReport, merge_annotations
 from cnnkit.data.sources import read_annotations
 from cnnkit.data.sources.writers import write_csv, write_via
 from cnnkit.data.table import AnnotationTable
@@ -16,6 +18,7 @@ from cnnkit.data.video import iter_frames, video_info
 from cnnkit.errors import CheckpointError, CnnkitError, ConfigError, DataError, SpecError, TrainingError
 from cnnkit.infer.evaluate import Evaluation, evaluate
 from cnnkit.infer.predict import Predictor, predict
+from cnnkit.infer.suggest import suggest
 from cnnkit.io.checkpoint import load_model
 from cnnkit.io.export import export_model
 from cnnkit.layers.registry import register
@@ -33,4 +36,6 @@ __all__ = [
     "Predictor", "Run", "SpecError", "TrainingError", "__version__", "build_cache", "build_model", "check_data",
     "evaluate", "export_model", "fit", "iter_frames", "load_model", "load_spec", "predict", "read_annotations",
     "register", "report", "summary", "video_info", "write_csv", "write_labeled_video", "write_via",
+    # the label -> train -> refine loop
+    "ExtractedFrames", "MergeReport", "extract_frames", "merge_annotations", "suggest",
 ]

@@ -30,6 +30,9 @@ EXAMPLES = {
     "export": "cnnkit export runs/exp/best.safetensors --format onnx",
     "demo": "cnnkit demo --out runs/demo",
     "report": "cnnkit report runs/exp --data test.csv --out runs/exp/report.html",
+    "merge": "cnnkit merge review/via_project.json --into labels.csv --prefer corrected",
+    "extract-frames": "cnnkit extract-frames mouse1.mp4 mouse2.mp4 --n 50 --landmarks nose,tail --out to_label/",
+    "suggest": "cnnkit suggest runs/exp/best.safetensors mouse3.mp4 --n 50 --via review/review.json",
 }
 
 
@@ -127,7 +130,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", help="folder that image paths in --data are relative to")
     p.add_argument("--out", help="the HTML file (default: RUN/report.html)")
     _inference_args(p)
+    _loop_parsers(sub)
     return parser
+
+
+def _loop_parsers(sub: Any) -> None:
+    """The label -> train -> refine commands."""
+    p = _add(sub, "extract-frames", "pick frames of videos to label; write them and a VIA project to label in")
+    p.add_argument("videos", nargs="+")
+    p.add_argument("--out", required=True, help="folder for the frames, frames.csv and via_project.json")
+    p.add_argument("--n", type=int, default=50, help="frames per video (default 50)")
+    p.add_argument("--method", choices=("kmeans", "uniform"), default="kmeans",
+                   help="kmeans: frames that look different (default); uniform: evenly spaced")
+    p.add_argument("--landmarks", help="landmark names to label, comma-separated")
+    p.add_argument("--model", help="take the landmark names from this model (.safetensors)")
+    p.add_argument("--seed", type=int, default=0)
+    p = _add(sub, "suggest", "rank unlabelled images or video frames by the model's doubt; write the top ones "
+             "with their predictions as a VIA project to correct")
+    p.add_argument("model")
+    p.add_argument("inputs", nargs="+", help="videos, images, folders or an annotation file")
+    p.add_argument("--n", type=int, default=50, help="how many to suggest (default 50)")
+    p.add_argument("--via", help="write the suggestions, predictions pre-filled, as a VIA project here")
+    p.add_argument("--out", help="write the ranked suggestions (scores, predictions) to this CSV")
+    p.add_argument("--exclude", help="a labels file: its images are not suggested")
+    p.add_argument("--min-gap", type=int, default=10, help="frames between two suggestions in a video (10)")
+    p.add_argument("--no-flip", action="store_true", help="skip the mirror-image disagreement (one pass less)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p = _add(sub, "merge", "add corrected/new annotations to a labels file (conflicts listed; a backup is kept)")
+    p.add_argument("corrected", help="the corrected annotations, e.g. a VIA project saved after review")
+    p.add_argument("--into", required=True, help="the training labels file (.csv table or VIA .json project)")
+    p.add_argument("--prefer", choices=("corrected", "existing"),
+                   help="which side wins where an image is labelled differently in both (default: stop)")
+    p.add_argument("--out", help="write the merged labels here and leave --into untouched")
+    p.add_argument("--images", help="folder that paths in the corrected file are relative to")
+    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark")
 
 
 def _read(args: argparse.Namespace) -> Any:
@@ -157,8 +194,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from cnnkit.data.guard import refuse_to_overwrite_labels
     from cnnkit.infer.inputs import video_paths
     from cnnkit.infer.predict import predict, predictions_table
+
+    refuse_to_overwrite_labels(args.out, what="--out")
+    if args.via:
+        refuse_to_overwrite_labels(args.via, what="--via")
 
     source: Any = args.inputs[0] if len(args.inputs) == 1 else args.inputs
     videos = video_paths(source)
@@ -261,8 +303,10 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from cnnkit.data.guard import refuse_to_overwrite_labels
     from cnnkit.data.sources.writers import write_csv, write_via
 
+    refuse_to_overwrite_labels(args.output, what="the output")
     table = _read(args)
     out = Path(args.output)
     (write_via if out.suffix.lower() == ".json" else write_csv)(table, out)
@@ -303,9 +347,53 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extract_frames(args: argparse.Namespace) -> int:
+    from cnnkit.data.frames import extract_frames
+
+    if args.model:
+        from cnnkit.io.checkpoint import read_meta
+
+        names = list(read_meta(args.model).get("landmarks") or [])
+        if not names:
+            raise CnnkitError(f"{args.model}: not a landmark model; pass --landmarks a,b,c")
+    elif args.landmarks:
+        names = [n.strip() for n in args.landmarks.split(",") if n.strip()]
+    else:
+        raise CnnkitError("name the landmarks to label: --landmarks a,b,c or --model <checkpoint>")
+    result = extract_frames(args.videos, args.out, n=args.n, method=args.method, landmarks=names, seed=args.seed)
+    print(f"{len(result.frames)} frames -> {Path(args.out)}; label them in VIA: open {result.project}")
+    return 0
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from cnnkit.infer.suggest import suggest
+
+    if args.out:
+        from cnnkit.data.guard import refuse_to_overwrite_labels
+
+        refuse_to_overwrite_labels(args.out, what="--out")
+    top = suggest(args.model, args.inputs, n=args.n, via=args.via, exclude=args.exclude, flip=not args.no_flip,
+                  min_gap=args.min_gap, batch_size=args.batch_size, device=args.device)
+    if args.out:
+        _write_frame(top, Path(args.out))
+    where = [c for c in ("image", "video", "frame") if c in top.columns]
+    print(top[[*where, "score"]].head(10).to_string(index=False))
+    print(f"{len(top)} suggestions" + (f" -> {args.via} (correct them in VIA, then `cnnkit merge`)" if args.via else ""))
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from cnnkit.data.merge import merge_annotations
+
+    print(merge_annotations(args.corrected, args.into, prefer=args.prefer, out=args.out, images=args.images,
+                            landmark_attribute=args.landmark_attribute))
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "summary": cmd_summary,
             "spec": cmd_spec, "check-data": cmd_check_data, "convert": cmd_convert, "cache": cmd_cache,
-            "export": cmd_export, "demo": cmd_demo, "report": cmd_report}
+            "export": cmd_export, "demo": cmd_demo, "report": cmd_report,
+            "merge": cmd_merge, "extract-frames": cmd_extract_frames, "suggest": cmd_suggest}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

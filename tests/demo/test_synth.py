@@ -26,7 +26,10 @@ SEED_WITH_OCCLUSION = 3  # images 1 and 3 of seed 3 have an occluder (checked be
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes; the VIA project's image folder (an absolute URI, for VIA) made relative."""
+    uri = folder.resolve().as_uri().encode()
+    return {p.relative_to(folder).as_posix(): p.read_bytes().replace(uri, b"<folder>")
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_same_seed_gives_same_bytes_and_other_seed_differs(tmp_path: Path) -> None:
@@ -96,7 +99,8 @@ def test_via_project_reads_back_with_counts_points_and_nan(tmp_path: Path) -> No
     assert np.isnan(got[order.index(1)]).any() and np.isnan(got[order.index(3)]).any()
     data = json.loads(project.read_text(encoding="utf-8"))
     meta = data["_via_img_metadata"]
-    assert sorted(v["filename"] for v in meta.values()) == [f"images/demo_{i:04d}.jpg" for i in range(n)]
+    assert sorted(v["filename"] for v in meta.values()) == [f"demo_{i:04d}.jpg" for i in range(n)]  # bare, for VIA
+    assert data["_via_settings"]["core"]["default_filepath"] == (tmp_path / "images").resolve().as_uri() + "/"
     assert sum(len(v["regions"]) for v in meta.values()) == int(np.isfinite(expected[..., 0]).sum())
 
 

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import numpy as np
 import pandas as pd
@@ -79,7 +81,7 @@ def _parse_via_json(data: Any, source: str) -> ViaProject:
                    if isinstance(v, dict) and v.get("type") in ("dropdown", "radio")}
         core = (data.get("_via_settings") or {}).get("core") or {}
         images = _via2_images(data["_via_img_metadata"], source, "_via_img_metadata")
-        return ViaProject(images, options, str(core.get("default_filepath") or ""))
+        return ViaProject(images, options, local_folder(str(core.get("default_filepath") or "")))
     if isinstance(data, dict) and {"project", "file", "metadata"} <= set(data):
         return _parse_via3(data, source)
     if isinstance(data, dict) and data and all(isinstance(v, dict) and "regions" in v for v in data.values()):
@@ -87,6 +89,18 @@ def _parse_via_json(data: Any, source: str) -> ViaProject:
     raise DataError(f"{source}: not a VIA file: expected '_via_img_metadata' (VIA 2 project), "
                     f"'project'/'file'/'metadata' (VIA 3) or image entries with 'filename' and 'regions' "
                     f"(VIA 1/2 annotations). Top-level keys: {list(data)[:8] if isinstance(data, dict) else type(data).__name__}")
+
+
+def local_folder(default_filepath: str) -> str:
+    """VIA's ``default_filepath`` as a local folder: a ``file://`` URI is decoded, a path kept.
+
+    Example:
+        >>> local_folder("file:///data/my%20frames/")
+        '/data/my frames/'
+    """
+    if default_filepath.startswith("file://"):
+        return url2pathname(urlparse(default_filepath).path)
+    return default_filepath
 
 
 def _via2_images(meta: Any, source: str, where: str) -> list[ViaImage]:

@@ -1,14 +1,26 @@
 """Write an AnnotationTable back out: a CSV table, or a VIA 2 project to review in VIA.
 
-Both writers are atomic (a temporary file in the same folder, then ``os.replace``), and
-write image paths relative to the output file's folder when the image lies below it,
-so the output can be moved together with its images; other paths stay absolute.
-Reading either file back with ``read_annotations`` gives the same points.
+Both writers are atomic (a temporary file in the same folder, then ``os.replace``).
+Reading either file back with ``read_annotations`` gives the same table.
+
+CSV: image paths relative to the CSV's folder when the image lies below it, so the CSV
+can be moved together with its images; other paths stay absolute.
+
+VIA 2 project: VIA shows an image from ``_via_settings.core.default_filepath +
+filename`` (via.js ``_via_file_resolve_file_to_default_filepath``; with an empty
+``default_filepath`` it shows nothing until the user sets the path by hand), and its
+"Add Files" re-attaches a chosen file to the entry whose ``filename`` equals the file's
+bare name (``project_file_add_local``). So ``default_filepath`` is the images' folder as
+a ``file://`` URI (absolute, percent-encoded, trailing slash; it works from a via.html
+anywhere on the same machine) and ``filename`` is the bare file name. Images spread over
+several folders get their deepest common folder and names relative to it (VIA still
+shows them; "Add Files" then cannot match them, which is reported).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +30,8 @@ import numpy as np
 
 from cnnkit.atomic import atomic_path
 from cnnkit.data.table import AnnotationTable
+
+log = logging.getLogger("cnnkit")
 
 VIA_FORMAT_VERSION = "2.0.10"
 
@@ -45,8 +59,8 @@ def write_via(table: AnnotationTable, path: str | Path, *, attribute: str = "lan
     meta: dict[str, Any] = {}
     pts = table.points() if table.landmarks else np.empty((len(table), 0, 2))
     labels = table.df["label"].astype(str).tolist() if table.classes else None
-    for i, image in enumerate(table.images):
-        name = _relative(image, path.parent, table)
+    folder, names = via_locations(table)
+    for i, (image, name) in enumerate(zip(table.images, names, strict=True)):
         size = _file_size(image) if table.zip is None else -1
         regions = [{"shape_attributes": {"name": "point", "cx": float(x), "cy": float(y)},
                     "region_attributes": {attribute: lm}}
@@ -54,7 +68,7 @@ def write_via(table: AnnotationTable, path: str | Path, *, attribute: str = "lan
         file_attrs = {"label": labels[i]} if labels is not None else {}
         meta[f"{name}{size}"] = {"filename": name, "size": size, "regions": regions, "file_attributes": file_attrs}
     project = {
-        "_via_settings": _settings(path.stem, attribute),
+        "_via_settings": _settings(path.stem, attribute, folder),
         "_via_img_metadata": meta,
         "_via_attributes": {"region": _dropdown(attribute, table.landmarks, "landmark name") if table.landmarks
                             else {}, "file": _dropdown("label", table.classes, "class") if table.classes else {}},
@@ -70,16 +84,45 @@ def _dropdown(name: str, options: tuple[str, ...], what: str) -> dict[str, Any]:
                    "default_options": {}}}
 
 
-def _settings(project_name: str, attribute: str) -> dict[str, Any]:
-    """VIA 2's own defaults, labelling regions with the landmark name."""
+def via_locations(table: AnnotationTable) -> tuple[str, list[str]]:
+    """(``default_filepath``, ``filename`` per row) so that VIA finds every image.
+
+    One folder: its ``file://`` URI and bare names. Several: their common folder and
+    POSIX paths relative to it. Zip members: no folder (VIA cannot open archives).
+    """
+    if table.zip is not None:
+        return "", table.images
+    images = [os.path.abspath(p) for p in table.images]
+    folders = sorted({os.path.dirname(p) for p in images})
+    try:
+        root = os.path.commonpath(folders) if folders else ""
+    except ValueError:  # Windows paths on different drives: no common folder
+        log.info("images on different drives: VIA needs its default path set by hand")
+        return "", [Path(p).as_posix() for p in images]
+    if len(folders) > 1:
+        log.info("images in %d folders: VIA shows them from %s, but its 'Add Files' can re-attach moved "
+                 "images only when they share one folder", len(folders), root)
+    return _folder_uri(root), [Path(os.path.relpath(p, root)).as_posix() for p in images]
+
+
+def _folder_uri(folder: str) -> str:
+    """``file:///abs/folder/``: VIA appends the file name to it as written."""
+    if not folder:
+        return ""
+    uri = Path(folder).as_uri()
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def _settings(project_name: str, attribute: str, folder: str = "") -> dict[str, Any]:
+    """VIA 2's own defaults, labelling and colouring regions by landmark name, images from ``folder``."""
     return {
         "ui": {"annotation_editor_height": 25, "annotation_editor_fontsize": 0.8, "leftsidebar_width": 18,
                "image_grid": {"img_height": 80, "rshape_fill": "none", "rshape_fill_opacity": 0.3,
                               "rshape_stroke": "yellow", "rshape_stroke_width": 2, "show_region_shape": True,
                               "show_image_policy": "all"},
-               "image": {"region_label": attribute, "region_color": "__via_default_region_color__",
+               "image": {"region_label": attribute, "region_color": attribute,
                          "region_label_font": "10px Sans", "on_image_annotation_editor_placement": "NEAR_REGION"}},
-        "core": {"buffer_size": 18, "filepath": {}, "default_filepath": ""},
+        "core": {"buffer_size": 18, "filepath": {}, "default_filepath": folder},
         "project": {"name": project_name},
     }
 
