@@ -33,7 +33,7 @@ def test_split_options_sorts_keys() -> None:
                                                         ("lr", "1e-3", "float"), ("quiet", "yes", "bool")])
 def test_train_config_checks_types_where_it_is_made(key, value, expected) -> None:
     # Before: TrainConfig(epochs="3") was accepted and the scheduler multiplied a string.
-    with pytest.raises(ConfigError, match=rf"train\.{key}: expected {expected}( \| None)?\. Received: {value!r}"):
+    with pytest.raises(ConfigError, match=rf"train\.{key}: expected {expected}( or null)?\. Received: {value!r}"):
         TrainConfig(**{key: value})
 
 

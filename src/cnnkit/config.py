@@ -71,7 +71,8 @@ def _check_types(config: Any) -> None:
         if check is None or (optional and value is None):
             continue
         if not check(value):
-            raise ConfigError(f"{section}.{f.name}: expected {kind}. Received: {value!r} ({type(value).__name__})")
+            expected = f"{kind.removesuffix(' | None')} or null" if optional else kind
+            raise ConfigError(f"{section}.{f.name}: expected {expected}. Received: {value!r} ({type(value).__name__})")
         if kind.startswith(("int", "float")):  # numpy numbers -> plain python ones, ints -> floats
             object.__setattr__(config, f.name, int(value) if kind.startswith("int") else float(value))
 

@@ -22,7 +22,9 @@ SMALL = [
     ["res_33", {"depths": [32, 32], "stride": 2}],
     ["global_avg_pool"],
 ]
-OPTS = {"size": (64, 48), "batch_size": 8, "quiet": True, "plots": False, "seed": 0, "augment": None}
+# schedule none: these tests resume runs at other lengths, which a cosine over the run would not repeat
+OPTS = {"size": (64, 48), "batch_size": 8, "quiet": True, "plots": False, "seed": 0, "augment": None,
+        "schedule": "none"}
 
 
 @pytest.fixture
