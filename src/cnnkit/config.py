@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, TypeVar
@@ -152,6 +153,7 @@ class TrainConfig:
     select: str = "auto"
     quiet: bool = False
     plots: bool = True
+    checkpoint_every: int | str = 1  # commit the resume state every N epochs, or every 'Mmin' minutes
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -164,6 +166,10 @@ class TrainConfig:
         _check(self.weight_decay >= 0, f"weight_decay must be >= 0. Received: {self.weight_decay}")
         _check(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1). Received: {self.label_smoothing}")
         _check(0 <= self.ema < 1, f"ema must be in [0, 1) (0 = off; e.g. 0.99). Received: ema={self.ema}")
+        every = self.checkpoint_every
+        _check(isinstance(every, int) and not isinstance(every, bool) and every >= 1
+               or isinstance(every, str) and re.fullmatch(r"\d+(\.\d+)?min", every) is not None,
+               f"checkpoint_every: expected epochs (an integer >= 1) or minutes such as '10min'. Received: {every!r}")
         _check(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0. Received: {self.warmup_epochs}")
         _check(self.select in ("auto", "last") or self.select.startswith(("val_", "train_")),
                f"select: expected 'auto', 'last' or a recorded metric such as 'val_nme'. Received: {self.select!r}")
