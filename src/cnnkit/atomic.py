@@ -110,3 +110,21 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically; returns the path."""
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], names: tuple[str, ...]) -> list[str]:
+    """Delete temporary files that ``atomic_open`` left for ``names`` in ``folder`` when a process was killed.
+
+    Only files named like this module's temporaries for those targets (``.<name>.<random>.tmp``)
+    are touched. Call it only when no other process writes these files (e.g. at a run's start).
+
+    Returns:
+        The names removed, sorted.
+    """
+    base = Path(folder)
+    removed = []
+    for name in names:
+        for tmp in base.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp.name)
+    return sorted(removed)

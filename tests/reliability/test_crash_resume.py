@@ -19,11 +19,13 @@ import random
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import safetensors.torch
@@ -62,8 +64,9 @@ def _start(exp: Path, resume: bool, log: Path) -> subprocess.Popen[bytes]:
 def check_run_folder(run: Path) -> int:
     """Every checkpoint file loads (none torn) and they agree; returns the resumable epoch (0: none).
 
-    metrics.csv and last.safetensors are written just BEFORE last.state.pt, so a kill between
+    best.safetensors and metrics.csv are written just BEFORE last.state.pt, so a kill between
     those writes may leave them one epoch ahead of the state (see docs/RELIABILITY.md); never more.
+    last.safetensors is written once, after the last epoch's state: when present it is the state's epoch.
     """
     for f in sorted(run.glob("*.safetensors")):
         meta = read_meta(f)  # raises CheckpointError on a torn or foreign file
@@ -77,7 +80,8 @@ def check_run_folder(run: Path) -> int:
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["epoch"].tolist() == list(range(1, len(metrics) + 1))
     assert epoch <= len(metrics) <= epoch + 1, (epoch, len(metrics))
-    assert read_meta(run / "last.safetensors")["epoch"] in (epoch, epoch + 1)
+    if (run / "last.safetensors").exists():
+        assert read_meta(run / "last.safetensors")["epoch"] == epoch
     assert len(load_state(state_path)["extra"]["history"]) == epoch
     return epoch
 
@@ -101,7 +105,7 @@ def _wait_for_epoch(run: Path, proc: subprocess.Popen[bytes], target: int, timeo
 def _kill_once(exp: Path, rng: random.Random, k: int, before: int) -> dict[str, Any]:
     run = exp.parent / "run"
     log = exp.parent / f"kill{k}.log"
-    proc = _start(exp, resume=before > 0, log=log)
+    proc = _start(exp, resume=True, log=log)  # as a job script would: --resume every time
     mode = rng.choice(["startup", "in-epoch", "in-epoch"])
     # in-epoch: a random moment up to ~2 epochs after a randomly chosen checkpoint, so kills land in
     # training steps, validation and the checkpoint writes themselves.
@@ -117,6 +121,8 @@ def _kill_once(exp: Path, rng: random.Random, k: int, before: int) -> dict[str, 
     resumed = re.search(r"resuming .* after epoch (\d+)", text)
     if resumed:  # the resumed process started exactly from the last complete checkpoint
         assert int(resumed.group(1)) == before, text
+    if before == 0 and "epoch 1/" in text:  # it got as far as training: it said it started afresh
+        assert "nothing to resume" in text, text
     assert "Traceback" not in text, text
     after = check_run_folder(run)
     assert after >= before  # a kill never loses a completed checkpoint
@@ -137,13 +143,14 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, make_set: Callable
             break
         records.append(_kill_once(exp, rng, k, epoch))
         epoch = records[-1]["epoch_after"]
-    proc = _start(exp, resume=epoch > 0, log=tmp_path / "final.log")
+    proc = _start(exp, resume=True, log=tmp_path / "final.log")
     assert proc.wait(timeout=300) == 0, (tmp_path / "final.log").read_text()
     final = (tmp_path / "final.log").read_text()
     if epoch:
         assert f"after epoch {epoch}" in final
     run = tmp_path / "run"
     assert check_run_folder(run) == EPOCHS
+    assert (run / "last.safetensors").exists() and not list(run.glob(".*.tmp"))  # stale temp files cleaned
     assert len(pd.read_csv(run / "metrics.csv")) == EPOCHS
     print("\n".join(str(r) for r in records))  # pytest -s shows the kill log
     assert len(records) >= min(KILLS, 2)
@@ -221,28 +228,29 @@ def _failing(kind: str, victim: str, real: dict[str, Callable[..., Any]]) -> Cal
     return {"replace": replace, "fsync": fsync, "fdopen": fdopen}[kind]
 
 
-@pytest.mark.parametrize(("kind", "victim"), [("fdopen", "metrics.csv"), ("fsync", "metrics.csv"),
+@pytest.mark.parametrize(("kind", "victim"), [("fdopen", "best.safetensors"), ("fsync", "metrics.csv"),
                                               ("replace", "metrics.csv"), ("fdopen", "last.state.pt"),
-                                              ("replace", "last.safetensors")])
+                                              ("replace", "last.state.pt")])
 def test_failing_checkpoint_write_keeps_previous_checkpoint(kind: str, victim: str, tmp_path: Path,
                                                             table: tuple[Any, Any],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """Disk full during epoch 3's checkpoint: the failed file keeps epoch 2 byte for byte."""
+    """Disk full during epoch 3's commit (on the writer thread): the failed file keeps epoch 2 byte for byte."""
     train, val = table
     out = tmp_path / "run"
-    cnnkit.fit(TINY_SPEC, train, val, out_dir=out, epochs=2, **FIT)
-    order = ["metrics.csv", "last.safetensors", "best.safetensors", "last.state.pt"]  # epochs.py writes in this order
+    fit = {**FIT, "select": "last"}  # best changes every epoch, so every commit writes it
+    cnnkit.fit(TINY_SPEC, train, val, out_dir=out, epochs=2, **fit)
+    order = ["best.safetensors", "metrics.csv", "last.state.pt"]  # a commit writes in this order
     before = {n: (out / n).read_bytes() for n in order}
     real = {"replace": os.replace, "fdopen": os.fdopen, "fsync": os.fsync}
     monkeypatch.setattr(atomic.os, kind, _failing(kind, victim, real))
     with pytest.raises(OSError, match="No space left on device"):
-        cnnkit.fit(TINY_SPEC, train, val, out_dir=out, epochs=3, resume=True, **FIT)
+        cnnkit.fit(TINY_SPEC, train, val, out_dir=out, epochs=3, resume=True, **fit)
     monkeypatch.undo()
     untouched = order[order.index(victim):]  # the victim and every file after it
     assert {n: (out / n).read_bytes() for n in untouched} == {n: before[n] for n in untouched}
     assert not list(out.glob(".*.tmp"))  # the failed temp file was removed
     assert check_run_folder(out) == 2
-    cnnkit.fit(TINY_SPEC, train, val, out_dir=out, epochs=3, resume=True, **FIT)  # space is back: resume works
+    cnnkit.fit(TINY_SPEC, train, val, out_dir=out, epochs=3, resume=True, **fit)  # space is back: resume works
     assert check_run_folder(out) == 3
 
 
@@ -256,12 +264,12 @@ def test_crash_between_weights_and_state_still_resumes_exactly(tmp_path: Path, t
     cnnkit.fit(TINY_SPEC, train, val, out_dir=tmp_path / "a", epochs=3, **FIT)
     out = tmp_path / "b"
     cnnkit.fit(TINY_SPEC, train, val, out_dir=out, epochs=1, **FIT)
-    from cnnkit.train import epochs as epochs_module
+    from cnnkit.train import commit
 
     def crash(*args: Any, **kwargs: Any) -> None:
         raise _Crash
 
-    monkeypatch.setattr(epochs_module, "save_state", crash)
+    monkeypatch.setattr(commit, "write_state", crash)  # on the writer thread, after best and metrics
     with pytest.raises(_Crash):
         cnnkit.fit(TINY_SPEC, train, val, out_dir=out, epochs=3, resume=True, **FIT)
     monkeypatch.undo()
@@ -278,8 +286,73 @@ def test_saved_best_value_matches_best_checkpoint(tmp_path: Path, table: tuple[A
     assert float(load_state(out / "last.state.pt")["extra"]["best_value"]) == pytest.approx(errors.min())
 
 
-def test_resume_before_the_first_checkpoint_says_start_over(tmp_path: Path, table: tuple[Any, Any]) -> None:
-    """Killed during epoch 1: nothing to resume, and the message says what to do."""
+def test_resume_with_nothing_committed_starts_afresh_and_clears_leftovers(
+        tmp_path: Path, table: tuple[Any, Any], caplog: pytest.LogCaptureFixture) -> None:
+    """Killed during epoch 1's first state write: best and metrics without a state, and a temp file."""
     train, val = table
-    with pytest.raises(cnnkit.CheckpointError, match=r"cannot resume: .*last.safetensors.* is missing. Start without"):
-        cnnkit.fit(TINY_SPEC, train, val, out_dir=tmp_path / "run", epochs=2, resume=True, **FIT)
+    cnnkit.fit(TINY_SPEC, train, val, out_dir=tmp_path / "a", epochs=2, **FIT)
+    out = tmp_path / "run"
+    cnnkit.fit(TINY_SPEC, train, val, out_dir=out, epochs=1, **FIT)
+    (out / "last.state.pt").rename(out / ".last.state.pt.k1ll3d.tmp")
+    (out / "last.safetensors").unlink()
+    with caplog.at_level("INFO", logger="cnnkit"):
+        cnnkit.fit(TINY_SPEC, train, val, out_dir=out, epochs=2, resume=True, **{**FIT, "quiet": False})
+    said = [r.getMessage() for r in caplog.records if "nothing to resume" in r.getMessage()]
+    assert said == [f"nothing to resume in {out} (no epoch committed yet): starting from epoch 1; clearing what "
+                    "an unfinished start left: metrics.csv, best.safetensors"]
+    assert not list(out.glob(".*.tmp"))
+    assert check_run_folder(out) == 2
+    a, b = _weights(tmp_path / "a" / "last.safetensors"), _weights(out / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_folder_of_another_run_naming_the_difference(tmp_path: Path,
+                                                                      table: tuple[Any, Any]) -> None:
+    train, val = table
+    out = tmp_path / "run"
+    cnnkit.fit(TINY_SPEC, train, val, out_dir=out, epochs=1, **FIT)
+    settings = (out / "settings.json").read_bytes()
+    with pytest.raises(cnnkit.CheckpointError, match=r"holds a different run \(train.lr: 0.001 in the folder, "
+                                                      r"0.01 now; train.seed: 0 in the folder, 1 now\)"):
+        cnnkit.fit(TINY_SPEC, train, val, out_dir=out, epochs=2, resume=True, **{**FIT, "lr": 0.01, "seed": 1})
+    assert (out / "settings.json").read_bytes() == settings  # refused before anything was replaced
+    with pytest.raises(cnnkit.CheckpointError, match=r"holds a different run \(rows.train: 9 in the folder, 8 now"):
+        cnnkit.fit(TINY_SPEC, train.subset(range(8)), val, out_dir=out, epochs=2, resume=True, **FIT)
+    with pytest.raises(cnnkit.CheckpointError, match=r"cannot resume from .*elsewhere: it holds no last.state.pt"):
+        cnnkit.fit(TINY_SPEC, train, val, out_dir=out, epochs=2, resume=tmp_path / "elsewhere", **FIT)
+    cnnkit.fit(TINY_SPEC, train, val, out_dir=out, epochs=2, resume=True, **{**FIT, "quiet": False})  # epochs may grow
+    assert check_run_folder(out) == 2
+
+
+def test_commits_follow_checkpoint_every_on_the_writer_thread(tmp_path: Path, table: tuple[Any, Any],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnkit.train import commit
+
+    written: list[tuple[int, str]] = []
+    real = commit.write_state
+
+    def spy(path: Path, record: Any) -> Path:
+        written.append((int(record["epoch"]), threading.current_thread().name))
+        return real(path, record)
+
+    monkeypatch.setattr(commit, "write_state", spy)
+    train, val = table
+    cnnkit.fit(TINY_SPEC, train, val, out_dir=tmp_path, epochs=5, checkpoint_every=2, **FIT)
+    assert written == [(2, "cnnkit-checkpoint-writer"), (4, "cnnkit-checkpoint-writer"),
+                       (5, "cnnkit-checkpoint-writer")]
+    assert check_run_folder(tmp_path) == 5
+
+
+def test_resume_leaves_the_callers_global_rngs_alone(tmp_path: Path, table: tuple[Any, Any]) -> None:
+    """A run restores only what it draws from; numpy's, python's and torch's global RNGs stay the caller's."""
+    train, val = table
+    cnnkit.fit(TINY_SPEC, train, val, out_dir=tmp_path, epochs=1, **FIT)
+    np.random.seed(123)
+    random.seed(5)
+    torch.manual_seed(7)
+    cnnkit.fit(TINY_SPEC, train, val, out_dir=tmp_path, epochs=2, resume=True, **FIT)
+    drawn = (np.random.rand(), random.random(), torch.rand(1).item())
+    np.random.seed(123)
+    random.seed(5)
+    torch.manual_seed(7)
+    assert drawn == (np.random.rand(), random.random(), torch.rand(1).item())

@@ -16,11 +16,10 @@ Every write is atomic (``cnnkit.atomic``): a crash leaves the previous file inta
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from cnnkit.atomic import atomic_write_bytes
+from cnnkit.atomic import atomic_open, atomic_write_bytes
 from cnnkit.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -59,6 +58,39 @@ def _model_config(model: nn.Module) -> dict[str, Any]:
     return dict(config())
 
 
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """A model's weights copied to CPU memory plus its metadata text: what ``save_model`` writes."""
+
+    tensors: dict[str, torch.Tensor]
+    metadata: str
+
+
+def snapshot_model(model: nn.Module, meta: Mapping[str, Any],
+                   tensors: dict[str, torch.Tensor] | None = None) -> ModelSnapshot:
+    """Copy ``model``'s weights to CPU and render its metadata (see ``save_model``); training may go on.
+
+    ``tensors``: an earlier snapshot's copies of these same weights, reused instead of copying again.
+    """
+    config = _model_config(model)
+    # size and channels default to the model's own, so predict needs nothing else
+    record = {"size": config.get("size"), "channels": config.get("channels"), **meta,
+              "format_version": FORMAT_VERSION, "model": config}  # fmt: skip
+    try:
+        text = json.dumps(record, default=_json_default, allow_nan=True)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"save_model: metadata is not JSON serialisable: {err}") from None
+    # clone(): safetensors refuses tensors that share memory (tied weights, views).
+    if tensors is None:
+        tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    return ModelSnapshot(tensors, text)
+
+
+def write_model(path: PathLike, snapshot: ModelSnapshot) -> Path:
+    """Write a ``snapshot_model`` result as a safetensors model file, atomically."""
+    return atomic_write_bytes(path, safetensors.torch.save(snapshot.tensors, metadata={META_KEY: snapshot.metadata}))
+
+
 def save_model(path: PathLike, model: nn.Module, meta: Mapping[str, Any]) -> Path:
     """Write ``model``'s weights and everything needed to rebuild and use it.
 
@@ -72,17 +104,11 @@ def save_model(path: PathLike, model: nn.Module, meta: Mapping[str, Any]) -> Pat
     Returns:
         The path written.
     """
-    config = _model_config(model)
-    # size and channels default to the model's own, so predict needs nothing else
-    record = {"size": config.get("size"), "channels": config.get("channels"), **meta,
-              "format_version": FORMAT_VERSION, "model": config}  # fmt: skip
     try:
-        text = json.dumps(record, default=_json_default, allow_nan=True)
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"save_model({path}): metadata is not JSON serialisable: {err}") from None
-    # clone(): safetensors refuses tensors that share memory (tied weights, views).
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    return atomic_write_bytes(path, safetensors.torch.save(tensors, metadata={META_KEY: text}))
+        snapshot = snapshot_model(model, meta)
+    except CheckpointError as err:
+        raise CheckpointError(f"save_model({path}): {str(err).removeprefix('save_model: ')}") from None
+    return write_model(path, snapshot)
 
 
 def _not_safetensors(path: Path, err: Exception) -> CheckpointError:
@@ -213,80 +239,78 @@ def load_model(
 # -- training state -------------------------------------------------------------------
 
 
-def capture_rng(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
-    """Snapshot the torch (+ CUDA), numpy and python global RNGs, and named generators.
+def capture_rng() -> dict[str, Any]:
+    """Snapshot the RNGs a training run draws from: torch's global generator (+ CUDA's).
 
-    Everything is stored as tensors, numbers and lists, so it survives
-    ``torch.load(weights_only=True)``.
+    Initial weights and dropout masks come from torch's global RNG (seeded inside ``fit``'s
+    ``fork_rng``); shuffles and augmentation use per-epoch generators made from (seed, epoch),
+    which need no saving. numpy's and python's global RNGs belong to the caller: a run never
+    draws from them, so they are neither saved nor restored.
     """
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"name": str(name), "keys": torch.as_tensor(np.asarray(keys, dtype=np.int64)),
-                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},  # fmt: skip
-        "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
-                   "gauss_next": gauss_next},  # fmt: skip
-        "generators": {k: g.get_state() for k, g in (generators or {}).items()},
-    }
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def restore_rng(state: Mapping[str, Any], generators: Mapping[str, torch.Generator] | None = None) -> None:
-    """Put back what ``capture_rng`` took; the next random numbers repeat exactly.
+def restore_rng(state: Mapping[str, Any]) -> None:
+    """Put back what ``capture_rng`` took; torch's next random numbers repeat exactly.
 
-    Args:
-        state: a ``capture_rng()`` result (possibly after save/load).
-        generators: generators to restore by name; each name must be in the state.
+    Older state files also hold numpy's and python's global states: those are ignored, so a
+    resume never changes the caller's ``np.random`` / ``random``.
     """
-    missing = {"torch", "numpy", "python"} - set(state)
-    if missing:
-        raise CheckpointError(f"RNG state lacks {sorted(missing)}; expected a capture_rng() result")
+    if "torch" not in state:
+        raise CheckpointError(f"RNG state lacks 'torch' (keys: {sorted(state)}); expected a capture_rng() result")
     torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], np.asarray(n["keys"], dtype=np.int64).astype(np.uint32),
-                         int(n["pos"]), int(n["has_gauss"]), float(n["cached_gaussian"])))  # fmt: skip
-    py = state["python"]
-    random.setstate((int(py["version"]), tuple(int(v) for v in py["internal"].tolist()), py["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-    saved = state.get("generators", {})
-    for key, gen in (generators or {}).items():
-        if key not in saved:
-            raise CheckpointError(f"RNG state has no generator {key!r}; it holds {sorted(saved)}")
-        gen.set_state(saved[key])
 
 
 def _plain(value: Any) -> Any:
-    """numpy values -> python numbers / tensors, recursively (weights_only cannot read numpy)."""
+    """A detached CPU copy: tensors cloned, numpy values -> python numbers / tensors, containers rebuilt.
+
+    The copy shares no memory with the live training objects, so training can go on while a
+    background thread writes it; weights_only loading cannot read numpy, hence the conversion.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value.copy())
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
     return value
 
 
-def save_state(
-    path: PathLike,
-    *,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any = None,
-    scaler: Any = None,
-    epoch: int,
-    rng: Mapping[str, Any],
+_LEAVES = (str, bytes, int, float, bool, type(None), torch.Tensor, torch.dtype, torch.device)
+
+
+def _refused(value: Any, where: str = "state") -> str | None:
+    """Where in ``value`` something sits that ``torch.load(weights_only=True)`` would refuse (None: nothing)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _refused(k, f"{where} key") or _refused(v, f"{where}[{k!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        return next((f for i, v in enumerate(value) if (f := _refused(v, f"{where}[{i}]"))), None)
+    return None if isinstance(value, _LEAVES) else f"{where}: {type(value).__module__}.{type(value).__name__}"
+
+
+def snapshot_state(
+    *, optimizer: torch.optim.Optimizer, scheduler: Any = None, epoch: int, rng: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write the training state needed to resume exactly, atomically.
+) -> dict[str, Any]:
+    """The training state as a detached CPU record, ready for ``write_state`` (possibly on another thread).
 
     Args:
-        path: destination (conventionally ``*.state.pt``).
-        optimizer, scheduler, scaler: objects with ``state_dict()``; scheduler/scaler optional.
+        optimizer, scheduler: objects with ``state_dict()``; scheduler optional.
         epoch: the number of epochs completed.
         rng: a ``capture_rng()`` result.
         extra: plain data (numbers, strings, lists, dicts, tensors; numpy is converted).
@@ -295,26 +319,43 @@ def save_state(
         CheckpointError: something in the state would not load with ``weights_only=True``.
     """
     record = {
-        "format_version": FORMAT_VERSION, "epoch": int(epoch), "optimizer": optimizer.state_dict(),
-        "scheduler": None if scheduler is None else scheduler.state_dict(),
-        "scaler": None if scaler is None else scaler.state_dict(),
+        "format_version": FORMAT_VERSION, "epoch": int(epoch), "optimizer": _plain(optimizer.state_dict()),
+        "scheduler": None if scheduler is None else _plain(scheduler.state_dict()),
         "rng": _plain(dict(rng)), "extra": _plain(dict(extra or {})),
     }  # fmt: skip
-    buffer = io.BytesIO()
-    torch.save(record, buffer)
-    data = buffer.getvalue()
-    try:  # refuse to write a file that resume could not read safely
-        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"save_state({path}): the state holds objects weights_only loading refuses: {err}") from None
-    return atomic_write_bytes(path, data)
+    found = _refused(record)
+    if found:  # refuse to write a file that resume could not read safely
+        raise CheckpointError(f"the training state holds an object weights_only loading refuses ({found}); "
+                              "keep it to numbers, strings, lists, dicts and tensors")
+    return record
+
+
+def write_state(path: PathLike, record: Mapping[str, Any]) -> Path:
+    """Write a ``snapshot_state`` record atomically (streamed: no second copy in memory)."""
+    with atomic_open(path) as f:
+        torch.save(dict(record), f)
+    return Path(path)
+
+
+def save_state(
+    path: PathLike, *, optimizer: torch.optim.Optimizer, scheduler: Any = None, epoch: int,
+    rng: Mapping[str, Any], extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """``write_state(path, snapshot_state(...))``: the training state needed to resume exactly.
+
+    Raises:
+        CheckpointError: see ``snapshot_state``.
+    """
+    return write_state(path, snapshot_state(optimizer=optimizer, scheduler=scheduler, epoch=epoch, rng=rng,
+                                            extra=extra))
 
 
 def load_state(path: PathLike) -> dict[str, Any]:
     """Read a ``save_state`` file (``weights_only=True``: no arbitrary objects).
 
     Returns:
-        dict with format_version, epoch, optimizer, scheduler, scaler, rng, extra.
+        dict with format_version, epoch, optimizer, scheduler, rng, extra (files written
+        before this version also hold ``'scaler': None``, which is ignored).
     """
     p = Path(path)
     if not p.is_file():

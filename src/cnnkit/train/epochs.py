@@ -1,8 +1,9 @@
 """The epoch loop behind ``fit``: train, validate, record, checkpoint, resume.
 
 Resume is exact on CPU: epoch ``e``'s shuffle order and augmentation draws are pure
-functions of (seed, e), and the optimizer, schedule and global RNG states (dropout) are
-saved with every ``last`` checkpoint and restored before the next epoch.
+functions of (seed, e), and the weights, optimizer, schedule and torch's global RNG (dropout)
+are saved with every commit (``train/commit.py``) and restored before the next epoch.
+``resume`` continues when something was committed and starts from epoch 1 otherwise.
 """
 
 from __future__ import annotations
@@ -20,20 +21,22 @@ import torch
 from torch import nn
 
 from cnnkit import geometry
-from cnnkit.atomic import atomic_write_text
-from cnnkit.config import DEFAULT_MIN_EPOCHS, DEFAULT_MIN_STEPS, TrainConfig
+from cnnkit.config import TrainConfig
 from cnnkit.engine.metrics import class_metrics, landmark_metrics
 from cnnkit.engine.step import Outputs, StepSetup, run_inference
 from cnnkit.errors import CheckpointError, ConfigError, did_you_mean
+from cnnkit.io.background import BackgroundWriter
 from cnnkit.io.checkpoint import (
     capture_rng,
     load_state,
-    load_weights_into,
     restore_rng,
     save_model,
-    save_state,
+    snapshot_model,
+    snapshot_state,
+    write_model,
 )
 from cnnkit.rng import make_generator
+from cnnkit.train import commit as C
 from cnnkit.train.distributed import DistContext, merge_outputs
 from cnnkit.train.ema import WeightAverage
 from cnnkit.train.loop import train_one_epoch
@@ -101,6 +104,10 @@ class EpochRunner:
         self.eval_model: Any = self.model if dist.is_distributed else self.step_model
         if self.ema is not None:
             self.eval_model = self.ema.module
+        self.writer = BackgroundWriter()
+        self.identity = C.run_identity(cfg, self.meta, self.model, {k: len(v.dataset) for k, v in self.loaders.items()})
+        self._best: Any = None  # the best weights (a CPU snapshot) not yet written
+        self._last_commit_s = time.monotonic()
 
     @property
     def kept_model(self) -> nn.Module:
@@ -109,17 +116,23 @@ class EpochRunner:
 
     # -- resume -----------------------------------------------------------------------
     def resume_state(self, run_dir: Path) -> RunState:
-        weights, state_path = run_dir / "last.safetensors", run_dir / "last.state.pt"
-        if not weights.exists() or not state_path.exists():
-            raise CheckpointError(f"cannot resume: {weights} or {state_path} is missing. "
-                                  f"Start without resume, or point resume= at a run folder that has them.")
-        load_weights_into(self.model, weights)  # also checks the file is a cnnkit checkpoint
+        """``run_dir``'s committed state loaded into this runner; a fresh start when nothing is committed
+        (in the output folder only). A different run's state (see ``commit.run_identity``) is refused."""
+        state_path = run_dir / C.STATE
+        found = state_path.is_file()
+        if self.dist.is_distributed:  # every rank must take the same branch (a shared file system)
+            seen = self.dist.gather(found)
+            if len(set(seen)) > 1:
+                raise CheckpointError(f"cannot resume: ranks {[r for r, f in enumerate(seen) if f]} see {state_path} "
+                                      f"and the others do not. Put the output folder on a file system all nodes share.")
+        if not found:
+            return self._nothing_to_resume(run_dir)
         saved = load_state(state_path)
-        if saved["extra"].get("model") is not None:  # the state's own weights: its epoch's, always
-            self.model.load_state_dict(saved["extra"]["model"])
+        extra = saved["extra"]
+        self._check_same_run(run_dir, extra.get("identity"))
+        self.model.load_state_dict(extra["model"])  # the state's own weights: its epoch's, always
         self.opt.load_state_dict(saved["optimizer"])
         self.sched.load_state_dict(saved["scheduler"])
-        extra = saved["extra"]
         self._restore_average(extra.get("ema"), run_dir)
         self._restore_rng(saved["rng"], extra.get("rng_ranks"), int(saved["epoch"]))
         state = RunState(epochs_done=int(saved["epoch"]), history=list(extra["history"]),
@@ -131,6 +144,23 @@ class EpochRunner:
             log.info(f"resuming {run_dir} after epoch {state.epochs_done}")
         return state
 
+    def _nothing_to_resume(self, run_dir: Path) -> RunState:
+        """Keras' BackupAndRestore: no backup yet means a fresh start (the output folder only)."""
+        if run_dir.resolve() != self.out.resolve():
+            raise CheckpointError(f"cannot resume from {run_dir}: it holds no {C.STATE} (no epoch was committed "
+                                  f"there). Point resume= at a run folder that has one, or use resume=True.")
+        if not self.cfg.quiet and self.dist.is_main:
+            left = C.leftovers(run_dir)
+            note = f"; clearing what an unfinished start left: {', '.join(left)}" if left else ""
+            log.info(f"nothing to resume in {run_dir} (no epoch committed yet): starting from epoch 1{note}")
+        return RunState()
+
+    def _check_same_run(self, run_dir: Path, saved: str | None) -> None:
+        differences = [] if saved is None else C.identity_differences(saved, self.identity)
+        if differences:
+            raise CheckpointError(f"cannot resume {run_dir}: it holds a different run ({'; '.join(differences)}). "
+                                  f"Resume with that run's settings, or choose another output folder.")
+
     def _restore_average(self, saved: dict[str, Any] | None, run_dir: Path) -> None:
         if self.ema is None:
             return
@@ -141,31 +171,44 @@ class EpochRunner:
 
     def _restore_rng(self, main: Any, per_rank: list[Any] | None, epoch: int) -> None:
         """Each rank's own saved RNG; a rank the saved run did not have derives a fresh seed."""
-        if not self.dist.is_distributed:
-            restore_rng(main)
-        elif per_rank is not None and len(per_rank) == self.dist.world_size:
-            restore_rng(per_rank[self.dist.rank])
-        else:
-            restore_rng(main)
-            if not self.dist.is_main:
-                torch.manual_seed(self.dist.rank_seed(self.cfg.seed * 1_000_003 + epoch))
+        same_ranks = per_rank is not None and len(per_rank) == self.dist.world_size
+        restore_rng(per_rank[self.dist.rank] if self.dist.is_distributed and same_ranks else main)  # type: ignore[index]
+        if self.dist.is_distributed and not same_ranks and not self.dist.is_main:
+            torch.manual_seed(self.dist.rank_seed(self.cfg.seed * 1_000_003 + epoch))
 
     # -- the loop ---------------------------------------------------------------------
     def run(self, state: RunState) -> RunState:
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            C.clear_for_start(self.out, fresh=state.epochs_done == 0)
         try:
-            self._announce_length(state)
-            for epoch in range(state.epochs_done, self.epochs):
+            if state.epochs_done >= self.cfg.epochs and self.dist.is_main:  # resumed after its last epoch
+                final = snapshot_model(self.kept_model, self._meta(state, state.epochs_done))
+                self.writer.submit(lambda: write_model(self.out / C.LAST, final))
+            for epoch in range(state.epochs_done, self.cfg.epochs):
                 self._one_epoch(epoch, state)
+            self.writer.wait()
         except KeyboardInterrupt:
             state.interrupted = True
+            self._finish_writes()
             if self.dist.is_main:
-                save_model(self.out / "interrupted.safetensors", self.kept_model, self._meta(state, -1))
-                log.warning(f"interrupted: the last completed epoch is in {self.out / 'last.safetensors'}; "
-                            f"the weights of the epoch in progress are in interrupted.safetensors. "
-                            f"Resume with resume=True.")
+                save_model(self.out / C.INTERRUPTED, self.kept_model, self._meta(state, -1))
+                log.warning(f"interrupted: {self.out / C.STATE} holds the last committed epoch and --resume "
+                            f"(resume=True) continues from it; the weights of the epoch in progress are in "
+                            f"{C.INTERRUPTED}.")
+        except BaseException:
+            self._finish_writes()  # the commit in flight still lands: a resume loses no finished epoch
+            raise
         if self.dist.is_main and self.cfg.plots and state.history:
             self._plots(state)
         return state
+
+    def _finish_writes(self) -> None:
+        """Wait for the write in flight while another error is on its way (that error wins)."""
+        try:
+            self.writer.wait()
+        except Exception as err:
+            log.error(f"the checkpoint write in progress failed too: {type(err).__name__}: {err}")
 
     def _one_epoch(self, epoch: int, state: RunState) -> None:
         start = time.perf_counter()
@@ -235,24 +278,34 @@ class EpochRunner:
         per_rank = self.dist.gather(rng) if self.dist.is_distributed else None  # collective: all ranks
         if not self.dist.is_main:
             return
-        # Order matters for crash safety: the state file is the commit point and is written last.
-        # It holds the weights too, so a kill between two writes resumes from one consistent epoch.
-        atomic_write_text(self.out / "metrics.csv", state.history_frame().to_csv(index=False))
+        if not self.cfg.quiet:
+            log.info(format_epoch_line(row, self.cfg.epochs))
         meta = self._meta(state, state.epochs_done)
-        save_model(self.out / "last.safetensors", self.kept_model, meta)
         value = self._selection_value(row)
+        kept = None
         if value <= state.best_value or not math.isfinite(state.best_value):
-            save_model(self.out / "best.safetensors", self.kept_model, {**meta, "selected_by": self._selection_key()})
-            state.best_value = value
-        extra = self._extra(state) | {"model": self.model.state_dict()}
-        if self.ema is not None:
-            extra["ema"] = self.ema.state_dict()
+            kept = snapshot_model(self.kept_model, {**meta, "selected_by": self._selection_key()})
+            self._best, state.best_value = kept, value
+        if not C.commit_due(self.cfg, state.epochs_done, self._last_commit_s):
+            return
+        self.writer.submit(self._commit(state, rng, per_rank, meta, kept))
+        self._best, self._last_commit_s = None, time.monotonic()
+
+    def _commit(self, state: RunState, rng: Any, per_rank: list[Any] | None, meta: dict[str, Any],
+                kept: Any) -> Any:
+        """Snapshot this epoch into CPU memory (training may go on) and return the job that writes it."""
+        last = snapshot_model(self.kept_model, meta, tensors=None if kept is None else kept.tensors)
+        extra = self._extra(state) | {"identity": self.identity}
+        if self.ema is not None:  # the raw weights differ from the kept (averaged) ones
+            extra |= {"ema": self.ema.state_dict(), "model": self.model.state_dict()}
         if per_rank is not None:
             extra["rng_ranks"] = per_rank
-        save_state(self.out / "last.state.pt", optimizer=self.opt, scheduler=self.sched, epoch=state.epochs_done,
-                   rng=rng, extra=extra)
-        if not self.cfg.quiet:
-            log.info(format_epoch_line(row, self.epochs, eta_s=self._eta_s(state)))
+        record = snapshot_state(optimizer=self.opt, scheduler=self.sched, epoch=state.epochs_done, rng=rng,
+                                extra=extra)
+        if self.ema is None:
+            record["extra"]["model"] = last.tensors  # already a CPU copy: the weights are copied once
+        final = last if state.epochs_done >= self.cfg.epochs else None
+        return C.commit_job(self.out, self._best, state.history_frame().to_csv(index=False), record, final)
 
     def _extra(self, state: RunState) -> dict[str, Any]:
         return {"history": state.history, "best_value": state.best_value,

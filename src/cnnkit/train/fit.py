@@ -3,7 +3,8 @@
 Run folder layout::
 
     out_dir/
-      last.safetensors  last.state.pt   weights + metadata; optimizer/schedule/RNG for resume
+      last.state.pt                     the commit point: weights, optimizer/schedule/RNG for resume
+      last.safetensors                  the last epoch's weights + metadata (written when the run ends)
       best.safetensors                  best by the validation metric (= last without val)
       metrics.csv                       one row per epoch
       settings.json                     the resolved settings, to repeat the run
@@ -156,8 +157,11 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
             if ctx.is_main:
                 _prepare_folder(job, net, device, runner.epochs, extra_files or {})
             resume = job.resume
+            # Resume first: a folder holding a different run is refused before anything in it is replaced.
             state = runner.resume_state(Path(resume) if isinstance(resume, (str, Path)) else job.out_dir) \
                 if resume else RunState()
+            if ctx.is_main:
+                _prepare_folder(job, net, device, extra_files or {})
             state = runner.run(state)
     out = job.out_dir
     return Run(out, state.history_frame(), out / "best.safetensors", out / "last.safetensors",

@@ -1,0 +1,55 @@
+"""Write checkpoints on a background thread while training goes on.
+
+The shape of ``torch.distributed.checkpoint.async_save``: the caller copies what it wants
+saved into CPU memory (cheap, on the training thread), hands a write job to the writer and
+goes on; the job runs on one worker thread. At most one job is in flight: ``submit`` first
+waits for the previous one, so files are written in submission order and a commit point
+written last by a job stays the last thing written.
+
+A job's error is raised in the training thread at the next ``submit`` or ``wait``, so a
+full disk still stops the run (one epoch later) with the original ``OSError``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+
+class BackgroundWriter:
+    """Runs write jobs one at a time on a worker thread (``background=False``: inline, for tests)."""
+
+    def __init__(self, *, background: bool = True) -> None:
+        self.background = background
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, job: Callable[[], object]) -> None:
+        """Wait for the previous job (raising its error), then start ``job``."""
+        self.wait()
+        if not self.background:
+            job()
+            return
+        # Not a daemon: an interpreter that exits normally finishes the write in flight first.
+        self._thread = threading.Thread(target=self._run, args=(job,), name="cnnkit-checkpoint-writer")
+        self._thread.start()
+
+    def _run(self, job: Callable[[], object]) -> None:
+        try:
+            job()
+        except BaseException as err:  # handed to the training thread by wait()
+            self._error = err
+
+    @property
+    def busy(self) -> bool:
+        """Whether a job is still running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self) -> None:
+        """Block until the job in flight (if any) is done; re-raise its error here."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err

@@ -1,0 +1,105 @@
+"""The run folder's files: when an epoch is committed, what a commit writes, what a resume may continue.
+
+A commit writes, in this order, on a background thread while the next epoch trains:
+``best.safetensors`` (only when the selected metric improved since the last commit),
+``metrics.csv``, then ``last.state.pt``: the single commit point. The state holds the raw
+weights (and the weight average with ``ema``), the optimizer, the schedule and torch's RNG,
+so the weights are written once per epoch, twice when ``best`` changed. ``last.safetensors``
+is written once, when the run ends; while it runs, the last committed weights are in the
+state and a ``--resume`` continues from them. A kill at any moment leaves the previous
+commit intact: every file is written atomically and the state is written last.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from cnnkit.atomic import atomic_write_text, remove_stale_temps
+from cnnkit.config import TrainConfig
+from cnnkit.io.checkpoint import ModelSnapshot, write_model, write_state
+
+STATE, LAST, BEST, METRICS, INTERRUPTED = (
+    "last.state.pt", "last.safetensors", "best.safetensors", "metrics.csv", "interrupted.safetensors")
+RUN_FILES = (METRICS, BEST, STATE, LAST, INTERRUPTED)
+#: Settings a resume may change: how long, where and how verbosely the same run continues.
+FREE_TRAIN_KEYS = ("epochs", "device", "quiet", "plots", "compile", "channels_last", "checkpoint_every")
+
+
+def commit_due(cfg: TrainConfig, epochs_done: int, last_commit_s: float, now_s: float | None = None) -> bool:
+    """Whether the epoch just finished is committed: the last epoch always, else per ``checkpoint_every``.
+
+    Example:
+        >>> cfg = TrainConfig(epochs=10, checkpoint_every=3)
+        >>> [e for e in range(1, 11) if commit_due(cfg, e, 0.0)]
+        [3, 6, 9, 10]
+    """
+    every = cfg.checkpoint_every
+    if epochs_done >= cfg.epochs:
+        return True
+    if isinstance(every, int):
+        return epochs_done % every == 0
+    minutes = float(every.removesuffix("min"))
+    return (time.monotonic() if now_s is None else now_s) - last_commit_s >= 60.0 * minutes
+
+
+def commit_job(out: Path, best: ModelSnapshot | None, metrics_csv: str, state: Mapping[str, Any],
+               final: ModelSnapshot | None = None) -> Callable[[], None]:
+    """The writes of one commit, in crash-safe order (the state last, ``last.safetensors`` after it)."""
+
+    def job() -> None:
+        if best is not None:
+            write_model(out / BEST, best)
+        atomic_write_text(out / METRICS, metrics_csv)
+        write_state(out / STATE, state)
+        if final is not None:  # the finished run's weights; equal to the state's, so it may come after it
+            write_model(out / LAST, final)
+
+    return job
+
+
+def leftovers(folder: Path) -> list[str]:
+    """The run files present in ``folder`` (sorted by write order)."""
+    return [name for name in RUN_FILES if (folder / name).exists()]
+
+
+def clear_for_start(folder: Path, *, fresh: bool) -> list[str]:
+    """Remove what a new start must not keep; returns the names removed.
+
+    Always: temporary files a killed write left, and ``last``/``interrupted`` weights (written
+    again when this run ends, so they never disagree with the state meanwhile). For a fresh
+    start also the previous or unfinished run's ``best``, ``metrics.csv`` and state.
+    """
+    removed = remove_stale_temps(folder, RUN_FILES)
+    for name in RUN_FILES if fresh else (LAST, INTERRUPTED):
+        path = folder / name
+        if path.exists():
+            path.unlink()
+            removed.append(name)
+    return removed
+
+
+def run_identity(cfg: TrainConfig, meta: Mapping[str, Any], model: nn.Module, rows: Mapping[str, int]) -> str:
+    """What makes two runs the same run (JSON): the model, the settings a resume must keep, data and rows."""
+    config = model.config() if callable(getattr(model, "config", None)) else {"module": type(model).__name__}
+    ident = {"model": config, **{f"train.{k}": v for k, v in cfg.to_dict().items() if k not in FREE_TRAIN_KEYS},
+             **{f"data.{k}": v for k, v in meta.items() if k not in ("format_version", "epoch")},
+             **{f"rows.{k}": int(n) for k, n in rows.items()}}
+    return json.dumps(ident, sort_keys=True, default=str)
+
+
+def identity_differences(saved: str, now: str) -> list[str]:
+    """``key: <in the folder> in the folder, <now> now`` for each setting that differs."""
+    old, new = json.loads(saved), json.loads(now)
+    return [f"{key}: {_short(old.get(key, '(not set)'))} in the folder, {_short(new.get(key, '(not set)'))} now"
+            for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
