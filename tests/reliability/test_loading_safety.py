@@ -108,16 +108,22 @@ def test_pickle_as_training_state_is_refused(payload: str, tmp_path: Path) -> No
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("planted", ["last.safetensors", "last.state.pt"])
-def test_resume_refuses_planted_pickle(planted: str, tmp_path: Path, run_dir: Path) -> None:
-    """fit(resume=True) on a run folder whose checkpoint was swapped for an exploit."""
+@pytest.mark.parametrize("planted", ["last.safetensors", "best.safetensors", "last.state.pt"])
+def test_resume_never_unpickles_a_planted_file(planted: str, tmp_path: Path, run_dir: Path) -> None:
+    """fit(resume=True) on a run folder whose file was swapped for an exploit: a planted state is refused
+    naming it; planted weights are never read (a resume reads only the state) and get replaced."""
     out = _fresh_run(run_dir, tmp_path)
     marker = tmp_path / "marker"
     (out / planted).write_bytes(PAYLOADS["torch.save"](marker))
     table = cnnkit.read_annotations(run_dir.parent / "data" / "ann.csv")
-    with pytest.raises(CheckpointError, match=planted.replace(".", r"\.")):
-        cnnkit.fit(TINY_SPEC, table, out_dir=out, size=(16, 16), epochs=2, batch_size=4, device="cpu",
-                   quiet=True, plots=False, head="gap", resume=True)
+    opts = dict(size=(16, 16), epochs=2, batch_size=4, device="cpu", quiet=True, plots=False, head="gap",
+                resume=True)  # no val: best follows the last epoch, so it is rewritten too
+    if planted == "last.state.pt":
+        with pytest.raises(CheckpointError, match=planted.replace(".", r"\.")):
+            cnnkit.fit(TINY_SPEC, table, out_dir=out, **opts)
+    else:
+        cnnkit.fit(TINY_SPEC, table, out_dir=out, **opts)
+        assert read_meta(out / planted)["epoch"] == 2
     assert not marker.exists()
 
 

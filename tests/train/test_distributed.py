@@ -147,6 +147,23 @@ def test_resume_under_two_processes_repeats_the_uninterrupted_run(runs: dict[str
     _assert_same_weights(folder / "ddp" / "last.safetensors", folder / "resumed" / "last.safetensors")
 
 
+def test_torchrun_max_restarts_survives_a_killed_rank(runs: dict[str, Any]) -> None:
+    """A job script's line: rank 1 is SIGKILLed in epoch 2; torchrun restarts both workers with the same
+    ``--resume`` command line, and the job ends with the uninterrupted run's epochs and weights."""
+    folder = runs["folder"]
+    done, _ = _torchrun(["--max-restarts=1", "--monitor-interval=0.2", str(WORKER), "train", str(runs["exp"]),
+                         "--resume", "--set", "output=elastic"], folder,
+                        CNNKIT_TEST_KILL_RANK="1", CNNKIT_TEST_KILL_BATCH="6")  # 4 batches per epoch and rank
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert out.count("KILLING rank 1") == 1, out
+    assert "nothing to resume" in out  # the first attempt: a fresh start, said in one line
+    assert re.search(r"resuming \S+ after epoch 1|nothing to resume.*\n(.*\n)*.*nothing to resume", out), out
+    assert list(pd.read_csv(folder / "elastic" / "metrics.csv")["epoch"]) == [1, 2]
+    assert not any(p.name.startswith(".") for p in (folder / "elastic").iterdir())  # no temp file left behind
+    _assert_same_weights(folder / "ddp" / "last.safetensors", folder / "elastic" / "last.safetensors")
+
+
 def test_a_failing_rank_ends_the_job_with_its_message(runs: dict[str, Any]) -> None:
     folder = runs["folder"]
     done, elapsed = _torchrun([str(WORKER), "train", str(runs["exp"]), "--set", "output=failed"], folder,

@@ -112,8 +112,10 @@ class DistContext:
         if dev.type == "cuda":
             torch.cuda.set_device(dev)  # before init, so NCCL and object collectives use this GPU
         backend = "nccl" if dev.type == "cuda" else "gloo"
+        store = _attempt_store(_timeout(timeout_s))
         tdist.init_process_group(backend=backend, timeout=_timeout(timeout_s),
-                                 device_id=dev if dev.type == "cuda" else None)
+                                 device_id=dev if dev.type == "cuda" else None,
+                                 **({} if store is None else {"store": store, "rank": rank, "world_size": world}))
         return cls(rank, world, local, dev, owns_group=True)
 
     def close(self) -> None:
@@ -200,6 +202,26 @@ class DistContext:
         if self.is_distributed and tdist.get_backend() == "nccl":
             return torch.device("cuda", torch.cuda.current_device())
         return torch.device("cpu")
+
+
+def _attempt_store(timeout: timedelta) -> Any:
+    """The rendezvous store under a prefix of its own for this torchrun attempt; None: torchrun's default.
+
+    torchrun (>= 2.5) lends its workers the store it used for rendezvous, and keeps it across
+    ``--max-restarts`` restarts. The restarted workers then found the killed attempt's addresses
+    under the same keys and gloo tried to connect to dead processes ("connectFullMesh failed ...
+    Connection refused"; pytorch/pytorch#135712). A prefix per attempt keeps them apart. It is
+    used only when every worker sits under one agent (one node), where the restart count is the
+    same for all; across nodes set ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` for torchrun instead
+    (docs/RELIABILITY.md).
+    """
+    env = os.environ
+    attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")
+    one_node = env.get("LOCAL_WORLD_SIZE") == env.get("WORLD_SIZE")
+    if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or attempt == "0" or not one_node:
+        return None
+    store = tdist.TCPStore(env["MASTER_ADDR"], _env_int("MASTER_PORT"), is_master=False, timeout=timeout)
+    return tdist.PrefixStore(f"cnnkit/attempt_{attempt}/", store)
 
 
 def _rank_device(name: str, local_rank: int) -> torch.device:
