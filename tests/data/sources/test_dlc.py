@@ -73,3 +73,12 @@ def test_bad_cell_and_forced_format(tmp_path: Path) -> None:
     h5.write_bytes(b"\x89HDF")
     with pytest.raises(DataError, match=r"HDF5 files are not read; use the CollectedData_\*\.csv"):
         read_annotations(h5)
+
+
+def test_collected_data_moved_away_from_its_project(tmp_path: Path) -> None:
+    csv = _project(tmp_path, CLASSIC)
+    moved = tmp_path / "elsewhere" / csv.name
+    moved.parent.mkdir()
+    csv.rename(moved)
+    t = read_annotations(moved, images=csv.parent)  # --images <the folder of frames>
+    assert t.images == [str(csv.parent / "img001.png"), str(csv.parent / "img007.png")]

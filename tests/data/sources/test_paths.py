@@ -64,3 +64,32 @@ def test_zip_members_checked_without_extracting(tmp_path: Path) -> None:
     assert out == ["data/a.png", "data/b.png", "data/a.png"]
     with pytest.raises(DataError, match=r"1 of 1 images are not members of .*imgs.zip: row 0: 'c.png'"):
         resolve_members(["c.png"], zpath, prefix=None, source="s")
+
+
+def test_relative_paths_rerooted_into_images_when_all_are_there(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A DeepLabCut table moved away from its project, pointed at the folder of frames."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for n in ("img001.png", "img007.png"):
+        (frames / n).write_bytes(b"x")
+    raw = ["labeled-data/reach1/img001.png", "./labeled-data/reach1/img007.png", "img001.png"]
+    with caplog.at_level(logging.INFO, logger="cnnkit"):
+        out = resolve_paths(raw, [frames], source="s", images_given=True, annotation_dir=tmp_path)
+    assert out == [str(frames / "img001.png"), str(frames / "img007.png"), str(frames / "img001.png")]
+    assert caplog.text.count(f"re-rooted 2 of 3 image paths by file name into {frames}") == 1
+    with pytest.raises(DataError, match=r"2 of 2 images not found: row 0: .*; row 1: 'labeled-data/reach1/img002.png'"):
+        resolve_paths(raw[:1] + ["labeled-data/reach1/img002.png"], [frames], source="s", images_given=True,
+                      annotation_dir=tmp_path)  # all or none: one name is not there, so none is re-rooted
+    with pytest.raises(DataError, match="2 of 2 images not found"):  # two videos' img001.png: one file
+        resolve_paths(["labeled-data/a/img001.png", "labeled-data/b/img001.png"], [frames], source="s",
+                      images_given=True, annotation_dir=tmp_path)
+
+
+def test_relative_paths_keep_their_last_folders_when_those_are_there(tmp_path: Path) -> None:
+    for video in ("a", "b"):
+        (tmp_path / "ld" / video).mkdir(parents=True)
+        (tmp_path / "ld" / video / "img001.png").write_bytes(b"x")
+    out = resolve_paths(["labeled-data/a/img001.png", "labeled-data/b/img001.png"], [tmp_path / "ld"],
+                        source="s", images_given=True, annotation_dir=tmp_path)
+    assert out == [str(tmp_path / "ld/a/img001.png"), str(tmp_path / "ld/b/img001.png")]

@@ -8,10 +8,16 @@ Rules (see docs/data.md):
 3. An absolute path that does not exist (written on another computer, Windows paths and
    ``file://`` URIs included) is re-rooted by its file name into the first root; one
    line reports how many rows were re-rooted.
-4. Without ``images``, when files are still missing, a single folder named ``images``
+4. With ``images``, relative paths that do not resolve are re-rooted into it by their
+   trailing components (``labeled-data/v1/img001.png`` -> ``v1/img001.png``, then
+   ``img001.png``), but only when every one of them is found that way and no two
+   different paths land on the same file; reported in the same line as rule 3. This is
+   a table moved away from its project (a DeepLabCut ``CollectedData_*.csv`` pointed at
+   the folder of frames).
+5. Without ``images``, when files are still missing, a single folder named ``images``
    (any case) beside the annotation file or beside its folder that holds every missing
    file name is used, and reported.
-5. Anything still missing raises one ``DataError`` naming the first rows.
+6. Anything still missing raises one ``DataError`` naming the first rows.
 
 Existence is checked with one directory listing per folder (cached), never one
 ``stat`` per row, so 100k rows stay fast.
@@ -96,6 +102,8 @@ def resolve_paths(
             cand = os.path.join(roots[0], file_name(p))
             if listing.exists(cand):
                 out[i], rerooted = cand, rerooted + 1
+    if images_given:
+        rerooted += _reroot_relative(raw, out, roots[0], listing)
     missing = [i for i, o in enumerate(out) if o is None]
     target = str(roots[0])
     if missing and not images_given and annotation_dir is not None:
@@ -122,6 +130,29 @@ def _locate(raw: str, roots: Sequence[Path], listing: _Listing) -> str | None:
         if listing.exists(cand):
             return cand
     return None
+
+
+def _reroot_relative(raw: Sequence[str], out: list[str | None], root: Path, listing: _Listing) -> int:
+    """Missing relative paths found under ``root`` by their trailing components; all of them or none.
+
+    Fills ``out`` in place and returns how many were re-rooted (0 when any is not found, or when
+    two different paths would land on one file: ``v1/img001.png`` and ``v2/img001.png``).
+    """
+    found: dict[int, str] = {}
+    for i, o in enumerate(out):
+        if o is not None or _is_absolute(strip_uri(raw[i])):
+            continue
+        parts = [p for p in strip_uri(raw[i]).replace("\\", "/").split("/") if p not in ("", ".", "..")]
+        tails = (os.path.join(root, *parts[k:]) for k in range(1, len(parts)))
+        hit = next((t for t in tails if listing.exists(t)), None)
+        if hit is None:
+            return 0
+        found[i] = hit
+    if len(set(found.values())) < len({raw[i] for i in found}):
+        return 0
+    for i, hit in found.items():
+        out[i] = hit
+    return len(found)
 
 
 def _auto_images_folder(raw: Sequence[str], annotation_dir: Path, listing: _Listing) -> str | None:
