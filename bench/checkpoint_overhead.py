@@ -1,0 +1,174 @@
+"""Checkpoint overhead: a ``fit`` epoch on the warm cache, checkpoints included, vs the same epoch in memory.
+
+    .venv/bin/python bench/checkpoint_overhead.py            # full run, rewrites its section of docs/PERFORMANCE.md
+    .venv/bin/python bench/checkpoint_overhead.py --quick    # smoke run (32 images, 3 epochs), no doc
+
+The issue's setting: ResNet-18 with the direct (``gap``) head, 92x64 (height 92, width 64),
+batch 32, 1,024 images (bench/end_to_end.py's generated JPEGs), no augmentation, Adam at a
+constant rate (fit's defaults), fp32, 2 torch threads, CPU. Modes, interleaved round by round
+so load from other processes hits them alike:
+
+(a) memory: the decoded batches held in a list, ``train_one_epoch`` with the model,
+    optimizer and schedule ``fit`` builds; no loader, no checkpoint;
+(b) fit: ``cnnkit.fit(..., cache=<warm cache>)``: the real epoch loop, a commit every epoch
+    (snapshot to CPU memory on the training thread, files written by the background writer);
+(c) fit, checkpoint_every=E: the same, committing only after the last epoch: what the loop
+    costs without the checkpoints.
+
+A fit epoch "including its checkpoints" is the time between two consecutive epoch-end log
+lines (the snapshot of one commit and the background write of the previous one fall inside
+it); the first epoch (start-up, mean-shape pass) is left out. The last interval also waits
+for the final commit and ``last.safetensors`` to be on disk; it is reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_line, markdown_table, write_section  # noqa: E402
+from end_to_end import OUT, jpegs, landmark_csv, read_table  # noqa: E402
+
+import cnnkit  # noqa: E402
+from cnnkit.config import DataConfig, TrainConfig  # noqa: E402
+from cnnkit.data.augment import Augment  # noqa: E402
+from cnnkit.data.dataset import TableDataset  # noqa: E402
+from cnnkit.data.loader import make_loader  # noqa: E402
+from cnnkit.train import targets as T  # noqa: E402
+from cnnkit.train.fit import build_for_table, make_loss_for  # noqa: E402
+from cnnkit.train.loop import StepSetup, train_one_epoch  # noqa: E402
+from cnnkit.train.optim import make_optimizer, make_scheduler  # noqa: E402
+
+SIZE = (64, 92)  # (width, height)
+HEAD = "gap"
+
+
+class EpochClock(logging.Handler):
+    """Records the moment of every ``epoch N/E`` line fit logs (the end of epoch N's training)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.stamps: list[float] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("epoch "):
+            self.stamps.append(time.perf_counter())
+
+
+def memory_epoch(table: Any, cache: str, batch: int, seed: int) -> float:
+    """Seconds of one epoch over in-memory batches, with fit's model, optimizer and schedule (fp32)."""
+    cfg = TrainConfig(batch_size=batch, device="cpu", seed=0)
+    torch.manual_seed(0)
+    model = build_for_table("resnet18", table, DataConfig(size=SIZE), HEAD)
+    norm = T.default_normalisation(3)
+    setup = StepSetup(task="landmarks", size=SIZE, mean=tuple(norm["mean"]), std=tuple(norm["std"]),
+                      device=torch.device("cpu"), precision="fp32", channels_last=False, augment=Augment())
+    batches = list(make_loader(TableDataset(table, size=SIZE, cache=cache), batch_size=batch, shuffle=True,
+                               seed=seed, workers=0, pin_memory=False))
+    opt = make_optimizer(model, cfg)
+    sched = make_scheduler(opt, cfg, len(batches))
+    start = time.perf_counter()
+    train_one_epoch(model, batches, setup, opt, sched, make_loss_for(table, cfg, model),
+                    generator=torch.Generator().manual_seed(seed))
+    return time.perf_counter() - start
+
+
+def fit_epochs(table: Any, cache: str, batch: int, epochs: int, every: int, out: Path) -> dict[str, Any]:
+    """Epoch intervals of a real ``fit`` (see the module docstring) and the run folder's sizes."""
+    clock = EpochClock()
+    logger = logging.getLogger("cnnkit")
+    level = logger.level
+    logger.addHandler(clock)
+    logger.setLevel(logging.INFO)
+    try:
+        cnnkit.fit("resnet18", table, None, out_dir=out, head=HEAD, augment=None, cache=cache, size=SIZE,
+                   batch_size=batch, epochs=epochs, device="cpu", plots=False, quiet=False, checkpoint_every=every)
+        done = time.perf_counter()
+    finally:
+        logger.removeHandler(clock)
+        logger.setLevel(level)
+    steps = [b - a for a, b in zip(clock.stamps, clock.stamps[1:], strict=False)]
+    return {"steady": steps[:-1] or steps, "last": steps[-1] + (done - clock.stamps[-1]),
+            "mb": sum(p.stat().st_size for p in out.iterdir()) / 1e6}
+
+
+def measure(args: argparse.Namespace, table: Any, cache: str) -> dict[str, list[float]]:
+    memory_epoch(table, cache, args.batch, 99)  # warm-up: oneDNN kernels, page cache
+    times: dict[str, list[float]] = {"memory": [], "fit": [], "fit_final": [], "fit_nockpt": [], "mb": []}
+    for r in range(args.rounds):
+        for _ in range(args.epochs - 2):
+            times["memory"].append(memory_epoch(table, cache, args.batch, r))
+        with tempfile.TemporaryDirectory(dir=OUT) as out:
+            res = fit_epochs(table, cache, args.batch, args.epochs, 1, Path(out) / "run")
+        times["fit"] += res["steady"]
+        times["fit_final"].append(res["last"])
+        times["mb"].append(res["mb"])
+        with tempfile.TemporaryDirectory(dir=OUT) as out:
+            times["fit_nockpt"] += fit_epochs(table, cache, args.batch, args.epochs, args.epochs,
+                                              Path(out) / "run")["steady"]
+        print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in times.items()), flush=True)
+    return times
+
+
+def report(times: dict[str, list[float]], args: argparse.Namespace, n: int, load: tuple[float, float]) -> str:
+    base = statistics.median(times["memory"])
+    rows = [[label, f"{statistics.median(times[key]):.2f}", f"{base / statistics.median(times[key]):.3f}",
+             len(times[key])] for key, label in (
+        ("memory", "(a) memory, no checkpoint"), ("fit", "(b) fit on the warm cache, commit every epoch"),
+        ("fit_nockpt", "(c) fit on the warm cache, no commit in the epoch"),
+        ("fit_final", "(b) last epoch: waits for the final commit + last.safetensors"))]
+    ratio = base / statistics.median(times["fit"])
+    verdict = f"fit epoch with its checkpoints / memory epoch: {ratio:.3f}x speed (target >= 0.97: " \
+              f"{'met' if ratio >= 0.97 else 'missed'})"
+    return "\n\n".join([
+        "## Checkpoint overhead: a fit epoch with its checkpoints vs the same epoch in memory",
+        f"Command: `python bench/checkpoint_overhead.py{' --quick' if args.quick else ''}`. {n} images, "
+        f"resnet18 ({HEAD} head), 92x64, batch {args.batch}, fp32, Adam, no augmentation, "
+        f"{torch.get_num_threads()} torch threads; {args.rounds} rounds of {args.epochs}-epoch fits (epochs 2.."
+        f"{args.epochs - 1} are the steady intervals) and {args.epochs - 2} memory epochs each; medians. "
+        f"A commit writes {statistics.median(times['mb']) / args.epochs:.0f} MB per epoch on average "
+        f"(state: weights + Adam moments; best when it improves). Load average (`uptime`) "
+        f"{load[0]:.2f} at the start and {load[1]:.2f} at the end on a machine shared with other jobs. "
+        + machine_line(),
+        markdown_table(["mode", "s/epoch", "speed vs memory", "epochs"], rows),
+        verdict + ".",
+    ])
+
+
+def main(argv: list[str] | None = None) -> dict[str, list[float]]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: 32 images, batch 16, 3 epochs, 1 round; no doc")
+    p.add_argument("--rounds", type=int, default=None, help="rounds (default 2)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per fit (default 4; >= 3)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2, the issue's setting)")
+    p.add_argument("--no-write", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    n, args.batch = (32, 16) if args.quick else (1024, 32)
+    args.rounds = args.rounds or (1 if args.quick else 2)
+    args.epochs = max(3, args.epochs or (3 if args.quick else 4))
+    load_start = os.getloadavg()[0]
+    table = read_table(landmark_csv(jpegs(n), OUT / "checkpoint_overhead"))
+    with tempfile.TemporaryDirectory(dir=OUT) as cache:
+        TableDataset(table, size=SIZE, cache=cache)  # builds the decoded cache, untimed
+        times = measure(args, table, cache)
+    text = report(times, args, n, (load_start, os.getloadavg()[0]))
+    print(text)
+    if not (args.quick or args.no_write):
+        print("updated", write_section("checkpoint_overhead", text))
+    return times
+
+
+if __name__ == "__main__":
+    main()
