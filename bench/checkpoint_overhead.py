@@ -100,12 +100,12 @@ def fit_epochs(table: Any, cache: str, batch: int, epochs: int, every: int, out:
         logger.setLevel(level)
     steps = [b - a for a, b in zip(clock.stamps, clock.stamps[1:], strict=False)]
     return {"steady": steps[:-1] or steps, "last": steps[-1] + (done - clock.stamps[-1]),
-            "mb": sum(p.stat().st_size for p in out.iterdir()) / 1e6}
+            "mb": [(out / name).stat().st_size / 1e6 for name in ("last.state.pt", "best.safetensors")]}
 
 
 def measure(args: argparse.Namespace, table: Any, cache: str) -> dict[str, list[float]]:
     memory_epoch(table, cache, args.batch, 99)  # warm-up: oneDNN kernels, page cache
-    times: dict[str, list[float]] = {"memory": [], "fit": [], "fit_final": [], "fit_nockpt": [], "mb": []}
+    times: dict[str, Any] = {"memory": [], "fit": [], "fit_final": [], "fit_nockpt": [], "mb": []}
     for r in range(args.rounds):
         for _ in range(args.epochs - 2):
             times["memory"].append(memory_epoch(table, cache, args.batch, r))
@@ -113,11 +113,11 @@ def measure(args: argparse.Namespace, table: Any, cache: str) -> dict[str, list[
             res = fit_epochs(table, cache, args.batch, args.epochs, 1, Path(out) / "run")
         times["fit"] += res["steady"]
         times["fit_final"].append(res["last"])
-        times["mb"].append(res["mb"])
+        times["mb"] = res["mb"]
         with tempfile.TemporaryDirectory(dir=OUT) as out:
             times["fit_nockpt"] += fit_epochs(table, cache, args.batch, args.epochs, args.epochs,
                                               Path(out) / "run")["steady"]
-        print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in times.items()), flush=True)
+        print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in times.items() if k != "mb"), flush=True)
     return times
 
 
@@ -137,8 +137,8 @@ def report(times: dict[str, list[float]], args: argparse.Namespace, n: int, load
         f"resnet18 ({HEAD} head), 92x64, batch {args.batch}, fp32, Adam, no augmentation, "
         f"{torch.get_num_threads()} torch threads; {args.rounds} rounds of {args.epochs}-epoch fits (epochs 2.."
         f"{args.epochs - 1} are the steady intervals) and {args.epochs - 2} memory epochs each; medians. "
-        f"A commit writes {statistics.median(times['mb']) / args.epochs:.0f} MB per epoch on average "
-        f"(state: weights + Adam moments; best when it improves). Load average (`uptime`) "
+        f"A commit writes last.state.pt ({times['mb'][0]:.0f} MB: weights + Adam moments) and, when it "
+        f"improved, best.safetensors ({times['mb'][1]:.0f} MB; every epoch here: no validation). Load average (`uptime`) "
         f"{load[0]:.2f} at the start and {load[1]:.2f} at the end on a machine shared with other jobs. "
         + machine_line(),
         markdown_table(["mode", "s/epoch", "speed vs memory", "epochs"], rows),
