@@ -29,7 +29,7 @@ def _at_startup() -> None:
 
 
 def _at_batch(n: int) -> None:
-    from cnnkit.train.loop import StepSetup
+    from cnnkit.engine.step import StepSetup
 
     original, calls = StepSetup.inputs, []
 
@@ -45,7 +45,7 @@ def _at_batch(n: int) -> None:
 
 def _at_state_write(n: int) -> None:
     """Die at the fsync of the n-th temp file of last.state.pt: written, not yet renamed over the old one."""
-    from cnnkit.io import atomic
+    from cnnkit import atomic
 
     real, seen = atomic.os.fsync, []
 
