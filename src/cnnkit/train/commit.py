@@ -5,8 +5,9 @@ A commit writes, in this order, on a background thread while the next epoch trai
 ``metrics.csv``, then ``last.state.pt``: the single commit point. The state holds the raw
 weights (and the weight average with ``ema``), the optimizer, the schedule and torch's RNG,
 so the weights are written once per epoch, twice when ``best`` changed. ``last.safetensors``
-is written once, when the run ends; while it runs, the last committed weights are in the
-state and a ``--resume`` continues from them. A kill at any moment leaves the previous
+is written once, when the run ends (a resumed run keeps the earlier end's file until then);
+while it runs, the last committed weights are in the state and a ``--resume`` continues
+from them. A kill at any moment leaves the previous
 commit intact: every file is written atomically and the state is written last.
 """
 
@@ -71,12 +72,12 @@ def leftovers(folder: Path) -> list[str]:
 def clear_for_start(folder: Path, *, fresh: bool) -> list[str]:
     """Remove what a new start must not keep; returns the names removed.
 
-    Always: temporary files a killed write left, and ``last``/``interrupted`` weights (written
-    again when this run ends, so they never disagree with the state meanwhile). For a fresh
-    start also the previous or unfinished run's ``best``, ``metrics.csv`` and state.
+    Always: temporary files a killed write left, and ``interrupted`` weights (the continued run
+    supersedes them). For a fresh start also the previous or unfinished run's files; a resumed
+    run keeps ``last.safetensors`` (the end of the earlier run) until it writes its own.
     """
     removed = remove_stale_temps(folder, RUN_FILES)
-    for name in RUN_FILES if fresh else (LAST, INTERRUPTED):
+    for name in RUN_FILES if fresh else (INTERRUPTED,):
         path = folder / name
         if path.exists():
             path.unlink()
