@@ -134,7 +134,7 @@ def report(times: dict[str, list[float]], args: argparse.Namespace, n: int, load
               f"{'met' if ratio >= 0.97 else 'missed'})"
     return "\n\n".join([
         "## Checkpoint overhead: a fit epoch with its checkpoints vs the same epoch in memory",
-        f"Command: `python bench/checkpoint_overhead.py{' --quick' if args.quick else ''}`. {n} images, "
+        f"Command: `python bench/checkpoint_overhead.py {' '.join(sys.argv[1:])}`. {n} images, "
         f"resnet18 ({HEAD} head), 92x64, batch {args.batch}, fp32, Adam, no augmentation, "
         f"{torch.get_num_threads()} torch threads; {args.rounds} rounds of {args.epochs}-epoch fits (epochs 2.."
         f"{args.epochs - 1} are the steady intervals) and {args.epochs - 2} memory epochs each; medians. "
@@ -150,6 +150,7 @@ def report(times: dict[str, list[float]], args: argparse.Namespace, n: int, load
 def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke run: 32 images, batch 16, 3 epochs, 1 round; no doc")
+    p.add_argument("--n", type=int, default=None, help="images (default 1024, the issue's; --quick 32)")
     p.add_argument("--rounds", type=int, default=None, help="rounds (default 2)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per fit (default 4; >= 3)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2, the issue's setting)")
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     n, args.batch = (32, 16) if args.quick else (1024, 32)
+    n = args.n or n
     args.rounds = args.rounds or (1 if args.quick else 2)
     args.epochs = max(3, args.epochs or (3 if args.quick else 4))
     load_start = os.getloadavg()[0]
