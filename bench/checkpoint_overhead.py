@@ -134,7 +134,7 @@ def report(times: dict[str, list[float]], args: argparse.Namespace, n: int, load
               f"{'met' if ratio >= 0.97 else 'missed'})"
     return "\n\n".join([
         "## Checkpoint overhead: a fit epoch with its checkpoints vs the same epoch in memory",
-        f"Command: `python bench/checkpoint_overhead.py {' '.join(sys.argv[1:])}`. {n} images, "
+        f"Command: `{' '.join(['python', 'bench/checkpoint_overhead.py', *sys.argv[1:]])}`. {n} images, "
         f"resnet18 ({HEAD} head), 92x64, batch {args.batch}, fp32, Adam, no augmentation, "
         f"{torch.get_num_threads()} torch threads; {args.rounds} rounds of {args.epochs}-epoch fits (epochs 2.."
         f"{args.epochs - 1} are the steady intervals) and {args.epochs - 2} memory epochs each; medians. "
