@@ -60,15 +60,24 @@ class EpochClock(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.stamps: list[float] = []
+        self.stamps: list[tuple[float, float]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.getMessage().startswith("epoch "):
-            self.stamps.append(time.perf_counter())
+            self.stamps.append(now())
 
 
-def memory_epoch(table: Any, cache: str, batch: int, seed: int) -> float:
-    """Seconds of one epoch over in-memory batches, with fit's model, optimizer and schedule (fp32)."""
+def now() -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process: every thread, the checkpoint writer's too)."""
+    return time.perf_counter(), time.process_time()
+
+
+def since(start: tuple[float, float], end: tuple[float, float]) -> tuple[float, float]:
+    return end[0] - start[0], end[1] - start[1]
+
+
+def memory_epoch(table: Any, cache: str, batch: int, seed: int) -> tuple[float, float]:
+    """(Wall, CPU) seconds of one epoch over in-memory batches, with fit's model, optimizer and schedule (fp32)."""
     cfg = TrainConfig(batch_size=batch, device="cpu", seed=0)
     torch.manual_seed(0)
     model = build_for_table("resnet18", table, DataConfig(size=SIZE), HEAD)
@@ -79,10 +88,10 @@ def memory_epoch(table: Any, cache: str, batch: int, seed: int) -> float:
                                seed=seed, workers=0, pin_memory=False))
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg, len(batches))
-    start = time.perf_counter()
+    start = now()
     train_one_epoch(model, batches, setup, opt, sched, make_loss_for(table, cfg, model),
                     generator=torch.Generator().manual_seed(seed))
-    return time.perf_counter() - start
+    return since(start, now())
 
 
 def fit_epochs(table: Any, cache: str, batch: int, epochs: int, every: int, out: Path) -> dict[str, Any]:
@@ -95,12 +104,12 @@ def fit_epochs(table: Any, cache: str, batch: int, epochs: int, every: int, out:
     try:
         cnnkit.fit("resnet18", table, None, out_dir=out, head=HEAD, augment=None, cache=cache, size=SIZE,
                    batch_size=batch, epochs=epochs, device="cpu", plots=False, quiet=False, checkpoint_every=every)
-        done = time.perf_counter()
+        done = now()
     finally:
         logger.removeHandler(clock)
         logger.setLevel(level)
-    steps = [b - a for a, b in zip(clock.stamps, clock.stamps[1:], strict=False)]
-    return {"steady": steps[:-1] or steps, "last": steps[-1] + (done - clock.stamps[-1]),
+    steps = [since(a, b) for a, b in zip(clock.stamps, clock.stamps[1:], strict=False)]
+    return {"steady": steps[:-1] or steps, "last": since(clock.stamps[-2], done),
             "mb": [(out / name).stat().st_size / 1e6 for name in ("last.state.pt", "best.safetensors")]}
 
 
@@ -118,18 +127,22 @@ def measure(args: argparse.Namespace, table: Any, cache: str) -> dict[str, list[
         with tempfile.TemporaryDirectory(dir=OUT) as out:
             times["fit_nockpt"] += fit_epochs(table, cache, args.batch, args.epochs, args.epochs,
                                               Path(out) / "run")["steady"]
-        print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in times.items() if k != "mb"), flush=True)
+        print(f"round {r}: " + ", ".join(f"{k} {v[-1][0]:.2f} s ({v[-1][1]:.2f} CPU s)" for k, v in times.items()
+                                         if k != "mb"), flush=True)
     return times
 
 
 def report(times: dict[str, list[float]], args: argparse.Namespace, n: int, load: tuple[float, float]) -> str:
-    base = statistics.median(times["memory"])
-    rows = [[label, f"{statistics.median(times[key]):.2f}", f"{base / statistics.median(times[key]):.3f}",
-             len(times[key])] for key, label in (
+    def med(key: str, i: int) -> float:
+        return statistics.median(x[i] for x in times[key])
+
+    base, base_cpu = med("memory", 0), med("memory", 1)
+    rows = [[label, f"{med(key, 0):.2f}", f"{base / med(key, 0):.3f}", f"{med(key, 1):.2f}",
+             f"{med(key, 1) / base_cpu:.3f}", len(times[key])] for key, label in (
         ("memory", "(a) memory, no checkpoint"), ("fit", "(b) fit on the warm cache, commit every epoch"),
         ("fit_nockpt", "(c) fit on the warm cache, no commit in the epoch"),
         ("fit_final", "(b) last epoch: waits for the final commit + last.safetensors"))]
-    ratio = base / statistics.median(times["fit"])
+    ratio = base / med("fit", 0)
     verdict = f"fit epoch with its checkpoints / memory epoch: {ratio:.3f}x speed (target >= 0.97: " \
               f"{'met' if ratio >= 0.97 else 'missed'})"
     return "\n\n".join([
@@ -142,7 +155,8 @@ def report(times: dict[str, list[float]], args: argparse.Namespace, n: int, load
         f"improved, best.safetensors ({times['mb'][1]:.0f} MB; every epoch here: no validation). Load average (`uptime`) "
         f"{load[0]:.2f} at the start and {load[1]:.2f} at the end on a machine shared with other jobs. "
         + machine_line(),
-        markdown_table(["mode", "s/epoch", "speed vs memory", "epochs"], rows),
+        markdown_table(["mode", "s/epoch", "speed vs memory", "CPU s/epoch (all threads)", "CPU vs memory",
+                        "epochs"], rows),
         verdict + ".",
     ])
 

@@ -115,7 +115,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str 
 def remove_stale_temps(folder: str | os.PathLike[str], names: tuple[str, ...]) -> list[str]:
     """Delete temporary files that ``atomic_open`` left for ``names`` in ``folder`` when a process was killed.
 
-    Only files named like this module's temporaries for those targets (``.<name>.<random>.tmp``)
+    Only files named like this module's temporaries for those targets (``.<name>.<random>.tmp[suffix]``)
     are touched. Call it only when no other process writes these files (e.g. at a run's start).
 
     Returns:
@@ -124,7 +124,7 @@ def remove_stale_temps(folder: str | os.PathLike[str], names: tuple[str, ...]) -
     base = Path(folder)
     removed = []
     for name in names:
-        for tmp in base.glob(f".{name}.*.tmp"):
+        for tmp in base.glob(f".{name}.*.tmp*"):  # atomic_path keeps the suffix: .a.png.x.tmp.png
             tmp.unlink(missing_ok=True)
             removed.append(tmp.name)
     return sorted(removed)

@@ -264,3 +264,14 @@ def test_real_builder_round_trip(tmp_path: Path, spec: Any, head: str | None) ->
     assert type(loaded) is type(model) and not loaded.training
     assert torch.equal(loaded(x), model(x))
     assert meta["model"] == json.loads(json.dumps(model.config()))
+
+
+def test_remove_stale_temps_touches_only_the_named_targets_temporaries(tmp_path: Path) -> None:
+    from cnnkit.atomic import remove_stale_temps
+
+    names = [".last.state.pt.k1ll.tmp", ".curves.png.x9.tmp.png", ".notes.txt.y.tmp", "keep.tmp", "last.state.pt"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    assert remove_stale_temps(tmp_path, ("last.state.pt", "curves.png")) == [".curves.png.x9.tmp.png",
+                                                                             ".last.state.pt.k1ll.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.txt.y.tmp", "keep.tmp", "last.state.pt"]
