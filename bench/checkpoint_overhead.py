@@ -113,6 +113,49 @@ def fit_epochs(table: Any, cache: str, batch: int, epochs: int, every: int, out:
             "mb": [(out / name).stat().st_size / 1e6 for name in ("last.state.pt", "best.safetensors")]}
 
 
+def commit_costs(reps: int = 5) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds of one ResNet-18 commit's pieces, timed alone (robust to other jobs).
+
+    ``before``: what each epoch did on the training thread until now (last + best + state, the
+    state serialised, read back to check it, then written). ``snapshot``: what the training thread
+    does now. ``background``: the writer thread's work (best + state), CPU of that thread only.
+    """
+    import io
+
+    from cnnkit.atomic import atomic_write_bytes
+    from cnnkit.io.checkpoint import capture_rng, snapshot_model, snapshot_state, write_model, write_state
+
+    model = build_for_table("resnet18", read_table(landmark_csv(jpegs(4), OUT / "checkpoint_costs")),
+                            DataConfig(size=SIZE), HEAD)
+    opt = make_optimizer(model, TrainConfig())
+    model(torch.randn(2, 3, SIZE[1], SIZE[0])).sum().backward()
+    opt.step()  # Adam moments exist, as after any epoch
+    found: dict[str, list[tuple[float, float]]] = {"before": [], "snapshot": [], "background": []}
+    staging: dict[str, Any] = {}  # reused from commit to commit, as EpochRunner does
+    with tempfile.TemporaryDirectory(dir=OUT) as folder:
+        out = Path(folder)
+        for _ in range(reps):
+            start = now()
+            kept = snapshot_model(model, {"task": "landmarks"}, staging=staging)
+            record = snapshot_state(optimizer=opt, epoch=1, rng=capture_rng(), extra={"history": []}, staging=staging)
+            record["extra"]["model"] = kept.tensors
+            found["snapshot"].append(since(start, now()))
+            thread_start = (time.perf_counter(), time.thread_time())
+            write_model(out / "best.safetensors", kept)
+            write_state(out / "last.state.pt", record)
+            found["background"].append((time.perf_counter() - thread_start[0], time.thread_time() - thread_start[1]))
+            start = now()
+            for name in ("last.safetensors", "best.safetensors"):
+                write_model(out / name, snapshot_model(model, {"task": "landmarks"}))
+            buffer = io.BytesIO()
+            torch.save(snapshot_state(optimizer=opt, epoch=1, rng=capture_rng(),
+                                      extra={"history": [], "model": model.state_dict()}), buffer)
+            torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+            atomic_write_bytes(out / "old.state.pt", buffer.getvalue())
+            found["before"].append(since(start, now()))
+    return {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for k, v in found.items()}
+
+
 def measure(args: argparse.Namespace, table: Any, cache: str) -> dict[str, list[float]]:
     memory_epoch(table, cache, args.batch, 99)  # warm-up: oneDNN kernels, page cache
     times: dict[str, Any] = {"memory": [], "fit": [], "fit_final": [], "fit_nockpt": [], "mb": []}
@@ -132,7 +175,19 @@ def measure(args: argparse.Namespace, table: Any, cache: str) -> dict[str, list[
     return times
 
 
-def report(times: dict[str, list[float]], args: argparse.Namespace, n: int, load: tuple[float, float]) -> str:
+COST_LABELS = {"before": "until now: last + best + state written and the state read back, on the training thread",
+               "snapshot": "now, on the training thread: copy weights + Adam moments to CPU memory",
+               "background": "now, on the writer thread: best + state written (that thread's CPU)"}
+
+
+def costs_text(costs: dict[str, tuple[float, float]]) -> str:
+    rows = [[COST_LABELS[k], f"{wall:.3f}", f"{cpu:.3f}"] for k, (wall, cpu) in costs.items()]
+    return ("One ResNet-18 commit's pieces, timed alone (5 repetitions, medians):\n\n"
+            + markdown_table(["piece", "wall s", "CPU s"], rows))
+
+
+def report(times: dict[str, list[float]], args: argparse.Namespace, n: int, load: tuple[float, float],
+           costs: dict[str, tuple[float, float]]) -> str:
     def med(key: str, i: int) -> float:
         return statistics.median(x[i] for x in times[key])
 
@@ -158,6 +213,7 @@ def report(times: dict[str, list[float]], args: argparse.Namespace, n: int, load
         markdown_table(["mode", "s/epoch", "speed vs memory", "CPU s/epoch (all threads)", "CPU vs memory",
                         "epochs"], rows),
         verdict + ".",
+        costs_text(costs),
     ])
 
 
@@ -180,7 +236,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(dir=OUT) as cache:
         TableDataset(table, size=SIZE, cache=cache)  # builds the decoded cache, untimed
         times = measure(args, table, cache)
-    text = report(times, args, n, (load_start, os.getloadavg()[0]))
+    costs = commit_costs(2 if args.quick else 5)
+    text = report(times, args, n, (load_start, os.getloadavg()[0]), costs)
     print(text)
     if not (args.quick or args.no_write):
         print("updated", write_section("checkpoint_overhead", text))

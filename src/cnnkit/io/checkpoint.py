@@ -66,11 +66,28 @@ class ModelSnapshot:
     metadata: str
 
 
-def snapshot_model(model: nn.Module, meta: Mapping[str, Any],
-                   tensors: dict[str, torch.Tensor] | None = None) -> ModelSnapshot:
+Staging = dict[str, torch.Tensor]
+"""CPU buffers reused by successive snapshots (keyed by tensor name): a copy into memory already
+paged in costs a memcpy, a fresh allocation also faults in (and zeroes) every page of it. The
+caller must not snapshot into buffers that a write still reads."""
+
+
+def to_cpu(value: torch.Tensor, staging: Staging | None = None, key: str = "") -> torch.Tensor:
+    """A contiguous CPU copy of ``value`` (into ``staging[key]`` when that has the shape and dtype)."""
+    if staging is None:
+        return value.detach().to("cpu", copy=True).contiguous()
+    buf = staging.get(key)
+    if buf is None or buf.shape != value.shape or buf.dtype != value.dtype:
+        buf = staging[key] = torch.empty(value.shape, dtype=value.dtype)
+    return buf.copy_(value.detach())
+
+
+def snapshot_model(model: nn.Module, meta: Mapping[str, Any], tensors: dict[str, torch.Tensor] | None = None,
+                   staging: Staging | None = None) -> ModelSnapshot:
     """Copy ``model``'s weights to CPU and render its metadata (see ``save_model``); training may go on.
 
     ``tensors``: an earlier snapshot's copies of these same weights, reused instead of copying again.
+    ``staging``: buffers to copy into (see ``Staging``).
     """
     config = _model_config(model)
     # size and channels default to the model's own, so predict needs nothing else
@@ -82,7 +99,7 @@ def snapshot_model(model: nn.Module, meta: Mapping[str, Any],
         raise CheckpointError(f"save_model: metadata is not JSON serialisable: {err}") from None
     # clone(): safetensors refuses tensors that share memory (tied weights, views).
     if tensors is None:
-        tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+        tensors = {k: to_cpu(v, staging, k) for k, v in model.state_dict().items()}
     return ModelSnapshot(tensors, text)
 
 
@@ -266,24 +283,24 @@ def restore_rng(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, staging: Staging | None = None, key: str = "") -> Any:
     """A detached CPU copy: tensors cloned, numpy values -> python numbers / tensors, containers rebuilt.
 
     The copy shares no memory with the live training objects, so training can go on while a
     background thread writes it; weights_only loading cannot read numpy, hence the conversion.
     """
     if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
+        return to_cpu(value, staging, key)
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value.copy())
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, staging, f"{key}/{k}") for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [_plain(v, staging, f"{key}/{i}") for i, v in enumerate(value)]
     if isinstance(value, tuple):
-        return tuple(_plain(v) for v in value)
+        return tuple(_plain(v, staging, f"{key}/{i}") for i, v in enumerate(value))
     return value
 
 
@@ -305,7 +322,7 @@ def _refused(value: Any, where: str = "state") -> str | None:
 
 def snapshot_state(
     *, optimizer: torch.optim.Optimizer, scheduler: Any = None, epoch: int, rng: Mapping[str, Any],
-    extra: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None, staging: Staging | None = None,
 ) -> dict[str, Any]:
     """The training state as a detached CPU record, ready for ``write_state`` (possibly on another thread).
 
@@ -314,14 +331,16 @@ def snapshot_state(
         epoch: the number of epochs completed.
         rng: a ``capture_rng()`` result.
         extra: plain data (numbers, strings, lists, dicts, tensors; numpy is converted).
+        staging: buffers to copy the tensors into (see ``Staging``).
 
     Raises:
         CheckpointError: something in the state would not load with ``weights_only=True``.
     """
     record = {
-        "format_version": FORMAT_VERSION, "epoch": int(epoch), "optimizer": _plain(optimizer.state_dict()),
-        "scheduler": None if scheduler is None else _plain(scheduler.state_dict()),
-        "rng": _plain(dict(rng)), "extra": _plain(dict(extra or {})),
+        "format_version": FORMAT_VERSION, "epoch": int(epoch),
+        "optimizer": _plain(optimizer.state_dict(), staging, "optimizer"),
+        "scheduler": None if scheduler is None else _plain(scheduler.state_dict(), staging, "scheduler"),
+        "rng": _plain(dict(rng), staging, "rng"), "extra": _plain(dict(extra or {}), staging, "extra"),
     }  # fmt: skip
     found = _refused(record)
     if found:  # refuse to write a file that resume could not read safely

@@ -107,6 +107,7 @@ class EpochRunner:
         self.writer = BackgroundWriter()
         self.identity = C.run_identity(cfg, self.meta, self.model, {k: len(v.dataset) for k, v in self.loaders.items()})
         self._best: Any = None  # the best weights (a CPU snapshot) not yet written
+        self._staging: dict[str, Any] = {"best": {}, "state": {}}  # CPU buffers reused by every commit
         self._last_commit_s = time.monotonic()
 
     @property
@@ -179,7 +180,6 @@ class EpochRunner:
     # -- the loop ---------------------------------------------------------------------
     def run(self, state: RunState) -> RunState:
         if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
             C.clear_for_start(self.out, fresh=state.epochs_done == 0)
         try:
             if state.epochs_done >= self.cfg.epochs and self.dist.is_main:  # resumed after its last epoch
@@ -193,9 +193,8 @@ class EpochRunner:
             self._finish_writes()
             if self.dist.is_main:
                 save_model(self.out / C.INTERRUPTED, self.kept_model, self._meta(state, -1))
-                log.warning(f"interrupted: {self.out / C.STATE} holds the last committed epoch and --resume "
-                            f"(resume=True) continues from it; the weights of the epoch in progress are in "
-                            f"{C.INTERRUPTED}.")
+                log.warning(f"interrupted: --resume (resume=True) continues from the last commit in {self.out / C.STATE}"
+                            f"; the weights of the epoch in progress are in {C.INTERRUPTED}.")
         except BaseException:
             self._finish_writes()  # the commit in flight still lands: a resume loses no finished epoch
             raise
@@ -283,8 +282,10 @@ class EpochRunner:
         meta = self._meta(state, state.epochs_done)
         value = self._selection_value(row)
         kept = None
+        self.writer.wait()  # the staging buffers are free again (the last write ended long ago, normally)
         if value <= state.best_value or not math.isfinite(state.best_value):
-            kept = snapshot_model(self.kept_model, {**meta, "selected_by": self._selection_key()})
+            kept = snapshot_model(self.kept_model, {**meta, "selected_by": self._selection_key()},
+                                  staging=self._staging["best"])
             self._best, state.best_value = kept, value
         if not C.commit_due(self.cfg, state.epochs_done, self._last_commit_s):
             return
@@ -294,14 +295,15 @@ class EpochRunner:
     def _commit(self, state: RunState, rng: Any, per_rank: list[Any] | None, meta: dict[str, Any],
                 kept: Any) -> Any:
         """Snapshot this epoch into CPU memory (training may go on) and return the job that writes it."""
-        last = snapshot_model(self.kept_model, meta, tensors=None if kept is None else kept.tensors)
+        last = snapshot_model(self.kept_model, meta, tensors=None if kept is None else kept.tensors,
+                              staging=self._staging["state"])
         extra = self._extra(state) | {"identity": self.identity}
         if self.ema is not None:  # the raw weights differ from the kept (averaged) ones
             extra |= {"ema": self.ema.state_dict(), "model": self.model.state_dict()}
         if per_rank is not None:
             extra["rng_ranks"] = per_rank
         record = snapshot_state(optimizer=self.opt, scheduler=self.sched, epoch=state.epochs_done, rng=rng,
-                                extra=extra)
+                                extra=extra, staging=self._staging["state"])
         if self.ema is None:
             record["extra"]["model"] = last.tensors  # already a CPU copy: the weights are copied once
         final = last if state.epochs_done >= self.cfg.epochs else None
