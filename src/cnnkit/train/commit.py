@@ -87,7 +87,8 @@ def clear_for_start(folder: Path, *, fresh: bool) -> list[str]:
 
 def run_identity(cfg: TrainConfig, meta: Mapping[str, Any], model: nn.Module, rows: Mapping[str, int]) -> str:
     """What makes two runs the same run (JSON): the model, the settings a resume must keep, data and rows."""
-    config = model.config() if callable(getattr(model, "config", None)) else {"module": type(model).__name__}
+    make_config: Any = getattr(model, "config", None)
+    config = make_config() if callable(make_config) else {"module": type(model).__name__}
     ident = {"model": config, **{f"train.{k}": v for k, v in cfg.to_dict().items() if k not in FREE_TRAIN_KEYS},
              **{f"data.{k}": v for k, v in meta.items() if k not in ("format_version", "epoch")},
              **{f"rows.{k}": int(n) for k, n in rows.items()}}
