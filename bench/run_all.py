@@ -5,8 +5,8 @@
     .venv/bin/python bench/run_all.py --peer                # also the Keras peer (creates bench/.venv-peer)
     .venv/bin/python bench/run_all.py --only model_step end_to_end
 
-Order: loader, augment, model_step, end_to_end, checkpoint_overhead, then peer_keras when asked for. Each script
-runs in its own process (fresh memory figures, no state carried between them) with this
+Order: loader, augment, model_step, end_to_end, video_predict, checkpoint_overhead, then peer_keras
+when asked for. Each script runs in its own process (fresh memory figures, no state carried between them) with this
 interpreter; the GPU script (bench/gpu.sh) is not part of it: it needs an NVIDIA machine.
 """
 
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ("loader", "augment", "model_step", "end_to_end", "checkpoint_overhead", "peer_keras")
+ORDER = ("loader", "augment", "model_step", "end_to_end", "video_predict", "checkpoint_overhead", "peer_keras")
 # Lines worth repeating in the summary: verdicts against the issue's targets and headline ratios.
 SUMMARY = re.compile(r"target|RSS ratio|fastest|TensorFlow could not", re.IGNORECASE)
 

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in the output folder (from epoch 1 when nothing was committed yet)")
-    p = _add(sub, "predict", "predict landmarks or classes for images")
+    p = _add(sub, "predict", "predict landmarks or classes for images or videos")
     p.add_argument("model")
     p.add_argument("inputs", nargs="+", help="images, folders, a .zip, an annotation file, or videos "
                    "(.mp4 .avi .mov .mkv ...: one row per decoded frame)")

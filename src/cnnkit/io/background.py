@@ -12,8 +12,11 @@ full disk still stops the run (one epoch later) with the original ``OSError``.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
+
+log = logging.getLogger("cnnkit")
 
 
 class BackgroundWriter:
@@ -44,6 +47,13 @@ class BackgroundWriter:
     def busy(self) -> bool:
         """Whether a job is still running."""
         return self._thread is not None and self._thread.is_alive()
+
+    def finish(self) -> None:
+        """Wait for the job in flight while another error is on its way: that error wins, this one is logged."""
+        try:
+            self.wait()
+        except Exception as err:
+            log.error(f"the checkpoint write in progress failed too: {type(err).__name__}: {err}")
 
     def wait(self) -> None:
         """Block until the job in flight (if any) is done; re-raise its error here."""

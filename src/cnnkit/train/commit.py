@@ -14,6 +14,7 @@ commit intact: every file is written atomically and the state is written last.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,25 +24,28 @@ from torch import nn
 
 from cnnkit.atomic import atomic_write_text, remove_stale_temps
 from cnnkit.config import TrainConfig
+from cnnkit.errors import CheckpointError
 from cnnkit.io.checkpoint import ModelSnapshot, write_model, write_state
+
+log = logging.getLogger("cnnkit")
 
 STATE, LAST, BEST, METRICS, INTERRUPTED = (
     "last.state.pt", "last.safetensors", "best.safetensors", "metrics.csv", "interrupted.safetensors")
 RUN_FILES = (METRICS, BEST, STATE, LAST, INTERRUPTED)
 #: Settings a resume may change: how long, where and how verbosely the same run continues.
-FREE_TRAIN_KEYS = ("epochs", "device", "quiet", "plots", "compile", "channels_last", "checkpoint_every")
+FREE_TRAIN_KEYS = ("epochs", "steps", "device", "quiet", "plots", "compile", "channels_last", "checkpoint_every")
 
 
-def commit_due(cfg: TrainConfig, epochs_done: int, last_commit_s: float, now_s: float | None = None) -> bool:
-    """Whether the epoch just finished is committed: the last epoch always, else per ``checkpoint_every``.
+def commit_due(every: int | str, epochs_done: int, epochs: int, last_commit_s: float,
+               now_s: float | None = None) -> bool:
+    """Whether the epoch just finished is committed: the last of ``epochs`` always, else per ``every``
+    (``train.checkpoint_every``: epochs, or minutes since ``last_commit_s`` as 'Mmin').
 
     Example:
-        >>> cfg = TrainConfig(epochs=10, checkpoint_every=3)
-        >>> [e for e in range(1, 11) if commit_due(cfg, e, 0.0)]
+        >>> [e for e in range(1, 11) if commit_due(3, e, 10, 0.0)]
         [3, 6, 9, 10]
     """
-    every = cfg.checkpoint_every
-    if epochs_done >= cfg.epochs:
+    if epochs_done >= epochs:
         return True
     if isinstance(every, int):
         return epochs_done % every == 0
@@ -83,6 +87,33 @@ def clear_for_start(folder: Path, *, fresh: bool) -> list[str]:
             path.unlink()
             removed.append(name)
     return removed
+
+
+def check_fresh_start(run_dir: Path, out: Path, *, log_line: bool) -> None:
+    """Keras' BackupAndRestore: nothing committed in the output folder means a fresh start, said in one
+    line; a resume from another folder without a state is an error."""
+    if run_dir.resolve() != out.resolve():
+        raise CheckpointError(f"cannot resume from {run_dir}: it holds no {STATE} (no epoch was committed there). "
+                              f"Point resume= at a run folder that has one, or use resume=True.")
+    if log_line:
+        left = leftovers(run_dir)
+        note = f"; clearing what an unfinished start left: {', '.join(left)}" if left else ""
+        log.info(f"nothing to resume in {run_dir} (no epoch committed yet): starting from epoch 1{note}")
+
+
+def check_ranks_agree(seen: list[bool], state_path: Path) -> None:
+    """Every rank found the state file, or none did (else the folder is not shared between nodes)."""
+    if len(set(seen)) > 1:
+        raise CheckpointError(f"cannot resume: ranks {[r for r, f in enumerate(seen) if f]} see {state_path} and "
+                              f"the others do not. Put the output folder on a file system all nodes share.")
+
+
+def check_same_run(run_dir: Path, saved: str | None, identity: str) -> None:
+    """Refuse a state of a different run, naming each difference (states without an identity pass)."""
+    differences = [] if saved is None else identity_differences(saved, identity)
+    if differences:
+        raise CheckpointError(f"cannot resume {run_dir}: it holds a different run ({'; '.join(differences)}). "
+                              f"Resume with that run's settings, or choose another output folder.")
 
 
 def run_identity(cfg: TrainConfig, meta: Mapping[str, Any], model: nn.Module, rows: Mapping[str, int]) -> str:

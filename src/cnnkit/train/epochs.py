@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from cnnkit import geometry
-from cnnkit.config import TrainConfig
+from cnnkit.config import DEFAULT_MIN_EPOCHS, DEFAULT_MIN_STEPS, TrainConfig
 from cnnkit.engine.metrics import class_metrics, landmark_metrics
 from cnnkit.engine.step import Outputs, StepSetup, run_inference
 from cnnkit.errors import CheckpointError, ConfigError, did_you_mean
@@ -106,8 +106,8 @@ class EpochRunner:
             self.eval_model = self.ema.module
         self.writer = BackgroundWriter()
         self.identity = C.run_identity(cfg, self.meta, self.model, {k: len(v.dataset) for k, v in self.loaders.items()})
-        self._best: Any = None  # the best weights (a CPU snapshot) not yet written
         self._staging: dict[str, Any] = {"best": {}, "state": {}}  # CPU buffers reused by every commit
+        self._best: Any = None  # the best weights (a CPU snapshot) not yet written
         self._last_commit_s = time.monotonic()
 
     @property
@@ -122,15 +122,13 @@ class EpochRunner:
         state_path = run_dir / C.STATE
         found = state_path.is_file()
         if self.dist.is_distributed:  # every rank must take the same branch (a shared file system)
-            seen = self.dist.gather(found)
-            if len(set(seen)) > 1:
-                raise CheckpointError(f"cannot resume: ranks {[r for r, f in enumerate(seen) if f]} see {state_path} "
-                                      f"and the others do not. Put the output folder on a file system all nodes share.")
+            C.check_ranks_agree(self.dist.gather(found), state_path)
         if not found:
-            return self._nothing_to_resume(run_dir)
+            C.check_fresh_start(run_dir, self.out, log_line=not self.cfg.quiet and self.dist.is_main)
+            return RunState()
         saved = load_state(state_path)
         extra = saved["extra"]
-        self._check_same_run(run_dir, extra.get("identity"))
+        C.check_same_run(run_dir, extra.get("identity"), self.identity)
         self.model.load_state_dict(extra["model"])  # the state's own weights: its epoch's, always
         self.opt.load_state_dict(saved["optimizer"])
         self.sched.load_state_dict(saved["scheduler"])
@@ -144,23 +142,6 @@ class EpochRunner:
         if not self.cfg.quiet and self.dist.is_main:
             log.info(f"resuming {run_dir} after epoch {state.epochs_done}")
         return state
-
-    def _nothing_to_resume(self, run_dir: Path) -> RunState:
-        """Keras' BackupAndRestore: no backup yet means a fresh start (the output folder only)."""
-        if run_dir.resolve() != self.out.resolve():
-            raise CheckpointError(f"cannot resume from {run_dir}: it holds no {C.STATE} (no epoch was committed "
-                                  f"there). Point resume= at a run folder that has one, or use resume=True.")
-        if not self.cfg.quiet and self.dist.is_main:
-            left = C.leftovers(run_dir)
-            note = f"; clearing what an unfinished start left: {', '.join(left)}" if left else ""
-            log.info(f"nothing to resume in {run_dir} (no epoch committed yet): starting from epoch 1{note}")
-        return RunState()
-
-    def _check_same_run(self, run_dir: Path, saved: str | None) -> None:
-        differences = [] if saved is None else C.identity_differences(saved, self.identity)
-        if differences:
-            raise CheckpointError(f"cannot resume {run_dir}: it holds a different run ({'; '.join(differences)}). "
-                                  f"Resume with that run's settings, or choose another output folder.")
 
     def _restore_average(self, saved: dict[str, Any] | None, run_dir: Path) -> None:
         if self.ema is None:
@@ -182,32 +163,26 @@ class EpochRunner:
         if self.dist.is_main:
             C.clear_for_start(self.out, fresh=state.epochs_done == 0)
         try:
-            if state.epochs_done >= self.cfg.epochs and self.dist.is_main:  # resumed after its last epoch
+            self._announce_length(state)
+            if state.epochs_done >= self.epochs and self.dist.is_main:  # resumed after its last epoch
                 final = snapshot_model(self.kept_model, self._meta(state, state.epochs_done))
                 self.writer.submit(lambda: write_model(self.out / C.LAST, final))
-            for epoch in range(state.epochs_done, self.cfg.epochs):
+            for epoch in range(state.epochs_done, self.epochs):
                 self._one_epoch(epoch, state)
             self.writer.wait()
         except KeyboardInterrupt:
             state.interrupted = True
-            self._finish_writes()
+            self.writer.finish()
             if self.dist.is_main:
                 save_model(self.out / C.INTERRUPTED, self.kept_model, self._meta(state, -1))
                 log.warning(f"interrupted: --resume (resume=True) continues from the last commit in {self.out / C.STATE}"
                             f"; the weights of the epoch in progress are in {C.INTERRUPTED}.")
         except BaseException:
-            self._finish_writes()  # the commit in flight still lands: a resume loses no finished epoch
+            self.writer.finish()  # the commit in flight still lands: a resume loses no finished epoch
             raise
         if self.dist.is_main and self.cfg.plots and state.history:
             self._plots(state)
         return state
-
-    def _finish_writes(self) -> None:
-        """Wait for the write in flight while another error is on its way (that error wins)."""
-        try:
-            self.writer.wait()
-        except Exception as err:
-            log.error(f"the checkpoint write in progress failed too: {type(err).__name__}: {err}")
 
     def _one_epoch(self, epoch: int, state: RunState) -> None:
         start = time.perf_counter()
@@ -278,7 +253,7 @@ class EpochRunner:
         if not self.dist.is_main:
             return
         if not self.cfg.quiet:
-            log.info(format_epoch_line(row, self.cfg.epochs))
+            log.info(format_epoch_line(row, self.epochs, eta_s=self._eta_s(state)))
         meta = self._meta(state, state.epochs_done)
         value = self._selection_value(row)
         kept = None
@@ -287,7 +262,7 @@ class EpochRunner:
             kept = snapshot_model(self.kept_model, {**meta, "selected_by": self._selection_key()},
                                   staging=self._staging["best"])
             self._best, state.best_value = kept, value
-        if not C.commit_due(self.cfg, state.epochs_done, self._last_commit_s):
+        if not C.commit_due(self.cfg.checkpoint_every, state.epochs_done, self.epochs, self._last_commit_s):
             return
         self.writer.submit(self._commit(state, rng, per_rank, meta, kept))
         self._best, self._last_commit_s = None, time.monotonic()
@@ -306,7 +281,7 @@ class EpochRunner:
                                 extra=extra, staging=self._staging["state"])
         if self.ema is None:
             record["extra"]["model"] = last.tensors  # already a CPU copy: the weights are copied once
-        final = last if state.epochs_done >= self.cfg.epochs else None
+        final = last if state.epochs_done >= self.epochs else None
         return C.commit_job(self.out, self._best, state.history_frame().to_csv(index=False), record, final)
 
     def _extra(self, state: RunState) -> dict[str, Any]:

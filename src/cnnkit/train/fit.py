@@ -154,14 +154,12 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
                 torch.manual_seed(ctx.rank_seed(job.cfg.seed))  # but each rank its own dropout masks
             parts = _assemble(net, job, device, ctx)
             runner = EpochRunner(parts, job.cfg, job.out_dir, ctx)
-            if ctx.is_main:
-                _prepare_folder(job, net, device, runner.epochs, extra_files or {})
             resume = job.resume
             # Resume first: a folder holding a different run is refused before anything in it is replaced.
             state = runner.resume_state(Path(resume) if isinstance(resume, (str, Path)) else job.out_dir) \
                 if resume else RunState()
             if ctx.is_main:
-                _prepare_folder(job, net, device, extra_files or {})
+                _prepare_folder(job, net, device, runner.epochs, extra_files or {})
             state = runner.run(state)
     out = job.out_dir
     return Run(out, state.history_frame(), out / "best.safetensors", out / "last.safetensors",
