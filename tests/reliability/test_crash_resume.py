@@ -41,7 +41,8 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 TINY_SPEC = [["conv", {"filter_size": 3, "layer_depth": 4}], ["relu"]]
 EPOCHS = int(os.environ.get("CNNKIT_CRASH_EPOCHS", "6"))
 KILLS = int(os.environ.get("CNNKIT_CRASH_KILLS", "4"))
-FIT = {"size": (16, 16), "batch_size": 4, "device": "cpu", "quiet": True, "plots": False, "head": "gap", "seed": 0}
+FIT = {"size": (16, 16), "batch_size": 4, "device": "cpu", "quiet": True, "plots": False, "head": "gap", "seed": 0,
+       "schedule": "none"}  # a schedule is laid out over the epochs asked for: resumes here ask for more
 
 
 def _experiment(folder: Path, source: Path) -> Path:
