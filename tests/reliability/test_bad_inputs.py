@@ -332,7 +332,7 @@ def test_spec_typos_are_spec_errors_naming_the_layer(spec: object, message: str)
 @pytest.mark.parametrize(("settings", "message"), [
     ({"trian": {"epochs": 2}}, r"unknown section 'trian'. Did you mean 'train'\?"),
     ({"train": {"epoch": 2}}, r"train.epoch: unknown key. Did you mean 'epochs'\?"),
-    ({"train": {"epochs": "two"}}, r"train.epochs: expected int. Received: 'two'"),
+    ({"train": {"epochs": "two"}}, r"train.epochs: expected int or null. Received: 'two'"),
     ({"train": {"optimizer": "adamm"}}, r"optimizer: unknown value 'adamm'. Did you mean 'adam'"),
     ({"data": {"sise": "16x16"}}, r"data.sise: unknown key. Did you mean 'size'\?"),
     ({"data": {"size": "16by16"}}, r"size: expected a size"),

@@ -50,6 +50,13 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
         got = list(history.columns) if isinstance(history, pd.DataFrame) else type(history).__name__
         raise DataError(f"plot_history needs a non-empty DataFrame with an 'epoch' column. Received: {got}")
     fig = _figure(10.0, 4.0)
+    draw_curves(fig, history, no_metric="no metric column")
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
+    return _save(fig, path)
+
+
+def draw_curves(fig: Any, history: pd.DataFrame, *, no_metric: str) -> None:
+    """Losses per epoch on the left, the main validation metric with its best epoch on the right."""
     ax_loss, ax_metric = fig.subplots(1, 2)
     epochs = history["epoch"].to_numpy()
     for col in [c for c in history.columns if str(c).endswith("loss")]:
@@ -57,14 +64,14 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     if ax_loss.lines:
         ax_loss.legend()
+    for ax in (ax_loss, ax_metric):
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
     metric = _main_metric(history)
     if metric is None:
         ax_metric.set_axis_off()
-        ax_metric.text(0.5, 0.5, "no metric column", ha="center", va="center")
+        ax_metric.text(0.5, 0.5, no_metric, ha="center", va="center")
     else:
         _plot_metric(ax_metric, epochs, history[metric].to_numpy(dtype=float), metric)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
-    return _save(fig, path)
 
 
 def _main_metric(history: pd.DataFrame) -> str | None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from cnnkit.viz.plots import _main_metric, _plot_metric
+from cnnkit.viz.plots import draw_curves
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -44,21 +44,7 @@ def png_bytes(fig: Figure) -> bytes:
 def curves_png(history: pd.DataFrame) -> bytes:
     """Loss per epoch (left) and the main validation metric with its best epoch (right)."""
     fig = _figure(10.0, 3.6)
-    ax_loss, ax_metric = fig.subplots(1, 2)
-    epochs = history["epoch"].to_numpy()
-    for col in [c for c in history.columns if str(c).endswith("loss")]:
-        ax_loss.plot(epochs, history[col].to_numpy(dtype=float), marker=".", label=str(col))
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    if ax_loss.lines:
-        ax_loss.legend()
-    for ax in (ax_loss, ax_metric):
-        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
-    metric = _main_metric(history)
-    if metric is None:
-        ax_metric.set_axis_off()
-        ax_metric.text(0.5, 0.5, "no validation metric (no validation split)", ha="center", va="center")
-    else:
-        _plot_metric(ax_metric, epochs, history[metric].to_numpy(dtype=float), metric)
+    draw_curves(fig, history, no_metric="no validation metric (no validation split)")
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.9, wspace=0.25)
     return png_bytes(fig)
 
