@@ -80,14 +80,14 @@ def memory_epoch(table: Any, cache: str, batch: int, seed: int) -> tuple[float, 
     """(Wall, CPU) seconds of one epoch over in-memory batches, with fit's model, optimizer and schedule (fp32)."""
     cfg = TrainConfig(batch_size=batch, device="cpu", seed=0)
     torch.manual_seed(0)
-    model = build_for_table("resnet18", table, DataConfig(size=SIZE), HEAD)
+    model, _ = build_for_table("resnet18", table, DataConfig(size=SIZE), HEAD)
     norm = T.default_normalisation(3)
     setup = StepSetup(task="landmarks", size=SIZE, mean=tuple(norm["mean"]), std=tuple(norm["std"]),
                       device=torch.device("cpu"), precision="fp32", channels_last=False, augment=Augment())
     batches = list(make_loader(TableDataset(table, size=SIZE, cache=cache), batch_size=batch, shuffle=True,
                                seed=seed, workers=0, pin_memory=False))
     opt = make_optimizer(model, cfg)
-    sched = make_scheduler(opt, cfg, len(batches))
+    sched = make_scheduler(opt, cfg, len(batches), cfg.epochs_for(len(batches)))
     start = now()
     train_one_epoch(model, batches, setup, opt, sched, make_loss_for(table, cfg, model),
                     generator=torch.Generator().manual_seed(seed))
@@ -125,8 +125,8 @@ def commit_costs(reps: int = 5) -> dict[str, tuple[float, float]]:
     from cnnkit.atomic import atomic_write_bytes
     from cnnkit.io.checkpoint import capture_rng, snapshot_model, snapshot_state, write_model, write_state
 
-    model = build_for_table("resnet18", read_table(landmark_csv(jpegs(4), OUT / "checkpoint_costs")),
-                            DataConfig(size=SIZE), HEAD)
+    model, _ = build_for_table("resnet18", read_table(landmark_csv(jpegs(4), OUT / "checkpoint_costs")),
+                               DataConfig(size=SIZE), HEAD)
     opt = make_optimizer(model, TrainConfig())
     model(torch.randn(2, 3, SIZE[1], SIZE[0])).sum().backward()
     opt.step()  # Adam moments exist, as after any epoch
