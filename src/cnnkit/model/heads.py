@@ -98,6 +98,33 @@ def soft_argmax(maps: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, y], dim=1)
 
 
+def local_soft_argmax(maps: torch.Tensor, radius: int = 3) -> torch.Tensor:
+    """Soft-argmax restricted to a ``(2 radius + 1)``-cell square around each map's peak.
+
+    On a map much larger than the ones the model trained on (a whole frame), the global
+    soft-argmax averages in every faint bump of the background; finding the peak first and
+    averaging only around it keeps sub-cell precision without that pull. Cells outside the
+    map count as absent (the window is clipped at the edges).
+
+    Shapes:
+        maps ``[B, K, H, W]`` logits -> ``[B, 2K]`` as :func:`soft_argmax` (normalised, corner origin).
+
+    Example:
+        >>> m = torch.full((1, 1, 9, 9), -30.0); m[0, 0, 4, 6] = 5.0; m[0, 0, 4, 7] = 5.0
+        >>> [round(float(v), 4) for v in local_soft_argmax(m, radius=1)[0]]  # x = 7/9, y = 4.5/9
+        [0.7778, 0.5]
+    """
+    b, k, h, w = maps.shape
+    flat = maps.float().reshape(b, k, h * w)
+    peak = flat.argmax(dim=-1)
+    py, px = (peak // w)[..., None, None], (peak % w)[..., None, None]  # [B, K, 1, 1]
+    ys = torch.arange(h, device=maps.device).view(1, 1, h, 1)
+    xs = torch.arange(w, device=maps.device).view(1, 1, 1, w)
+    window = ((ys - py).abs() <= radius) & ((xs - px).abs() <= radius)
+    logits = maps.float().masked_fill(~window, float("-inf"))
+    return soft_argmax(logits)
+
+
 class HeatmapHead(nn.Module):
     """FPN-style top-down merge of the taps, K heatmaps, soft-argmax (integral regression).
 
