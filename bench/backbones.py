@@ -1,0 +1,198 @@
+"""Backbones side by side with the library defaults: ResNet-18 from scratch, EfficientNet-Lite0
+from scratch and Lite0 from its ImageNet weights, on lips-via and faces68 (split by person).
+
+Each run is an experiment file holding only the data, the backbone and the device: size, head,
+loss, augmentation, schedule and training length are the library's defaults. Runs are launched
+as `cnnkit train` processes (``--parallel`` at a time, which suits one big GPU), then scored:
+
+* validation curve: ``val_error_px_mean`` of every epoch (lips: its ``extra`` split as
+  validation; faces68: the person-split val part), against optimizer steps;
+* the LAST epoch's checkpoint on validation and on test (nothing is chosen on test).
+
+    python bench/backbones.py --device cuda --out bench/out/backbones            # all sets, all backbones
+    python bench/backbones.py --sets lips --configs resnet18 --device cpu          # one run here
+    python bench/backbones.py --dry-run                                            # 2 epochs, tiny, CPU (a test)
+
+Writes ``OUT/summary.md`` (the table), ``OUT/curves.csv`` (set, backbone, epoch, step, val error,
+seconds) and ``OUT/curves.png``; docs/ACCURACY.md quotes them with the card's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_line, markdown_table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS: dict[str, dict[str, Any]] = {
+    "resnet18": {"spec": "resnet18"},
+    "lite0": {"spec": "efficientnet_lite0"},
+    "lite0_pretrained": {"spec": "efficientnet_lite0", "pretrained": "efficientnet_lite0"},
+}
+
+
+def data_section(name: str, root: Path, out: Path) -> dict[str, Any]:
+    """The ``data`` section of one set, with absolute paths (and lips' extra split as val)."""
+    if name == "lips":
+        split_file = out / "lips_splits_extra_as_val.csv"
+        rows = list(csv.DictReader((root / "lips-via" / "splits.csv").open()))
+        with split_file.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            for row in rows:  # extra: in neither train nor test, used to compare settings
+                writer.writerow({**row, "split": "val" if row["split"] == "extra" else row["split"]})
+        return {"source": str(root / "lips-via" / "via_project.json"), "flip_pairs": "auto",
+                "split": {"file": str(split_file), "on": "filename", "column": "split"}}
+    if name == "faces68":
+        return {"source": str(root / "faces68-csv" / "CSVs" / "faces68.csv"),
+                "split": {"fractions": [0.7, 0.15, 0.15], "seed": 0, "group": "person"}}
+    raise SystemExit(f"unknown set {name!r}: lips or faces68")
+
+
+def experiment(set_name: str, config: str, args: argparse.Namespace) -> Path:
+    folder = args.out / f"{set_name}_{config}"
+    folder.mkdir(parents=True, exist_ok=True)
+    train: dict[str, Any] = {"device": args.device, "seed": args.seed, "checkpoint_every": "5min"}
+    if args.dry_run:
+        train.update(epochs=2, batch_size=4)
+    settings: dict[str, Any] = {
+        "model": dict(CONFIGS[config]),
+        "data": {**data_section(set_name, args.data_root, args.out), "workers": args.workers},
+        "train": train,
+        "output": str(folder / "run"),
+    }
+    if args.dry_run:
+        settings["data"]["size"] = "64x48"
+    path = folder / "experiment.yaml"
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+def launch(paths: list[Path], parallel: int) -> dict[Path, float]:
+    """Run ``cnnkit train`` on each file, ``parallel`` at a time; return wall seconds of each."""
+    pending, running, took = list(paths), {}, {}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    while pending or running:
+        while pending and len(running) < parallel:
+            path = pending.pop(0)
+            log = (path.parent / "train.log").open("w")
+            proc = subprocess.Popen([sys.executable, "-m", "cnnkit", "train", str(path)], stdout=log,
+                                    stderr=subprocess.STDOUT, env=env)
+            running[path] = (proc, time.perf_counter())
+        for path, (proc, t0) in list(running.items()):
+            if proc.poll() is not None:
+                took[path] = time.perf_counter() - t0
+                del running[path]
+                print(f"{path.parent.name}: exit {proc.returncode} after {took[path]:.0f} s", flush=True)
+        time.sleep(1.0)
+    return took
+
+
+def score(path: Path, device: str) -> dict[str, Any]:
+    """Last-epoch figures on val and test, and the validation curve, of one finished run."""
+    from cnnkit.experiment import load_experiment
+    from cnnkit.infer.evaluate import evaluate
+
+    exp = load_experiment(path)
+    tables = exp.tables()
+    run = exp.output
+    result: dict[str, Any] = {"train_images": len(tables["train"])}
+    for part in ("val", "test"):
+        metrics = evaluate(run / "last.safetensors", tables[part], device=device).metrics
+        result[part] = {k: metrics[k] for k in ("error_px_mean", "error_px_median", "baseline_px_mean")}
+    batch = json.loads((run / "settings.json").read_text())["train"]["batch_size"]
+    steps_per_epoch = math.ceil(len(tables["train"]) / batch)
+    result["curve"] = [
+        {"epoch": int(r["epoch"]), "step": int(r["epoch"]) * steps_per_epoch,
+         "val_px": float(r["val_error_px_mean"]), "time_s": float(r["time_s"])}
+        for r in csv.DictReader((run / "metrics.csv").open())
+    ]
+    return result
+
+
+def write_outputs(results: dict[tuple[str, str], dict[str, Any]], took: dict[str, float], args: argparse.Namespace) -> None:
+    rows = []
+    for (set_name, config), r in results.items():
+        curve = r["curve"]
+        rows.append([set_name, config, r["train_images"], len(curve), curve[-1]["step"],
+                     f"{r['val']['error_px_mean']:.2f}", f"{r['test']['error_px_mean']:.2f}",
+                     f"{r['test']['error_px_median']:.2f}", f"{r['test']['baseline_px_mean']:.2f}",
+                     f"{sum(c['time_s'] for c in curve) / len(curve):.2f}", f"{took[f'{set_name}_{config}']:.0f}"])
+    table = markdown_table(["set", "backbone", "train images", "epochs", "steps", "val px (last)", "test px (last)",
+                            "test median px", "test baseline px", "s/epoch", "wall s"], rows)
+    text = f"{table}\n\n{machine_line()}\n\n`{' '.join([Path(sys.executable).name, *sys.argv])}`\n"
+    (args.out / "summary.md").write_text(text)
+    print(text)
+    with (args.out / "curves.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["set", "backbone", "epoch", "step", "val_px", "time_s"])
+        for (set_name, config), r in results.items():
+            for c in r["curve"]:
+                writer.writerow([set_name, config, c["epoch"], c["step"], f"{c['val_px']:.4f}", f"{c['time_s']:.3f}"])
+    draw(results, args.out / "curves.png")
+
+
+def draw(results: dict[tuple[str, str], dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = sorted({s for s, _ in results})
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
+    for ax, set_name in zip(axes[0], sets, strict=True):
+        for (s, config), r in results.items():
+            if s == set_name:
+                ax.plot([c["step"] for c in r["curve"]], [c["val_px"] for c in r["curve"]], label=config)
+        ax.set(title=f"{set_name}: validation error", xlabel="optimizer steps", ylabel="mean error (px)", yscale="log")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sets", nargs="+", default=["lips", "faces68"])
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "backbones")
+    p.add_argument("--workers", type=int, default=0, help="loader workers per run")
+    p.add_argument("--parallel", type=int, default=1, help="runs at a time")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dry-run", action="store_true", help="2 epochs at 64x48 on the CPU (tests the script)")
+    args = p.parse_args(argv)
+    if args.dry_run:
+        args.device = "cpu"
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    paths = [experiment(s, c, args) for s in args.sets for c in args.configs]
+    took = {path.parent.name: t for path, t in launch(paths, args.parallel).items()}
+    results, failed = {}, []
+    for path, (s, c) in zip(paths, [(s, c) for s in args.sets for c in args.configs], strict=True):
+        try:
+            results[(s, c)] = score(path, args.device)
+        except Exception as exc:  # one failed run must not lose the others' figures
+            failed.append(f"{s}_{c}: {exc}")
+    if results:
+        write_outputs(results, took, args)
+    for line in failed:
+        print(f"FAILED {line} (see its train.log)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
