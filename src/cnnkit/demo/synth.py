@@ -18,7 +18,7 @@ Small-subject mode (``small_subject=True`` or a :class:`SmallSubject`): every fr
 1280x960 (settable) and the face is small, its landmarks spanning 60-200 px (ear to ear, the
 largest distance between two of its landmarks), at a random place in the frame; distractors
 are drawn at the subject's scale all over the frame (as many per subject-sized tile as the
-default mode draws per image), so a whole-frame resize to 160x120 keeps ~4-15 px of face.
+default mode draws per image), so a whole-frame resize to 160x120 keeps 7.5-25 px of face.
 The landmark names, the VIA project and the occlusion rule are those of the default mode.
 
 Determinism: every image is drawn from its own ``numpy`` generator seeded with ``(seed, index)``,
