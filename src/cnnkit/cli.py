@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a tiny run (seconds), for smoke tests")
+    p.add_argument("--small-subject", action="store_true",
+                   help="only write the small-subject data set (large frames, faces of 60-200 px) to --out")
+    p.add_argument("--images", type=int, default=300, help="images of the --small-subject set")
+    p.add_argument("--frame", default="1280x960", help="frame size WxH of the --small-subject set")
     p = _add(sub, "report", "write one self-contained HTML page about a run (curves, errors, worst images)")
     p.add_argument("run", help="the run folder (output of cnnkit train)")
     p.add_argument("--data", help="annotations to score (default: the run's test split, else its validation split)")
@@ -335,6 +339,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from cnnkit.demo import run_demo
 
+    if args.small_subject:  # a development set for crop training; the demo's model is not meant for it
+        from cnnkit.config import _parse_size
+        from cnnkit.demo.synth import SmallSubject, make_demo_dataset
+
+        small = SmallSubject(frame=_parse_size(args.frame, "--frame"))
+        print(make_demo_dataset(args.out, n_images=args.images, seed=args.seed, small_subject=small))
+        return 0
     run_demo(args.out, seed=args.seed, quick=args.quick, quiet=args.quiet)
     return 0
 

@@ -14,6 +14,13 @@ Convention:
     viewer's left and right of the upright face (rotation is at most ±30°, so they never swap),
     which makes ``(left_*, right_*)`` the pairs a horizontal flip exchanges.
 
+Small-subject mode (``small_subject=True`` or a :class:`SmallSubject`): every frame is
+1280x960 (settable) and the face is small, its landmarks spanning 60-200 px (ear to ear, the
+largest distance between two of its landmarks), at a random place in the frame; distractors
+are drawn at the subject's scale all over the frame (as many per subject-sized tile as the
+default mode draws per image), so a whole-frame resize to 160x120 keeps 7.5-25 px of face.
+The landmark names, the VIA project and the occlusion rule are those of the default mode.
+
 Determinism: every image is drawn from its own ``numpy`` generator seeded with ``(seed, index)``,
 so the same seed gives byte-identical JPEGs and the same points (for one Pillow/libjpeg build).
 """
@@ -47,6 +54,33 @@ GENERATOR_VERSION = 1
 JPEG_QUALITY = 90
 OCCLUSION_RATE = 0.1
 SIZE_RANGE = (160, 480)
+SMALL_FRAME = (1280, 960)  # (width, height) of a small-subject frame
+SMALL_SPAN = (60.0, 200.0)  # ear-to-ear span of a small subject, px
+_EAR_SPAN = 2 * 1.1  # ear-to-ear distance in head half-widths (the widest pair of landmarks)
+_TILE_SPANS = 2.5  # side of a small-subject distractor tile, in spans (a default image is ~2-3 spans wide)
+
+
+@dataclass(frozen=True)
+class SmallSubject:
+    """Settings of the small-subject mode.
+
+    Attributes:
+        frame: (width, height) of every frame, px.
+        span: (min, max) ear-to-ear span of the face, px (uniform between them).
+    """
+
+    frame: tuple[int, int] = SMALL_FRAME
+    span: tuple[float, float] = SMALL_SPAN
+
+    def __post_init__(self) -> None:
+        w, h = self.frame
+        lo, hi = self.span
+        if not (0 < lo <= hi and hi * 1.4 * 1.25 * 2 / _EAR_SPAN <= min(w, h)):  # the face must fit the frame
+            raise DataError(f"SmallSubject: expected 0 < span min <= span max and the face inside the frame. "
+                            f"Received: frame={self.frame}, span={self.span}")
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"frame": [int(v) for v in self.frame], "span": [float(v) for v in self.span]}
 
 
 @dataclass(frozen=True)
@@ -64,7 +98,8 @@ class Sample:
     parts: np.ndarray
 
 
-def make_demo_dataset(folder: str | Path, *, n_images: int = 300, seed: int = 0) -> Path:
+def make_demo_dataset(folder: str | Path, *, n_images: int = 300, seed: int = 0,
+                      small_subject: bool | SmallSubject = False) -> Path:
     """Generate the demo landmark data set on disk and return the VIA 2 project's path.
 
     Writes ``folder/images/demo_0000.jpg ...`` (JPEG quality 90), ``folder/demo_via.json``
@@ -77,6 +112,8 @@ def make_demo_dataset(folder: str | Path, *, n_images: int = 300, seed: int = 0)
         folder: output folder (created; existing demo files are overwritten, extra demo_NNNN.jpg removed).
         n_images: number of images, >= 1.
         seed: the same seed gives the same bytes; another seed gives other images.
+        small_subject: True (or a :class:`SmallSubject` with other frame/span) for the
+            small-subject set: 1280x960 frames, faces spanning 60-200 px. False: the default set.
 
     Returns:
         The path of the VIA project JSON.
@@ -86,6 +123,7 @@ def make_demo_dataset(folder: str | Path, *, n_images: int = 300, seed: int = 0)
     """
     if int(n_images) < 1:
         raise DataError(f"make_demo_dataset: n_images must be >= 1. Received: n_images={n_images}")
+    small = _small_settings(small_subject)
     root = Path(folder).resolve()
     (root / IMAGES_FOLDER).mkdir(parents=True, exist_ok=True)
     manifest = root / MANIFEST
@@ -95,7 +133,7 @@ def make_demo_dataset(folder: str | Path, *, n_images: int = 300, seed: int = 0)
             old.unlink()
     rows = []
     for i in range(int(n_images)):
-        sample = render_sample(np.random.default_rng([int(seed), i]))
+        sample = render_sample(np.random.default_rng([int(seed), i]), small_subject=small)
         path = root / IMAGES_FOLDER / f"demo_{i:04d}.jpg"
         Image.fromarray(sample.image).save(path, format="JPEG", quality=JPEG_QUALITY)
         row: dict[str, object] = {"image": str(path)}
@@ -107,29 +145,46 @@ def make_demo_dataset(folder: str | Path, *, n_images: int = 300, seed: int = 0)
     project = write_via(table, root / PROJECT_NAME)
     settings = {"generator_version": GENERATOR_VERSION, "n_images": int(n_images), "seed": int(seed),
                 "project": PROJECT_NAME, "landmarks": list(LANDMARKS)}
+    if small is not None:  # only then: the default set's manifest stays as it was
+        settings["small_subject"] = small.to_dict()
     manifest.write_text(json.dumps(settings, indent=2), encoding="utf-8")
     return project
 
 
-def is_demo_dataset(folder: str | Path, *, n_images: int, seed: int) -> bool:
+def _small_settings(small_subject: bool | SmallSubject) -> SmallSubject | None:
+    if isinstance(small_subject, SmallSubject):
+        return small_subject
+    return SmallSubject() if small_subject else None
+
+
+def is_demo_dataset(folder: str | Path, *, n_images: int, seed: int,
+                    small_subject: bool | SmallSubject = False) -> bool:
     """True when ``folder`` holds a finished demo set made with these settings (all images present)."""
     root = Path(folder)
     try:
         settings = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    expected = {"generator_version": GENERATOR_VERSION, "n_images": int(n_images), "seed": int(seed)}
+    small = _small_settings(small_subject)
+    expected = {"generator_version": GENERATOR_VERSION, "n_images": int(n_images), "seed": int(seed),
+                "small_subject": None if small is None else small.to_dict()}
     if any(settings.get(k) != v for k, v in expected.items()) or not (root / PROJECT_NAME).is_file():
         return False
     return all((root / IMAGES_FOLDER / f"demo_{i:04d}.jpg").is_file() for i in range(int(n_images)))
 
 
-def render_sample(rng: np.random.Generator) -> Sample:
+def render_sample(rng: np.random.Generator, *, small_subject: SmallSubject | None = None) -> Sample:
     """Draw one image, its landmarks and its part map from ``rng`` (see module docstring)."""
-    w, h = (int(v) for v in rng.integers(SIZE_RANGE[0], SIZE_RANGE[1] + 1, size=2))
-    canvas = Image.fromarray(_background(rng, w, h))
+    if small_subject is None:
+        w, h = (int(v) for v in rng.integers(SIZE_RANGE[0], SIZE_RANGE[1] + 1, size=2))
+        canvas = Image.fromarray(_background(rng, w, h))
+        face = _random_face(rng, w, h)
+    else:
+        w, h = small_subject.frame
+        span = float(rng.uniform(*small_subject.span))
+        canvas = Image.fromarray(_background(rng, w, h, tile=_TILE_SPANS * span))
+        face = _small_face(rng, w, h, span)
     parts = Image.new("L", (w, h), 0)
-    face = _random_face(rng, w, h)
     _draw_face(canvas, parts, face, rng)
     points = face.to_image(_LOCAL)
     if rng.random() < OCCLUSION_RATE:
@@ -141,8 +196,12 @@ def render_sample(rng: np.random.Generator) -> Sample:
 
 
 # -- background ---------------------------------------------------------------------------
-def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    """Linear colour gradient + smooth colour noise + random shapes + fine pixel noise, (H, W, 3) uint8."""
+def _background(rng: np.random.Generator, w: int, h: int, tile: float | None = None) -> np.ndarray:
+    """Linear colour gradient + smooth colour noise + random shapes + fine pixel noise, (H, W, 3) uint8.
+
+    ``tile``: None, shapes at the scale of the whole image; else shapes at the scale of a
+    ``tile`` x ``tile`` square placed at random, as many per tile's area as one image gets.
+    """
     angle = rng.uniform(0, 2 * math.pi)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     ramp = (xx * math.cos(angle) + yy * math.sin(angle)) / math.hypot(w, h) + 0.5  # ~[0, 1]
@@ -152,8 +211,13 @@ def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     img += _upsample(coarse, w, h)
     canvas = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
-    for _ in range(int(rng.integers(3, 12))):
-        _distractor(draw, rng, w, h)
+    if tile is None:
+        for _ in range(int(rng.integers(3, 12))):
+            _distractor(draw, rng, w, h)
+    else:
+        side = min(tile, w, h)
+        for _ in range(int(rng.integers(3, 12) * w * h / side**2)):
+            _distractor(draw, rng, side, side, origin=(rng.uniform(0, w - side), rng.uniform(0, h - side)))
     canvas = canvas.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.0, 1.2))))
     noisy = np.asarray(canvas, dtype=np.float64) + rng.normal(0, rng.uniform(2, 12), size=(h, w, 3))
     return np.clip(noisy, 0, 255).astype(np.uint8)
@@ -166,11 +230,15 @@ def _upsample(grid: np.ndarray, w: int, h: int) -> np.ndarray:
     return np.stack(chans, axis=-1).astype(np.float64)
 
 
-def _distractor(draw: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: int) -> None:
-    """A random rectangle, ellipse, line or polygon in a random colour (clutter, not a face)."""
+def _distractor(draw: ImageDraw.ImageDraw, rng: np.random.Generator, w: float, h: float,
+                origin: tuple[float, float] = (0.0, 0.0)) -> None:
+    """A random rectangle, ellipse, line or polygon in a random colour (clutter, not a face).
+
+    Drawn at the scale of a ``w`` x ``h`` box whose top-left corner is ``origin``.
+    """
     colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
-    x0, x1 = np.sort(rng.uniform(-0.1 * w, 1.1 * w, size=2))
-    y0, y1 = np.sort(rng.uniform(-0.1 * h, 1.1 * h, size=2))
+    x0, x1 = np.sort(rng.uniform(-0.1 * w, 1.1 * w, size=2)) + origin[0]
+    y0, y1 = np.sort(rng.uniform(-0.1 * h, 1.1 * h, size=2)) + origin[1]
     kind = int(rng.integers(0, 4))
     if kind == 0:
         draw.rectangle((x0, y0, x0 + (x1 - x0) * 0.5, y0 + (y1 - y0) * 0.5), fill=colour)
@@ -179,7 +247,7 @@ def _distractor(draw: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: 
     elif kind == 2:
         draw.line((x0, y0, x1, y1), fill=colour, width=int(rng.integers(1, 6)))
     else:
-        pts = rng.uniform((0, 0), (w, h), size=(int(rng.integers(3, 6)), 2))
+        pts = rng.uniform((0, 0), (w, h), size=(int(rng.integers(3, 6)), 2)) + np.asarray(origin)
         draw.polygon([tuple(p) for p in pts], fill=colour)
 
 
@@ -207,6 +275,15 @@ def _random_face(rng: np.random.Generator, w: int, h: int) -> _Face:
     reach = 1.25 * b  # the ears stick out a little past the head's half-width; b >= a bounds it
     cx = rng.uniform(reach, w - reach) if w > 2 * reach else w / 2
     cy = rng.uniform(reach, h - reach) if h > 2 * reach else h / 2
+    return _Face(float(cx), float(cy), float(a), float(b), float(np.deg2rad(rng.uniform(-30, 30))))
+
+
+def _small_face(rng: np.random.Generator, w: int, h: int, span: float) -> _Face:
+    """A face whose ear-to-ear span is ``span`` px, anywhere in a ``w`` x ``h`` frame (wholly inside it)."""
+    a = span / _EAR_SPAN
+    b = a * rng.uniform(1.1, 1.4)
+    reach = 1.25 * b
+    cx, cy = rng.uniform(reach, w - reach), rng.uniform(reach, h - reach)
     return _Face(float(cx), float(cy), float(a), float(b), float(np.deg2rad(rng.uniform(-30, 30))))
 
 

@@ -27,7 +27,7 @@ from cnnkit import geometry
 from cnnkit.engine.device import autocast
 from cnnkit.engine.step import StepSetup
 from cnnkit.engine.tensors import normalise, to_unit_float
-from cnnkit.model.heads import heatmap_likelihood, soft_argmax
+from cnnkit.model.heads import DEFAULT_DECODE, check_decode, decode_maps, heatmap_likelihood
 
 log = logging.getLogger(__name__)
 #: Scale of the flip agreement of direct heads, as a fraction of the input diagonal.
@@ -42,11 +42,15 @@ class LandmarkScorer(nn.Module):
         perm: left/right partner of every landmark (the flip permutation), or None.
         tta_flip: average the image's and its mirror image's outputs (needs ``perm``).
         size: (width, height) of the input, for the flip agreement's scale.
+        decode: how a heatmap head's maps become points, a key of
+            :data:`cnnkit.model.heads.DECODERS` ('soft-argmax', the head's own output, by default;
+            docs/decoding.md). Ignored by direct heads.
     """
 
-    def __init__(self, model: nn.Module, *, perm: list[int] | None, tta_flip: bool, size: tuple[int, int]) -> None:
+    def __init__(self, model: nn.Module, *, perm: list[int] | None, tta_flip: bool, size: tuple[int, int],
+                 decode: str = DEFAULT_DECODE) -> None:
         super().__init__()
-        self.model, self.tta_flip = model, tta_flip
+        self.model, self.tta_flip, self.decode = model, tta_flip, check_decode(decode)
         self.perm = None if perm is None else torch.tensor(perm, dtype=torch.long)
         self.heatmap = getattr(model, "head", None) == "heatmap"
         self.mirror = tta_flip or (not self.heatmap and perm is not None)
@@ -63,8 +67,7 @@ class LandmarkScorer(nn.Module):
             return points, lik
         m_points, m_lik = self._one(images.flip(-1))
         perm = self.perm.to(images.device) if self.perm is not None else torch.arange(points.shape[1])
-        m_points = m_points[:, perm]
-        m_points = torch.stack([1.0 - m_points[..., 0], m_points[..., 1]], dim=-1)
+        m_points = unmirror(m_points, perm)
         if not self.heatmap:  # agreement under flip, in units of the diagonal
             d = ((points - m_points) * self.aspect.to(images.device)).norm(dim=-1)
             lik = torch.exp(-0.5 * (d / FLIP_AGREEMENT_SCALE) ** 2)
@@ -77,7 +80,17 @@ class LandmarkScorer(nn.Module):
             out = geometry.flat_to_points(self.model(images).float())
             return out, torch.ones(out.shape[:2], device=out.device)
         maps = _maps(self.model, images)
-        return geometry.flat_to_points(soft_argmax(maps)), heatmap_likelihood(maps)
+        return geometry.flat_to_points(decode_maps(maps, self.decode)), heatmap_likelihood(maps)
+
+
+def unmirror(points_norm: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """Points predicted on the mirror image -> the same landmarks on the image (partners swapped, x -> 1 - x).
+
+    Shapes:
+        points_norm ``[B, K, 2]`` normalised; perm ``[K]`` -> ``[B, K, 2]``.
+    """
+    m = points_norm[:, perm]
+    return torch.stack([1.0 - m[..., 0], m[..., 1]], dim=-1)
 
 
 def _maps(model: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,8 @@ at ``((j + 0.5) / W_map, (i + 0.5) / H_map)``. A model trained on targets ``x_px
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -123,6 +124,104 @@ def local_soft_argmax(maps: torch.Tensor, radius: int = 3) -> torch.Tensor:
     window = ((ys - py).abs() <= radius) & ((xs - px).abs() <= radius)
     logits = maps.float().masked_fill(~window, float("-inf"))
     return soft_argmax(logits)
+
+
+def _gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian smoothing of ``[B, K, H, W]`` maps, radius ``ceil(3 sigma)``, normalised at the edges.
+
+    Cells beyond the map are absent, not zero: each output is the weighted mean of the cells
+    its kernel covers inside the map (a blob near an edge is neither pulled towards it, as
+    with replicated edges, nor pushed away, as with zero padding).
+    """
+    r = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, device=maps.device, dtype=maps.dtype)
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = g / g.sum()
+    b, k, h, w = maps.shape
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        x = F.conv2d(F.pad(x, (r, r, 0, 0)), g.view(1, 1, 1, -1))
+        return F.conv2d(F.pad(x, (0, 0, r, r)), g.view(1, 1, -1, 1))
+
+    weight = blur(torch.ones(1, 1, h, w, device=maps.device, dtype=maps.dtype))
+    return (blur(maps.reshape(b * k, 1, h, w)) / weight).reshape(b, k, h, w)
+
+
+def dark_decode(maps: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Peak cell + one Newton step on the log-probability around it (DARK, Zhang et al., CVPR 2020).
+
+    The map's spatial softmax is smoothed with a Gaussian of ``sigma`` cells (0: none), and
+    its log is fitted by a second-order Taylor expansion at the most probable cell (central
+    differences over the 3x3 neighbourhood); the point is the maximum of that quadratic. Exact
+    for a Gaussian blob (its log is a quadratic) wherever it lies, border cells excepted, and it
+    follows the strongest mode of a multi-modal map instead of averaging the modes. Where the
+    quadratic has no maximum (a flat or saddle neighbourhood) the point stays at the cell's
+    centre; the step is clipped to one cell.
+
+    Shapes:
+        maps ``[B, K, H, W]`` logits -> ``[B, 2K]`` as :func:`soft_argmax` (normalised, corner origin).
+
+    Example:
+        >>> ys, xs = torch.meshgrid(torch.arange(12.0), torch.arange(16.0), indexing="ij")
+        >>> m = (-((xs + 0.5 - 9.3) ** 2 + (ys + 0.5 - 4.8) ** 2) / (2 * 1.5**2))[None, None]
+        >>> [round(float(v) * n, 3) for v, n in zip(dark_decode(m)[0], (16, 12))]  # cells: (9.3, 4.8)
+        [9.3, 4.8]
+    """
+    b, k, h, w = maps.shape
+    logp = F.log_softmax(maps.float().reshape(b, k, h * w), dim=-1).reshape(b, k, h, w)
+    if sigma > 0:
+        logp = _gaussian_blur(logp.exp(), sigma).clamp_min(1e-30).log()
+    peak = logp.reshape(b, k, h * w).argmax(dim=-1)
+    py, px = peak // w, peak % w  # [B, K]
+    # the 3x3 stencil is centred on the peak, or on the cell next to it when the peak is on the border
+    cy, cx = py.clamp(min(1, h - 1), max(h - 2, 0)), px.clamp(min(1, w - 1), max(w - 2, 0))
+    padded = F.pad(logp.reshape(b * k, 1, h, w), (1, 1, 1, 1), mode="replicate").reshape(b, k, h + 2, w + 2)
+
+    def at(dy: int, dx: int) -> torch.Tensor:  # log-probability at (cy + dy, cx + dx), [B, K]
+        flat = (cy + 1 + dy) * (w + 2) + (cx + 1 + dx)
+        return padded.reshape(b, k, -1).gather(-1, flat[..., None])[..., 0]
+
+    f0 = at(0, 0)
+    gx, gy = (at(0, 1) - at(0, -1)) / 2, (at(1, 0) - at(-1, 0)) / 2
+    hxx, hyy = at(0, 1) - 2 * f0 + at(0, -1), at(1, 0) - 2 * f0 + at(-1, 0)
+    hxy = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / 4
+    det = hxx * hyy - hxy**2
+    peaked = (hxx < 0) & (det > 1e-12)
+    safe = torch.where(peaked, det, torch.ones_like(det))
+    zero = torch.zeros_like(det)
+    dx = torch.where(peaked, (cx - px) - (hyy * gx - hxy * gy) / safe, zero).clamp(-1.0, 1.0)
+    dy = torch.where(peaked, (cy - py) - (hxx * gy - hxy * gx) / safe, zero).clamp(-1.0, 1.0)
+    x = (px.to(dx.dtype) + 0.5 + dx) / w
+    y = (py.to(dy.dtype) + 0.5 + dy) / h
+    return torch.cat([x, y], dim=1)
+
+
+#: Heatmap decoders by name: ``[B, K, H, W]`` logits -> ``[B, 2K]`` normalised points.
+#: 'soft-argmax' is what the head trains with (integral regression) and the default at inference;
+#: the others were measured against it on lips-via (bench/decoding.py, docs/decoding.md).
+DECODERS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = MappingProxyType({
+    "soft-argmax": soft_argmax,
+    "local": local_soft_argmax,
+    "dark": dark_decode,
+})
+DEFAULT_DECODE = "soft-argmax"
+
+
+def check_decode(decode: str) -> str:
+    """``decode`` if it names a decoder of :data:`DECODERS`.
+
+    Raises:
+        ConfigError: unknown decoder name (with the nearest one suggested).
+    """
+    if decode not in DECODERS:
+        raise ConfigError(f"decode: unknown decoder {decode!r}.{did_you_mean(str(decode), DECODERS)} "
+                          f"Decoders: {', '.join(DECODERS)}.")
+    return decode
+
+
+def decode_maps(maps: torch.Tensor, decode: str = DEFAULT_DECODE) -> torch.Tensor:
+    """``maps [B, K, H, W]`` -> ``[B, 2K]`` with the decoder named ``decode`` (a key of :data:`DECODERS`)."""
+    return DECODERS[check_decode(decode)](maps)
 
 
 class HeatmapHead(nn.Module):
