@@ -229,7 +229,7 @@ def _failing(kind: str, victim: str, real: dict[str, Callable[..., Any]]) -> Cal
     return {"replace": replace, "fsync": fsync, "fdopen": fdopen}[kind]
 
 
-@pytest.mark.parametrize(("kind", "victim"), [("fdopen", "best.safetensors"), ("fsync", "metrics.csv"),
+@pytest.mark.parametrize(("kind", "victim"), [("fsync", "best.safetensors"), ("fsync", "metrics.csv"),
                                               ("replace", "metrics.csv"), ("fdopen", "last.state.pt"),
                                               ("replace", "last.state.pt")])
 def test_failing_checkpoint_write_keeps_previous_checkpoint(kind: str, victim: str, tmp_path: Path,

@@ -8,11 +8,18 @@ written last by a job stays the last thing written.
 
 A job's error is raised in the training thread at the next ``submit`` or ``wait``, so a
 full disk still stops the run (one epoch later) with the original ``OSError``.
+
+On Linux the worker thread runs at the lowest CPU priority (nice 19; the nice value is per
+thread there): on a machine whose cores the training threads keep busy, the write takes the
+moments they leave idle instead of slowing the steps down. It still ends before the next
+commit, since ``submit`` waits for it with the training threads idle.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable
 
@@ -38,6 +45,7 @@ class BackgroundWriter:
         self._thread.start()
 
     def _run(self, job: Callable[[], object]) -> None:
+        _lowest_priority()
         try:
             job()
         except BaseException as err:  # handed to the training thread by wait()
@@ -63,3 +71,13 @@ class BackgroundWriter:
         if self._error is not None:
             err, self._error = self._error, None
             raise err
+
+
+def _lowest_priority() -> None:
+    """Lower THIS thread's CPU priority (Linux: per-thread nice values; elsewhere nothing)."""
+    if not sys.platform.startswith("linux"):
+        return  # on other systems PRIO_PROCESS would lower the whole process
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except OSError:
+        pass  # not allowed here: the write runs at normal priority, only slower for the training
