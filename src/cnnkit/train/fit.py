@@ -140,7 +140,7 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
     ``extra_files`` ({name: text}) are written into the run folder with ``settings.json``.
     """
     _check_tables(job.train, job.val)
-    job = _with_input_size(job)
+    job = _with_pretrained_rates(_with_input_size(job))
     with distributed(dist, job.cfg.device) as ctx:
         device = ctx.device or resolve_device(job.cfg.device)
         # The run draws initial weights and dropout masks from the global RNG, seeded here inside a
@@ -177,6 +177,20 @@ def _with_input_size(job: TrainingJob) -> TrainingJob:
 
         size = auto_size(job.train)
     return dataclasses.replace(job, data=dataclasses.replace(job.data, size=size))
+
+
+#: The pretrained backbone's rate as a share of ``lr`` when ``backbone_lr`` is not set: one rate
+#: for a pretrained backbone and a new head destroyed the features (hymenoptera, Lite0: 0.53
+#: on the validation split with one rate of 1e-3, 0.92 with the backbone at 1e-4; docs/ACCURACY.md).
+PRETRAINED_BACKBONE_LR_SHARE = 0.1
+
+
+def _with_pretrained_rates(job: TrainingJob) -> TrainingJob:
+    """``backbone_lr`` unset and pretrained weights -> ``lr * PRETRAINED_BACKBONE_LR_SHARE``."""
+    if job.pretrained is None or job.cfg.backbone_lr is not None or job.cfg.freeze_backbone:
+        return job
+    cfg = dataclasses.replace(job.cfg, backbone_lr=job.cfg.lr * PRETRAINED_BACKBONE_LR_SHARE)
+    return dataclasses.replace(job, cfg=cfg)
 
 
 def _assemble(net: nn.Module, job: TrainingJob, device: torch.device, dist: DistContext) -> RunParts:
