@@ -14,14 +14,18 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from cnnkit import geometry
+from cnnkit.config import CropConfig
 from cnnkit.data.augment import flip_permutation
 from cnnkit.data.dataset import TableDataset
 from cnnkit.data.loader import make_loader
 from cnnkit.data.table import AnnotationTable
+from cnnkit.data.views import ViewDataset, collate_frames
 from cnnkit.engine.device import resolve_device
 from cnnkit.engine.step import Outputs, StepSetup, run_inference
+from cnnkit.engine.views import two_pass
 from cnnkit.errors import ConfigError
 from cnnkit.infer.inputs import images_table, video_paths
 from cnnkit.infer.landmarks import LandmarkScorer, score_batch
@@ -76,7 +80,7 @@ class Predictor:
             scorer = LandmarkScorer(net, perm=perm, tta_flip=tta_flip, size=tuple(meta["size"])).to(dev).eval()
         norm = meta["normalisation"]
         setup = StepSetup(task=meta["task"], size=tuple(meta["size"]), mean=tuple(norm["mean"]),
-                          std=tuple(norm["std"]), device=dev, precision=precision)
+                          std=tuple(norm["std"]), device=dev, precision=precision, crop=crop_of(meta))
         return cls(model, meta, setup, scorer)
 
     @property
@@ -87,33 +91,45 @@ class Predictor:
     def classes(self) -> list[str]:
         return list(self.meta.get("classes") or [])
 
-    def dataset(self, table: AnnotationTable) -> TableDataset:
+    def dataset(self, table: AnnotationTable) -> Dataset[Any]:
+        """The images as the model reads them: resized frames, or (crop models) the frames to cut views from."""
+        if self.setup.crop is not None:
+            return ViewDataset(table, crop=self.setup.crop, grayscale=bool(self.meta.get("grayscale")), mode="frames")
         return TableDataset(table, size=tuple(self.meta["size"]), grayscale=bool(self.meta.get("grayscale")),
                             letterbox=bool(self.meta.get("letterbox")))
 
+    def loader(self, table: AnnotationTable, *, batch_size: int = 32, workers: int = 0) -> Any:
+        return make_loader(self.dataset(_as_unlabelled(table, self)), batch_size=batch_size, shuffle=False,
+                           workers=workers, collate_fn=collate_frames if self.setup.crop is not None else None)
+
     def run(self, table: AnnotationTable, *, batch_size: int = 32, workers: int = 0) -> Outputs:
-        """Stream the table through the model, batch by batch."""
-        loader = make_loader(self.dataset(_as_unlabelled(table, self)), batch_size=batch_size, shuffle=False,
-                             workers=workers)
-        return run_inference(self.model, loader, self.setup)
+        """Stream the table through the model, batch by batch (crop models: in two passes)."""
+        return run_inference(self.model, self.loader(table, batch_size=batch_size, workers=workers), self.setup)
 
     def score(self, table: AnnotationTable, *, batch_size: int = 32, workers: int = 0) -> pd.DataFrame:
         """Landmarks with likelihoods for every image of the table (indexed like its rows)."""
         if self.scorer is None:
             raise ConfigError("score() needs a landmark model; this model predicts classes (use run())")
-        loader = make_loader(self.dataset(_as_unlabelled(table, self)), batch_size=batch_size, shuffle=False,
-                             workers=workers)
         index, points, liks = [], [], []
-        for batch in loader:
-            p, lik = score_batch(self.scorer, self.setup, batch["image"], batch["scale"], batch["offset"])
-            index.append(batch["index"].numpy())
-            points.append(p.numpy())
-            liks.append(lik.numpy())
+        for batch in self.loader(table, batch_size=batch_size, workers=workers):
+            p, lik = self.score_batch(batch)
+            index.append(np.asarray(batch["index"]))
+            points.append(p)
+            liks.append(lik)
         rows = table.df.iloc[np.concatenate(index) if index else np.zeros(0, np.int64)]
         columns = {"image": rows["image"].astype(str).to_numpy(),
                    **self.landmark_columns(_cat(points, (0, len(self.landmarks), 2)),
                                            _cat(liks, (0, len(self.landmarks))))}
         return pd.DataFrame(columns, index=rows.index).sort_index()
+
+    def score_batch(self, batch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """One loader batch -> (points (B, K, 2) ORIGINAL px, likelihood (B, K)); crop models in two passes."""
+        assert self.scorer is not None
+        if self.setup.crop is not None:
+            result = two_pass(self.scorer, self.setup, self.setup.crop, batch["frame"], batch["geometry"])
+            return result.points, result.likelihood
+        p, lik = score_batch(self.scorer, self.setup, batch["image"], batch["scale"], batch["offset"])
+        return p.numpy(), lik.numpy()
 
     def landmark_columns(self, points: np.ndarray, likelihood: np.ndarray) -> dict[str, np.ndarray]:
         """(N, K, 2) points and (N, K) likelihoods -> ``<name>_x``, ``<name>_y``, ``<name>_likelihood``."""
@@ -185,6 +201,14 @@ def _as_unlabelled(table: AnnotationTable, predictor: Predictor) -> AnnotationTa
         return table
     return AnnotationTable(table.df[["image"]].copy(), source=table.source, zip=table.zip)
 
+
+
+def crop_of(meta: dict[str, Any]) -> CropConfig | None:
+    """The crop settings a checkpoint was trained with (None: whole-frame resize); refused for classes."""
+    crop = CropConfig.parse(meta.get("crop"))
+    if crop is not None and meta["task"] != "landmarks":
+        raise ConfigError("this checkpoint records data.crop for a class model; crop training is for landmarks")
+    return crop
 
 
 def _flip_perm(meta: dict[str, Any], path: str | Path, *, required: bool) -> list[int] | None:
