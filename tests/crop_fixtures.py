@@ -28,7 +28,7 @@ def subject_image(rng: np.random.Generator, width: int, height: int) -> tuple[np
 
 
 def small_subject_table(folder: Path, n: int = 40, *, size: tuple[int, int] = (640, 480), seed: int = 0,
-                        fmt: str = "png") -> AnnotationTable:
+                        fmt: str = "png", flip_pairs: list[tuple[str, str]] | None = None) -> AnnotationTable:
     """``n`` frames on disk and their table (landmarks a, b, c)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -39,4 +39,4 @@ def small_subject_table(folder: Path, n: int = 40, *, size: tuple[int, int] = (6
         Image.fromarray(img).save(path, quality=95) if fmt == "jpg" else Image.fromarray(img).save(path)
         rows.append({"image": str(path), "a_x": pts[0, 0], "b_x": pts[1, 0], "c_x": pts[2, 0],
                      "a_y": pts[0, 1], "b_y": pts[1, 1], "c_y": pts[2, 1]})
-    return read_annotations(pd.DataFrame(rows))
+    return read_annotations(pd.DataFrame(rows), flip_pairs=flip_pairs)

@@ -116,8 +116,8 @@ def random_view(rng: np.random.Generator, points: np.ndarray, frame_wh: Sequence
         return whole_view(frame_wh, crop.size)
     if u < crop.whole + crop.background or box is None:
         centre = rng.random(2) * np.asarray(frame_wh, dtype=np.float64)
-        return _placed(centre, crop.scale, frame_wh, crop.size)
-    return subject_view(box, frame_wh, crop, shift=rng.uniform(-crop.jitter, crop.jitter, 2))
+        return _placed(centre.tolist(), crop.scale, frame_wh, crop.size)
+    return subject_view(box, frame_wh, crop, shift=rng.uniform(-crop.jitter, crop.jitter, 2).tolist())
 
 
 def cut_view(base: np.ndarray, base_geo: Geometry, view: View, size: Sequence[int]) -> np.ndarray:

@@ -29,6 +29,7 @@ from cnnkit.engine.views import two_pass
 from cnnkit.errors import ConfigError
 from cnnkit.infer.inputs import images_table, video_paths
 from cnnkit.infer.landmarks import LandmarkScorer, score_batch
+from cnnkit.infer.views import check_views, score_full_frame
 from cnnkit.io.checkpoint import load_model
 
 
@@ -66,10 +67,13 @@ class Predictor:
     meta: dict[str, Any]
     setup: StepSetup
     scorer: LandmarkScorer | None = None
+    views: str = "two-pass"  # crop models: 'two-pass' or 'full-frame' (cnnkit.infer.views)
+    net: nn.Module | None = None  # the plain network (full-frame reads its heatmaps)
+    perm: list[int] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", precision: str = "fp32",
-                        tta_flip: bool = False) -> Predictor:
+                        tta_flip: bool = False, views: str = "two-pass") -> Predictor:
         dev = resolve_device(device)
         net, meta = load_model(path, device=str(dev))
         model, scorer = net, None
@@ -81,7 +85,8 @@ class Predictor:
         norm = meta["normalisation"]
         setup = StepSetup(task=meta["task"], size=tuple(meta["size"]), mean=tuple(norm["mean"]),
                           std=tuple(norm["std"]), device=dev, precision=precision, crop=crop_of(meta))
-        return cls(model, meta, setup, scorer)
+        check_views(views, net, setup.crop)
+        return cls(model, meta, setup, scorer, views, net, perm if tta_flip else None)
 
     @property
     def landmarks(self) -> list[str]:
@@ -103,8 +108,22 @@ class Predictor:
                            workers=workers, collate_fn=collate_frames if self.setup.crop is not None else None)
 
     def run(self, table: AnnotationTable, *, batch_size: int = 32, workers: int = 0) -> Outputs:
-        """Stream the table through the model, batch by batch (crop models: in two passes)."""
-        return run_inference(self.model, self.loader(table, batch_size=batch_size, workers=workers), self.setup)
+        """Stream the table through the model, batch by batch (crop models: in two passes, or full-frame)."""
+        loader = self.loader(table, batch_size=batch_size, workers=workers)
+        if self.views == "full-frame":
+            return self._run_full_frame(loader)
+        return run_inference(self.model, loader, self.setup)
+
+    def _run_full_frame(self, loader: Any) -> Outputs:
+        index, preds, trues = [], [], []
+        for batch in loader:
+            index.append(np.asarray(batch["index"], dtype=np.int64))
+            preds.append(self.score_batch(batch)[0])
+            trues.append(np.stack(batch["points"]))
+        n = sum(len(i) for i in index)
+        ones = np.ones((n, 2))  # the frame itself: scale 1, offset 0 (the baseline needs the model's views)
+        return Outputs(index=np.concatenate(index), pred=np.concatenate(preds), true=np.concatenate(trues),
+                       scale=ones, offset=ones * 0)
 
     def score(self, table: AnnotationTable, *, batch_size: int = 32, workers: int = 0) -> pd.DataFrame:
         """Landmarks with likelihoods for every image of the table (indexed like its rows)."""
@@ -125,6 +144,11 @@ class Predictor:
     def score_batch(self, batch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """One loader batch -> (points (B, K, 2) ORIGINAL px, likelihood (B, K)); crop models in two passes."""
         assert self.scorer is not None
+        if self.views == "full-frame":
+            assert self.setup.crop is not None and self.net is not None
+            found = [score_full_frame(self.net, self.setup, self.setup.crop, f, g, perm=self.perm)
+                     for f, g in zip(batch["frame"], batch["geometry"], strict=True)]
+            return np.stack([p for p, _ in found]), np.stack([lik for _, lik in found])
         if self.setup.crop is not None:
             result = two_pass(self.scorer, self.setup, self.setup.crop, batch["frame"], batch["geometry"])
             return result.points, result.likelihood
@@ -159,13 +183,16 @@ class Predictor:
 
 def predict(model_path: str | Path, source: Any, *, batch_size: int = 32, device: str = "auto",
             workers: int = 0, images: str | Path | None = None, tta_flip: bool = False,
-            progress: bool = False) -> pd.DataFrame:
+            progress: bool = False, views: str = "two-pass") -> pd.DataFrame:
     """Predict landmarks (original pixels, with likelihoods) or classes for images or videos.
 
     ``source``: image paths, a folder, a .zip, an annotation file/DataFrame, an
     AnnotationTable, or one or more video files (``.mp4 .avi .mov .mkv`` ...).
     ``tta_flip``: also predict on the mirrored image and average (landmark models need
     left/right flip pairs in their checkpoint). ``progress``: a progress bar per video.
+    ``views`` (crop-trained models, docs/resolution.md): 'two-pass' (the default: the whole
+    view, then a native-scale view around the points found) or 'full-frame' (heatmap head: the
+    network over the whole frame at the training scale, tiled when large).
 
     Returns:
         Images: indexed like the input rows; ``image`` then ``<name>_x, <name>_y,
@@ -175,7 +202,7 @@ def predict(model_path: str | Path, source: Any, *, batch_size: int = 32, device
         decoded frame (:mod:`cnnkit.data.video`).
     """
     videos = video_paths(source)
-    predictor = Predictor.from_checkpoint(model_path, device=device, tta_flip=tta_flip)
+    predictor = Predictor.from_checkpoint(model_path, device=device, tta_flip=tta_flip, views=views)
     if videos:
         from cnnkit.infer.video_predict import predict_video, predict_videos
 

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from cnnkit.atomic import atomic_write_text
 from cnnkit.config import CropConfig, DataConfig, TrainConfig, from_mapping, split_options
@@ -299,7 +298,7 @@ def build_for_table(model: Any, train: AnnotationTable, data_cfg: DataConfig, he
 def _loaders(train: AnnotationTable, val: AnnotationTable | None, data_cfg: DataConfig,
              cfg: TrainConfig, dist: DistContext) -> dict[str, Any]:
     """Train loader (shuffled, padded shard per rank) and val loader (in order, unpadded shard)."""
-    def dataset(table: AnnotationTable, mode: str) -> Dataset[Any]:
+    def dataset(table: AnnotationTable, mode: str) -> ViewDataset | TableDataset:
         if data_cfg.crop is not None:  # views of the frames; validation scores whole frames in two passes
             return ViewDataset(table, crop=data_cfg.crop, grayscale=data_cfg.grayscale, cache=data_cfg.cache,
                                seed=cfg.seed, mode=mode)
