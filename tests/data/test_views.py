@@ -50,6 +50,8 @@ def test_data_size_conflicting_with_crop_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"data\.size \(160, 120\) conflicts with data\.crop\.size \(64, 64\)"):
         DataConfig(size="160x120", crop="64x64")
     assert DataConfig(size="64x64", crop="64x64").size == (64, 64)
+    with pytest.raises(ConfigError, match="data.letterbox does not apply with data.crop"):
+        DataConfig(letterbox=True, crop="64x64")
 
 
 def test_subject_view_holds_the_points_and_maps_back_exactly() -> None:

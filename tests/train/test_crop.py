@@ -18,7 +18,7 @@ from cnnkit.infer.predict import predict
 from cnnkit.train.fit import fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from crop_fixtures import subject_image, small_subject_table  # noqa: E402
+from crop_fixtures import small_subject_table, subject_image  # noqa: E402
 
 SPEC = [
     ["conv", {"filter_size": 3, "layer_depth": 16, "strides": [1, 2, 2, 1]}], ["bn"], ["relu"],
@@ -127,3 +127,29 @@ def test_experiment_file_takes_data_crop(tmp_path) -> None:
     (tmp_path / "bad.yaml").write_text("data:\n  source: ann.csv\n  size: 64x64\n  crop: 128x96\n")
     with pytest.raises(ConfigError, match=r"data\.size \(64, 64\) conflicts with data\.crop\.size"):
         load_experiment(tmp_path / "bad.yaml").data_config()
+
+
+def test_cli_predict_and_evaluate_take_views(trained, tmp_path, capsys) -> None:
+    from cnnkit.cli import main
+
+    run, _, val, _ = trained
+    val.df.to_csv(tmp_path / "val.csv", index=False)
+    assert main(["predict", str(run.best), str(tmp_path / "val.csv"), "--out", str(tmp_path / "p.csv"),
+                 "--device", "cpu", "--views", "full-frame"]) == 0
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(val)
+    assert main(["evaluate", str(run.best), str(tmp_path / "val.csv"), "--device", "cpu", "--views", "two-pass"]) == 0
+    assert "error_px_mean" in capsys.readouterr().out
+
+
+def test_crop_resume_gives_the_same_weights_as_one_run(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    table = small_subject_table(tmp_path / "img", 8, size=(160, 120))
+    opts = dict(crop={"size": [48, 48], "whole": 0.3, "background": 0.2}, batch_size=4, lr=1e-3, schedule="none",
+                quiet=True, plots=False, device="cpu", head={"type": "heatmap", "width": 16})
+    spec = SPEC[:4]
+    fit(spec, table, out_dir=tmp_path / "once", epochs=3, **opts)
+    fit(spec, table, out_dir=tmp_path / "twice", epochs=1, **opts)
+    fit(spec, table, out_dir=tmp_path / "twice", epochs=3, resume=True, **opts)
+    a, b = load_file(tmp_path / "once" / "last.safetensors"), load_file(tmp_path / "twice" / "last.safetensors")
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
