@@ -153,3 +153,17 @@ def test_crop_resume_gives_the_same_weights_as_one_run(tmp_path) -> None:
     fit(spec, table, out_dir=tmp_path / "twice", epochs=3, resume=True, **opts)
     a, b = load_file(tmp_path / "once" / "last.safetensors"), load_file(tmp_path / "twice" / "last.safetensors")
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+def test_full_frame_tiles_find_the_same_points(trained) -> None:
+    from cnnkit.infer.predict import Predictor
+    from cnnkit.infer.views import score_full_frame
+
+    run, _, val, _ = trained
+    pred = Predictor.from_checkpoint(run.best, device="cpu", views="full-frame")
+    item = pred.dataset(val)[0]
+    whole, _ = score_full_frame(pred.net, pred.setup, pred.setup.crop, item["frame"], item["geometry"])
+    tiled, lik = score_full_frame(pred.net, pred.setup, pred.setup.crop, item["frame"], item["geometry"],
+                                  max_pixels=160 * 160)  # 320x256 padded -> 4 overlapping 160x160 tiles
+    assert np.abs(tiled - whole).max() < 2.0 and np.abs(tiled - item["points"]).max() < 5.0
+    assert ((lik > 0) & (lik <= 1)).all()

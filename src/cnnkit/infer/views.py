@@ -47,7 +47,7 @@ def check_views(views: str, model: nn.Module, crop: CropConfig | None) -> str:
 def _tiles(extent: int, tile: int) -> list[int]:
     if extent <= tile:
         return [0]
-    step = tile - TILE_OVERLAP
+    step = max(PAD_MULTIPLE, tile - TILE_OVERLAP)
     starts = list(range(0, extent - tile, step)) + [extent - tile]
     return sorted(set(starts))
 
@@ -73,29 +73,44 @@ def score_full_frame(net: nn.Module, setup: StepSetup, crop: CropConfig, frame: 
     side = max(PAD_MULTIPLE * 4, PAD_MULTIPLE * int(math.sqrt(max_pixels) // PAD_MULTIPLE))
     tile_w, tile_h = (width, height) if width * height <= max_pixels else (min(side, width), min(side, height))
     perm_t = None if perm is None else torch.tensor(list(perm), dtype=torch.long)
-    best_logit, points, lik = None, None, None
-    train_cells = None
+    best: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # peak logit [K], points [K, 2], lik [K]
     for ty in _tiles(height, tile_h):
         for tx in _tiles(width, tile_w):
-            view = View(s, (-float(tx), -float(ty)))
-            arr = cut_view(frame, geo, view, (tile_w, tile_h))
+            arr = cut_view(frame, geo, View(s, (-float(tx), -float(ty))), (tile_w, tile_h))
             maps = _tile_maps(net, setup, torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous(), perm_t)[0]
-            k, mh, mw = maps.shape
-            if train_cells is None:  # the training map's size, in cells of this map
-                train_cells = (max(1, round(crop.size[0] * mw / tile_w)), max(1, round(crop.size[1] * mh / tile_h)))
-            peak = maps.reshape(k, -1).max(dim=-1).values
-            norm = local_soft_argmax(maps[None], radius)[0]  # [2K] normalised to the tile
-            pts = torch.stack([norm[:k] * tile_w + tx, norm[k:] * tile_h + ty], dim=-1) / s  # original px
-            conf = _window_likelihood(maps, train_cells)
-            if best_logit is None or points is None or lik is None:
-                best_logit, points, lik = peak, pts, conf
+            peak, in_tile, lik = _tile_answer(maps, crop, radius, (tile_w, tile_h),
+                                              _core(tx, tile_w, width) + _core(ty, tile_h, height))
+            pts = (in_tile + torch.tensor([tx, ty], dtype=in_tile.dtype, device=in_tile.device)) / s  # original px
+            if best is None:
+                best = (peak, pts, lik)
                 continue
-            better = peak > best_logit
-            best_logit = torch.where(better, peak, best_logit)
-            points = torch.where(better[:, None], pts, points)
-            lik = torch.where(better, conf, lik)
-    assert points is not None and lik is not None
-    return points.cpu().numpy().astype(np.float64), lik.cpu().numpy().astype(np.float64)
+            better = peak > best[0]
+            best = (torch.where(better, peak, best[0]), torch.where(better[:, None], pts, best[1]),
+                    torch.where(better, lik, best[2]))
+    assert best is not None
+    return best[1].cpu().numpy().astype(np.float64), best[2].cpu().numpy().astype(np.float64)
+
+
+def _tile_answer(maps: torch.Tensor, crop: CropConfig, radius: int, tile: tuple[int, int],
+                 core: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One tile's maps ``[K, h, w]`` -> (peak logit [K], -inf outside the tile's core; points [K, 2] tile px; lik [K]).
+
+    A tile answers only for its core (its share of the overlap trimmed): a peak near a tile's
+    edge, where the padding shows, is left to the neighbour that sees it whole.
+    """
+    k, mh, mw = maps.shape
+    norm = local_soft_argmax(maps[None], radius)[0]  # [2K] normalised to the tile
+    in_tile = torch.stack([norm[:k] * tile[0], norm[k:] * tile[1]], dim=-1)
+    inside = (in_tile[:, 0] >= core[0]) & (in_tile[:, 0] <= core[1]) & \
+             (in_tile[:, 1] >= core[2]) & (in_tile[:, 1] <= core[3])
+    peak = maps.reshape(k, -1).max(dim=-1).values.masked_fill(~inside, -math.inf)
+    cells = (max(1, round(crop.size[0] * mw / tile[0])), max(1, round(crop.size[1] * mh / tile[1])))  # a view's map
+    return peak, in_tile, _window_likelihood(maps, cells)
+
+
+def _core(start: int, tile: int, extent: int) -> tuple[float, float]:
+    """The part of a tile (tile px) it answers for: all of it at the frame's edges, else half the overlap trimmed."""
+    return (0.0 if start == 0 else TILE_OVERLAP / 2), (float(tile) if start + tile >= extent else tile - TILE_OVERLAP / 2)
 
 
 def _window_likelihood(maps: torch.Tensor, cells: tuple[int, int]) -> torch.Tensor:
