@@ -65,6 +65,9 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--tta-flip", action="store_true",
                    help="average the outputs on the image and its mirror image (landmarks need flip pairs)")
+    p.add_argument("--views", choices=("two-pass", "full-frame"), default="two-pass",
+                   help="crop-trained models (data.crop): two-pass (default: the whole frame, then a view around "
+                        "the points found) or full-frame (heatmap head: the network over the whole frame)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,7 +218,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         preds = _predict_videos(args, videos)
     else:
         preds = predict(args.model, source, batch_size=args.batch_size, device=args.device, images=args.images,
-                        tta_flip=args.tta_flip)
+                        tta_flip=args.tta_flip, views=args.views)
     from cnnkit.data.sources.writers import write_via
 
     _write_frame(preds, Path(args.out))
@@ -238,7 +241,7 @@ def _predict_videos(args: argparse.Namespace, videos: list[Path]) -> Any:
     from cnnkit.infer.video_predict import predict_video
     from cnnkit.viz.video import LabeledVideoWriter
 
-    predictor = Predictor.from_checkpoint(args.model, device=args.device, tta_flip=args.tta_flip)
+    predictor = Predictor.from_checkpoint(args.model, device=args.device, tta_flip=args.tta_flip, views=args.views)
     if args.labeled_video and not predictor.landmarks:
         raise CnnkitError("--labeled-video needs a landmark model; this model predicts classes")
     parts = []
@@ -271,7 +274,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cnnkit.infer.evaluate import evaluate
 
     result = evaluate(args.model, _read(args), batch_size=args.batch_size, device=args.device,
-                      tta_flip=args.tta_flip)
+                      tta_flip=args.tta_flip, views=args.views)
     print(result)
     if args.out:
         _write_frame(result.per_image, Path(args.out))

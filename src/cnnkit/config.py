@@ -79,6 +79,61 @@ def _check_types(config: Any) -> None:
 
 
 @dataclass(frozen=True)
+class CropConfig:
+    """Crop training (docs/resolution.md): the network sees views of the frame, not the whole frame shrunk.
+
+    A view is a window of the original frame scaled isotropically by ``s`` and placed at an
+    offset, so ``view_px = original_px * s + offset`` (the geometry of every dataset item).
+
+    Attributes:
+        size: (width, height) of a view = the network input.
+        scale: view pixels per original pixel of the fine (subject) view; 1.0 = native.
+        whole: share of training views that are the whole frame fitted into ``size`` (padded);
+            they teach the coarse pass of two-pass inference.
+        background: share of training views that are random windows at ``scale`` anywhere.
+        jitter: random shift of the subject view's centre, as a fraction of the view.
+        margin: context added around the points' bounding box, as a fraction of its size.
+    """
+
+    SECTION: ClassVar[str] = "data.crop"
+
+    size: tuple[int, int] = (256, 256)
+    scale: float = 1.0
+    whole: float = 0.25
+    background: float = 0.1
+    jitter: float = 0.25
+    margin: float = 0.25
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", _parse_size(self.size, "data.crop.size"))
+        _check_types(self)
+        _check(0 < self.scale <= 8, f"data.crop.scale must be in (0, 8]. Received: scale={self.scale}")
+        for key in ("whole", "background"):
+            _check(0 <= getattr(self, key) <= 1, f"data.crop.{key} must be in [0, 1]. Received: {getattr(self, key)}")
+        _check(self.whole + self.background <= 1,
+               f"data.crop.whole + data.crop.background must be <= 1. Received: {self.whole} + {self.background}")
+        _check(0 <= self.jitter <= 1, f"data.crop.jitter must be in [0, 1]. Received: jitter={self.jitter}")
+        _check(0 <= self.margin <= 4, f"data.crop.margin must be in [0, 4]. Received: margin={self.margin}")
+
+    @classmethod
+    def parse(cls, value: Any) -> CropConfig | None:
+        """None, a ``CropConfig``, ``'256x256'`` / ``(256, 256)`` (the size, other fields default) or a mapping."""
+        if value is None or isinstance(value, CropConfig):
+            return value
+        if isinstance(value, Mapping):
+            return from_mapping(cls, value)
+        if isinstance(value, (str, tuple, list)):
+            return cls(size=_parse_size(value, "data.crop"))
+        raise ConfigError(f"data.crop: expected null, a size such as '256x256' or a mapping with keys "
+                          f"{', '.join(f.name for f in fields(cls))}. Received: {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        return d
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """How images become tensors. ``size`` is (width, height) as users write image sizes."""
 
@@ -89,12 +144,22 @@ class DataConfig:
     letterbox: bool = False
     cache: str | None = None
     workers: int = 0
+    crop: CropConfig | None = None  # crop training (docs/resolution.md); None: the whole frame resized
 
     def __post_init__(self) -> None:
         if self.size is not None and self.size != "auto":
             object.__setattr__(self, "size", _parse_size(self.size, "size"))
         else:
             object.__setattr__(self, "size", None)
+        crop = CropConfig.parse(self.crop)
+        object.__setattr__(self, "crop", crop)
+        if crop is not None:  # the network input is the view
+            _check(self.size is None or self.size == crop.size,
+                   f"data.size {self.size} conflicts with data.crop.size {crop.size}: with crop training the "
+                   f"network input is the crop. Leave data.size unset (auto) or equal to data.crop.size.")
+            _check(not self.letterbox, "data.letterbox does not apply with data.crop (views are padded as needed); "
+                   "remove one of them")
+            object.__setattr__(self, "size", crop.size)
         _check_types(self)
         _check(self.workers >= 0, f"workers must be >= 0. Received: workers={self.workers}")
 
@@ -112,6 +177,7 @@ class DataConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["size"] = None if self.size is None else list(self.size)
+        d["crop"] = None if self.crop is None else self.crop.to_dict()
         return d
 
 

@@ -72,10 +72,12 @@ from cnnkit.compat.seed_data import (
     df_xy,
 )
 from cnnkit.compat.seed_plots import plot_image_points, plot_prediction_points
+from cnnkit.config import CropConfig
 from cnnkit.data.augment import Augment
 from cnnkit.data.dataset import TableDataset
 from cnnkit.data.loader import make_loader
 from cnnkit.data.table import AnnotationTable
+from cnnkit.data.views import ViewDataset, collate_frames
 from cnnkit.engine import tensors as T
 from cnnkit.engine.device import resolve_device
 from cnnkit.engine.metrics import class_metrics
@@ -190,7 +192,17 @@ def _names(labels: Any) -> list[str] | None:
 def _setup(meta: Mapping[str, Any], device: torch.device) -> StepSetup:
     norm = meta["normalisation"]
     return StepSetup(task=meta["task"], size=(int(meta["size"][0]), int(meta["size"][1])),
-                     mean=tuple(norm["mean"]), std=tuple(norm["std"]), device=device)  # fmt: skip
+                     mean=tuple(norm["mean"]), std=tuple(norm["std"]), device=device,
+                     crop=CropConfig.parse(meta.get("crop")))  # fmt: skip
+
+
+def _crop_batch(net: nn.Module, setup: StepSetup, batch: Mapping[str, Any], frames: ViewDataset) -> Any:
+    """A crop-trained model on a seed batch: two passes over the rows' frames (cnnkit.engine.views), the
+    points then placed in the batch's resized pixels, as the seed API reports them."""
+    res = run_inference(net, [collate_frames([frames[int(i)] for i in batch["index"]])], setup)
+    res.pred_input_px = geometry.original_to_input(res.pred, batch["scale"].numpy().astype(np.float64),
+                                                   batch["offset"].numpy().astype(np.float64))
+    return res
 
 
 def _loss(task: str, size: tuple[int, int]) -> LossFn:
@@ -312,8 +324,10 @@ def predict_model(df_xy_args: Mapping[str, Any], model_dir: str | None = None, o
     args = _read_args(df_xy_args, opt_mode, targets=False)
     net, meta = _load(args, model_dir, opt_mode, is_training, "predict_model")
     setup, out = _setup(meta, next(net.parameters()).device), []
-    for batch in _batches(args, args.table(opt_mode, targets=False)):
-        res = run_inference(net, [batch], setup)
+    table = args.table(opt_mode, targets=False)
+    frames = None if setup.crop is None else ViewDataset(table, crop=setup.crop, grayscale=args.gray, mode="frames")
+    for batch in _batches(args, table):
+        res = run_inference(net, [batch], setup) if frames is None else _crop_batch(net, setup, batch, frames)
         if setup.task == "landmarks":
             pts = res.pred_input_px if res.pred_input_px is not None else np.zeros((0, 0, 2))
             item: Any = np.concatenate([pts[:, :, 0], pts[:, :, 1]], axis=1)
@@ -349,8 +363,14 @@ def test_model(df_xy_args: Mapping[str, Any], model_name: str | None = None, opt
                           f"but df_xy_args gives {got}. Use the columns it was trained with.")  # fmt: skip
     setup = _setup(meta, next(net.parameters()).device)
     loss_fn, out = _loss(setup.task, setup.size), []
+    frames = None if setup.crop is None else ViewDataset(table, crop=setup.crop, grayscale=args.gray, mode="frames")
     for batch in _batches(args, table):
-        res = run_inference(net, [batch], setup, loss_fn)
+        if frames is None:
+            res = run_inference(net, [batch], setup, loss_fn)
+        else:  # the seed's loss: MSE in the batch's resized pixels
+            res = _crop_batch(net, setup, batch, frames)
+            pred = torch.from_numpy(geometry.input_to_norm(res.pred_input_px, setup.size)).float()
+            res.loss = float(loss_fn(pred, geometry.input_to_norm(batch["points"].float(), setup.size)))
         if setup.task == "landmarks":
             item: Any = float(res.loss)
             print("Loss", item)

@@ -21,6 +21,7 @@ orientation (the frame VIA shows and annotations use). A point maps as
 from __future__ import annotations
 
 import io
+import math
 import struct
 from dataclasses import dataclass
 
@@ -231,3 +232,42 @@ def _pad(arr: np.ndarray, size: tuple[int, int], offset: tuple[int, int]) -> np.
     ox, oy = offset
     out[oy : oy + arr.shape[0], ox : ox + arr.shape[1]] = arr
     return out
+
+
+def frame_size(data: bytes, *, name: str = "") -> tuple[int, int]:
+    """(width, height) of an encoded image after EXIF orientation; only the header is read."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return oriented_size(im.size, exif_orientation(im))
+    except DECODE_ERRORS as exc:
+        raise DataError(f"cannot read the size of image {name!r} ({len(data)} bytes): {exc}") from exc
+
+
+def decode_frame(data: bytes, *, min_scale: float = 1.0, grayscale: bool = False,
+                 name: str = "") -> tuple[np.ndarray, Geometry]:
+    """The whole frame, not resized, but decoded at a reduced JPEG size when ``min_scale <= 0.5``.
+
+    Crop views (:mod:`cnnkit.data.views`) are cut from it. The JPEG draft (1/2, 1/4, 1/8) is the
+    smallest that keeps at least ``min_scale`` pixels per original pixel; other formats decode at
+    full size. The geometry maps original pixels onto the returned array (``scale`` is the draft's
+    exact ratio); pixels beyond ``orig_size * scale`` (Pillow rounds a draft up) are not content.
+
+    Shapes: (h, w, C) uint8, C = 1 when ``grayscale`` else 3.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            orientation = exif_orientation(im)
+            raw = im.size
+            orig = oriented_size(raw, orientation)
+            want = (max(1, math.ceil(orig[0] * min_scale)), max(1, math.ceil(orig[1] * min_scale)))
+            box = _draft(im, want, orientation) if min_scale <= 0.5 else None
+            im.load()
+            drafted = oriented_size(im.size, orientation)
+            arr = _resized_array(im, orientation, drafted, None, Image.Resampling.LANCZOS, None, grayscale)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"image {name!r} is too large to decode safely ({exc})") from exc
+    except DECODE_ERRORS as exc:
+        raise DataError(f"cannot decode image {name!r} ({len(data)} bytes): {exc}. Run `cnnkit check-data`.") from exc
+    content = (box[2], box[3]) if box is not None else (float(raw[0]), float(raw[1]))
+    content = oriented_size(content, orientation)  # type: ignore[arg-type, assignment]
+    return arr, Geometry(orig, (content[0] / orig[0], content[1] / orig[1]))

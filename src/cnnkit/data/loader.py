@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sized
+from collections.abc import Callable, Iterator, Sized
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,6 +93,7 @@ def make_loader(
     pin_memory: bool | None = None,
     prefetch_factor: int = 2,
     persistent_workers: bool = True,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> DataLoader[object]:
     """A DataLoader over ``dataset`` whose order per epoch depends only on (seed, epoch).
 
@@ -105,6 +107,7 @@ def make_loader(
         sampler: e.g. a ``DistributedSampler``; it must offer ``set_epoch`` too.
         pin_memory: None -> True when CUDA is available.
         prefetch_factor, persistent_workers: used only with ``workers > 0``.
+        collate_fn: None = torch's default (stack tensors); e.g. ``data.views.collate_frames``.
 
     Memory: O(batch_size x workers x prefetch_factor) decoded images, whatever the table size.
     Call ``loader.sampler.set_epoch(epoch)`` before each epoch.
@@ -127,5 +130,6 @@ def make_loader(
         prefetch_factor=prefetch_factor if workers > 0 else None,
         persistent_workers=bool(persistent_workers) and workers > 0,
         worker_init_fn=seed_worker,
+        collate_fn=collate_fn,
         generator=make_generator(seed),
     )

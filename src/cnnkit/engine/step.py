@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from cnnkit import geometry
+from cnnkit.config import CropConfig
 from cnnkit.data.augment import Augment, augment_batch
 from cnnkit.engine import tensors as T
 from cnnkit.engine.device import autocast
@@ -35,6 +36,7 @@ class StepSetup:
     channels_last: bool = False
     augment: Augment = field(default_factory=Augment)
     flip_perm: list[int] | None = None
+    crop: CropConfig | None = None  # crop-trained: inference is two-pass (cnnkit.engine.views)
 
     def inputs(
         self, batch: Mapping[str, torch.Tensor], *, generator: torch.Generator | None = None
@@ -80,7 +82,15 @@ def _forward(model: nn.Module, setup: StepSetup, loader: Any) -> Iterator[tuple[
 
 
 def run_inference(model: nn.Module, loader: Any, setup: StepSetup, loss_fn: LossFn | None = None) -> Outputs:
-    """Predict every batch; map landmarks back to original pixels; optional mean loss."""
+    """Predict every batch; map landmarks back to original pixels; optional mean loss.
+
+    Crop models (``setup.crop``): two-pass inference over a loader of frames
+    (:func:`cnnkit.engine.views.run_two_pass`), the one place every path scores them.
+    """
+    if setup.crop is not None and setup.task == "landmarks":
+        from cnnkit.engine.views import run_two_pass  # engine.views builds on this module
+
+        return run_two_pass(model, loader, setup, loss_fn)
     idx, preds, trues, inputs_px, scales, offsets = [], [], [], [], [], []
     loss_sum, seen = 0.0, 0
     for batch, pred, target in _forward(model, setup, loader):

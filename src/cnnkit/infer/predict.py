@@ -14,17 +14,22 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from cnnkit import geometry
+from cnnkit.config import CropConfig
 from cnnkit.data.augment import flip_permutation
 from cnnkit.data.dataset import TableDataset
 from cnnkit.data.loader import make_loader
 from cnnkit.data.table import AnnotationTable
+from cnnkit.data.views import ViewDataset, collate_frames
 from cnnkit.engine.device import resolve_device
 from cnnkit.engine.step import Outputs, StepSetup, run_inference
+from cnnkit.engine.views import two_pass
 from cnnkit.errors import ConfigError
 from cnnkit.infer.inputs import images_table, video_paths
 from cnnkit.infer.landmarks import LandmarkScorer, score_batch
+from cnnkit.infer.views import check_views, score_full_frame
 from cnnkit.io.checkpoint import load_model
 
 
@@ -62,10 +67,13 @@ class Predictor:
     meta: dict[str, Any]
     setup: StepSetup
     scorer: LandmarkScorer | None = None
+    views: str = "two-pass"  # crop models: 'two-pass' or 'full-frame' (cnnkit.infer.views)
+    net: nn.Module | None = None  # the plain network (full-frame reads its heatmaps)
+    perm: list[int] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", precision: str = "fp32",
-                        tta_flip: bool = False) -> Predictor:
+                        tta_flip: bool = False, views: str = "two-pass") -> Predictor:
         dev = resolve_device(device)
         net, meta = load_model(path, device=str(dev))
         model, scorer = net, None
@@ -76,8 +84,9 @@ class Predictor:
             scorer = LandmarkScorer(net, perm=perm, tta_flip=tta_flip, size=tuple(meta["size"])).to(dev).eval()
         norm = meta["normalisation"]
         setup = StepSetup(task=meta["task"], size=tuple(meta["size"]), mean=tuple(norm["mean"]),
-                          std=tuple(norm["std"]), device=dev, precision=precision)
-        return cls(model, meta, setup, scorer)
+                          std=tuple(norm["std"]), device=dev, precision=precision, crop=crop_of(meta))
+        check_views(views, net, setup.crop)
+        return cls(model, meta, setup, scorer, views, net, perm if tta_flip else None)
 
     @property
     def landmarks(self) -> list[str]:
@@ -87,33 +96,64 @@ class Predictor:
     def classes(self) -> list[str]:
         return list(self.meta.get("classes") or [])
 
-    def dataset(self, table: AnnotationTable) -> TableDataset:
+    def dataset(self, table: AnnotationTable) -> Dataset[Any]:
+        """The images as the model reads them: resized frames, or (crop models) the frames to cut views from."""
+        if self.setup.crop is not None:
+            return ViewDataset(table, crop=self.setup.crop, grayscale=bool(self.meta.get("grayscale")), mode="frames")
         return TableDataset(table, size=tuple(self.meta["size"]), grayscale=bool(self.meta.get("grayscale")),
                             letterbox=bool(self.meta.get("letterbox")))
 
+    def loader(self, table: AnnotationTable, *, batch_size: int = 32, workers: int = 0) -> Any:
+        return make_loader(self.dataset(_as_unlabelled(table, self)), batch_size=batch_size, shuffle=False,
+                           workers=workers, collate_fn=collate_frames if self.setup.crop is not None else None)
+
     def run(self, table: AnnotationTable, *, batch_size: int = 32, workers: int = 0) -> Outputs:
-        """Stream the table through the model, batch by batch."""
-        loader = make_loader(self.dataset(_as_unlabelled(table, self)), batch_size=batch_size, shuffle=False,
-                             workers=workers)
+        """Stream the table through the model, batch by batch (crop models: in two passes, or full-frame)."""
+        loader = self.loader(table, batch_size=batch_size, workers=workers)
+        if self.views == "full-frame":
+            return self._run_full_frame(loader)
         return run_inference(self.model, loader, self.setup)
+
+    def _run_full_frame(self, loader: Any) -> Outputs:
+        index, preds, trues = [], [], []
+        for batch in loader:
+            index.append(np.asarray(batch["index"], dtype=np.int64))
+            preds.append(self.score_batch(batch)[0])
+            trues.append(np.stack(batch["points"]))
+        n = sum(len(i) for i in index)
+        ones = np.ones((n, 2))  # the frame itself: scale 1, offset 0 (the baseline needs the model's views)
+        return Outputs(index=np.concatenate(index), pred=np.concatenate(preds), true=np.concatenate(trues),
+                       scale=ones, offset=ones * 0)
 
     def score(self, table: AnnotationTable, *, batch_size: int = 32, workers: int = 0) -> pd.DataFrame:
         """Landmarks with likelihoods for every image of the table (indexed like its rows)."""
         if self.scorer is None:
             raise ConfigError("score() needs a landmark model; this model predicts classes (use run())")
-        loader = make_loader(self.dataset(_as_unlabelled(table, self)), batch_size=batch_size, shuffle=False,
-                             workers=workers)
         index, points, liks = [], [], []
-        for batch in loader:
-            p, lik = score_batch(self.scorer, self.setup, batch["image"], batch["scale"], batch["offset"])
-            index.append(batch["index"].numpy())
-            points.append(p.numpy())
-            liks.append(lik.numpy())
+        for batch in self.loader(table, batch_size=batch_size, workers=workers):
+            p, lik = self.score_batch(batch)
+            index.append(np.asarray(batch["index"]))
+            points.append(p)
+            liks.append(lik)
         rows = table.df.iloc[np.concatenate(index) if index else np.zeros(0, np.int64)]
         columns = {"image": rows["image"].astype(str).to_numpy(),
                    **self.landmark_columns(_cat(points, (0, len(self.landmarks), 2)),
                                            _cat(liks, (0, len(self.landmarks))))}
         return pd.DataFrame(columns, index=rows.index).sort_index()
+
+    def score_batch(self, batch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """One loader batch -> (points (B, K, 2) ORIGINAL px, likelihood (B, K)); crop models in two passes."""
+        assert self.scorer is not None
+        if self.views == "full-frame":
+            assert self.setup.crop is not None and self.net is not None
+            found = [score_full_frame(self.net, self.setup, self.setup.crop, f, g, perm=self.perm)
+                     for f, g in zip(batch["frame"], batch["geometry"], strict=True)]
+            return np.stack([p for p, _ in found]), np.stack([lik for _, lik in found])
+        if self.setup.crop is not None:
+            result = two_pass(self.scorer, self.setup, self.setup.crop, batch["frame"], batch["geometry"])
+            return result.points, result.likelihood
+        p, lik = score_batch(self.scorer, self.setup, batch["image"], batch["scale"], batch["offset"])
+        return p.numpy(), lik.numpy()
 
     def landmark_columns(self, points: np.ndarray, likelihood: np.ndarray) -> dict[str, np.ndarray]:
         """(N, K, 2) points and (N, K) likelihoods -> ``<name>_x``, ``<name>_y``, ``<name>_likelihood``."""
@@ -143,13 +183,16 @@ class Predictor:
 
 def predict(model_path: str | Path, source: Any, *, batch_size: int = 32, device: str = "auto",
             workers: int = 0, images: str | Path | None = None, tta_flip: bool = False,
-            progress: bool = False) -> pd.DataFrame:
+            progress: bool = False, views: str = "two-pass") -> pd.DataFrame:
     """Predict landmarks (original pixels, with likelihoods) or classes for images or videos.
 
     ``source``: image paths, a folder, a .zip, an annotation file/DataFrame, an
     AnnotationTable, or one or more video files (``.mp4 .avi .mov .mkv`` ...).
     ``tta_flip``: also predict on the mirrored image and average (landmark models need
     left/right flip pairs in their checkpoint). ``progress``: a progress bar per video.
+    ``views`` (crop-trained models, docs/resolution.md): 'two-pass' (the default: the whole
+    view, then a native-scale view around the points found) or 'full-frame' (heatmap head: the
+    network over the whole frame at the training scale, tiled when large).
 
     Returns:
         Images: indexed like the input rows; ``image`` then ``<name>_x, <name>_y,
@@ -159,7 +202,7 @@ def predict(model_path: str | Path, source: Any, *, batch_size: int = 32, device
         decoded frame (:mod:`cnnkit.data.video`).
     """
     videos = video_paths(source)
-    predictor = Predictor.from_checkpoint(model_path, device=device, tta_flip=tta_flip)
+    predictor = Predictor.from_checkpoint(model_path, device=device, tta_flip=tta_flip, views=views)
     if videos:
         from cnnkit.infer.video_predict import predict_video, predict_videos
 
@@ -185,6 +228,14 @@ def _as_unlabelled(table: AnnotationTable, predictor: Predictor) -> AnnotationTa
         return table
     return AnnotationTable(table.df[["image"]].copy(), source=table.source, zip=table.zip)
 
+
+
+def crop_of(meta: dict[str, Any]) -> CropConfig | None:
+    """The crop settings a checkpoint was trained with (None: whole-frame resize); refused for classes."""
+    crop = CropConfig.parse(meta.get("crop"))
+    if crop is not None and meta["task"] != "landmarks":
+        raise ConfigError("this checkpoint records data.crop for a class model; crop training is for landmarks")
+    return crop
 
 
 def _flip_perm(meta: dict[str, Any], path: str | Path, *, required: bool) -> list[int] | None:

@@ -11,6 +11,7 @@ Several videos: the same columns after a ``video`` column, the videos one after 
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cnnkit.data.decode import Geometry
 from cnnkit.data.video import VideoFrame, iter_frames, resize_frame, video_info
 from cnnkit.engine.device import autocast
 from cnnkit.infer.landmarks import network_input, score_batch
@@ -38,6 +40,21 @@ class FrameBatch:
     images: torch.Tensor
     scale: torch.Tensor
     offset: torch.Tensor
+    bases: list[tuple[np.ndarray, Geometry]] | None = None  # crop models: whole frames to cut views from
+
+
+def crop_frame_batches(frames: Iterable[VideoFrame], *, grayscale: bool, batch_size: int) -> Iterator[FrameBatch]:
+    """Batches of whole frames (grey if the model is) for two-pass inference of crop models."""
+    chunk: list[VideoFrame] = []
+    for frame in itertools.chain(frames, [None]):
+        if frame is not None:
+            chunk.append(frame)
+        if chunk and (frame is None or len(chunk) == batch_size):
+            bases = [resize_frame(f.image, size=(f.image.shape[1], f.image.shape[0]), grayscale=grayscale)
+                     for f in chunk]
+            empty = torch.zeros(0)
+            yield FrameBatch(chunk, empty, empty, empty, bases)
+            chunk = []
 
 
 def frame_batches(frames: Iterable[VideoFrame], *, size: tuple[int, int], grayscale: bool, letterbox: bool,
@@ -126,8 +143,11 @@ def predict_frames(predictor: Any, frames: Iterable[VideoFrame], *, batch_size: 
         One row per frame: ``frame, time_s`` then the prediction columns.
     """
     meta = predictor.meta
-    batches = prefetch(frame_batches(frames, size=tuple(meta["size"]), grayscale=bool(meta.get("grayscale")),
-                                     letterbox=bool(meta.get("letterbox")), batch_size=batch_size))
+    if predictor.setup.crop is not None:
+        batches = prefetch(crop_frame_batches(frames, grayscale=bool(meta.get("grayscale")), batch_size=batch_size))
+    else:
+        batches = prefetch(frame_batches(frames, size=tuple(meta["size"]), grayscale=bool(meta.get("grayscale")),
+                                         letterbox=bool(meta.get("letterbox")), batch_size=batch_size))
     index, times, outs, liks = [], [], [], []
     with torch.inference_mode():
         for batch in batches:
@@ -145,6 +165,8 @@ def predict_frames(predictor: Any, frames: Iterable[VideoFrame], *, batch_size: 
 
 
 def _predict_batch(predictor: Any, batch: FrameBatch) -> tuple[np.ndarray, np.ndarray | None]:
+    if batch.bases is not None:
+        return predictor.score_batch({"frame": [b[0] for b in batch.bases], "geometry": [b[1] for b in batch.bases]})
     if predictor.scorer is not None:
         points, lik = score_batch(predictor.scorer, predictor.setup, batch.images, batch.scale, batch.offset)
         return points.numpy(), lik.numpy()

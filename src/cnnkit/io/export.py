@@ -5,6 +5,12 @@ the checkpoint's input size, applies the checkpoint's normalisation itself, and 
 raw network output: landmarks as ``[x0..xK-1, y0..yK-1]`` normalised to the input frame
 (multiply x by the input width, y by its height), or class logits. A JSON file beside it
 (``<file>.json``) carries the checkpoint's metadata (names, size, normalisation).
+
+Crop-trained models (metadata ``crop``, docs/resolution.md): the graph is the network, one
+VIEW in, points in that view out. The two-pass logic (whole view, then a view around the points
+found) lives in cnnkit's predictor (``cnnkit.engine.views.two_pass``), not in the graph; the
+JSON records the crop settings (``crop``) and ``"inference": "two-pass"`` so a deployment can
+repeat it.
 """
 
 from __future__ import annotations
@@ -69,6 +75,9 @@ def export_model(model_path: str | Path, out: str | Path | None = None, *, forma
     if not diff <= atol:
         raise CheckpointError(f"{target}: exported outputs differ from PyTorch by {diff:.3g} (> {atol}); "
                               f"the file was written but should not be trusted")
+    if meta.get("crop") is not None:  # what a deployment must repeat around the graph (module docstring)
+        meta = {**meta, "inference": "two-pass", "inference_note": "the graph scores one view; see "
+                "docs/resolution.md for the whole view and the subject view cnnkit's predictor cuts"}
     atomic_write_text(target.with_name(target.name + ".json"), json.dumps(meta, indent=2))
     return Exported(target, format, diff)
 

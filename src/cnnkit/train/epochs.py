@@ -362,7 +362,8 @@ class _ShapeTap:
         seen = 0
         for batch in self.loader:
             if self.active and seen < self.limit:
-                self._add(batch["points"][: self.limit - seen])
+                # crop training: the points in the whole view (the frame), whatever view the batch shows
+                self._add(batch.get("shape_points", batch["points"])[: self.limit - seen])
             seen += len(batch["points"])
             yield batch
 

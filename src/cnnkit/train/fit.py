@@ -27,11 +27,12 @@ import torch
 from torch import nn
 
 from cnnkit.atomic import atomic_write_text
-from cnnkit.config import DataConfig, TrainConfig, from_mapping, split_options
+from cnnkit.config import CropConfig, DataConfig, TrainConfig, from_mapping, split_options
 from cnnkit.data.augment import Augment, flip_permutation
 from cnnkit.data.dataset import TableDataset
 from cnnkit.data.loader import EpochSampler, make_loader
 from cnnkit.data.table import AnnotationTable
+from cnnkit.data.views import ViewDataset, ViewSampler, collate_frames
 from cnnkit.engine import tensors as T
 from cnnkit.engine.device import describe_device, resolve_device
 from cnnkit.engine.step import StepSetup
@@ -101,7 +102,8 @@ def fit(
         normalisation: {'mean': [...], 'std': [...]} per channel; None = the default for the channels.
         dist: the process group to train in; None = ``DistContext.from_env()``: one process, or
             DDP under torchrun (started here and ended at the end). ``batch_size`` is per process.
-        **options: ``DataConfig`` fields (size=(w, h), grayscale, letterbox, cache, workers) and
+        **options: ``DataConfig`` fields (size=(w, h), grayscale, letterbox, cache, workers, crop: crop
+            training for small subjects, docs/resolution.md) and
             ``TrainConfig`` fields (epochs, batch_size, lr, optimizer, schedule, loss, seed,
             device, precision, channels_last, compile, quiet, ...). Unknown names are errors.
     """
@@ -139,7 +141,7 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
     Nothing is written before the model is built, so a bad spec leaves no run folder behind.
     ``extra_files`` ({name: text}) are written into the run folder with ``settings.json``.
     """
-    _check_tables(job.train, job.val)
+    _check_tables(job.train, job.val, job.data.crop)
     job = _with_pretrained_rates(_with_input_size(job))
     with distributed(dist, job.cfg.device) as ctx:
         device = ctx.device or resolve_device(job.cfg.device)
@@ -201,6 +203,7 @@ def _assemble(net: nn.Module, job: TrainingJob, device: torch.device, dist: Dist
         task=train.task, size=job.data.frame, mean=tuple(norm["mean"]), std=tuple(norm["std"]),
         device=device, precision=job.cfg.precision, channels_last=job.cfg.channels_last, augment=aug,
         flip_perm=flip_permutation(train.landmarks, train.flip_pairs, force=aug.force_flip) if aug.flip else None,
+        crop=job.data.crop,
     )
     freeze_bn = job.cfg.freeze_bn if job.cfg.freeze_bn is not None else job.pretrained is not None
     return RunParts(model=net, setup=setup, loaders=_loaders(train, job.val, job.data, job.cfg, dist),
@@ -242,7 +245,10 @@ def make_loss_for(train: AnnotationTable, cfg: TrainConfig, net: nn.Module | Non
     return make_loss(train.task, name, **opts)
 
 
-def _check_tables(train: AnnotationTable, val: AnnotationTable | None) -> None:
+def _check_tables(train: AnnotationTable, val: AnnotationTable | None, crop: CropConfig | None = None) -> None:
+    if train.task == "classes" and crop is not None:
+        raise ConfigError("data.crop is for landmark tables (views are placed around the points); this table holds "
+                          "classes. Remove data.crop (classes train on the whole frame resized to data.size).")
     if train.task == "none":
         raise DataError(f"{train.source}: the training table has neither landmarks nor class labels")
     if len(train) == 0:
@@ -307,19 +313,23 @@ def build_for_table(model: Any, train: AnnotationTable, data_cfg: DataConfig, he
 def _loaders(train: AnnotationTable, val: AnnotationTable | None, data_cfg: DataConfig,
              cfg: TrainConfig, dist: DistContext) -> dict[str, Any]:
     """Train loader (shuffled, padded shard per rank) and val loader (in order, unpadded shard)."""
-    def dataset(table: AnnotationTable) -> TableDataset:
+    def dataset(table: AnnotationTable, mode: str) -> ViewDataset | TableDataset:
+        if data_cfg.crop is not None:  # views of the frames; validation scores whole frames in two passes
+            return ViewDataset(table, crop=data_cfg.crop, grayscale=data_cfg.grayscale, cache=data_cfg.cache,
+                               seed=cfg.seed, mode=mode)
         return TableDataset(table, size=data_cfg.frame, grayscale=data_cfg.grayscale, letterbox=data_cfg.letterbox,
                             cache=data_cfg.cache)
 
     with dist.main_first(enabled=data_cfg.cache is not None):  # rank 0 builds the decoded cache
-        sets = {"train": dataset(train)}
+        sets = {"train": dataset(train, "train")}
         if val is not None and len(val):
-            sets["val"] = dataset(val)
+            sets["val"] = dataset(val, "frames")
     shard = {"rank": dist.rank, "world_size": dist.world_size}
+    crop = data_cfg.crop is not None
     return {name: make_loader(ds, batch_size=cfg.batch_size, shuffle=name == "train", seed=cfg.seed,
-                              workers=data_cfg.workers,
-                              sampler=EpochSampler(len(ds), shuffle=name == "train", seed=cfg.seed,
-                                                   pad=name == "train", **shard))
+                              workers=data_cfg.workers, collate_fn=collate_frames if crop and name == "val" else None,
+                              sampler=(ViewSampler if crop else EpochSampler)(
+                                  len(ds), shuffle=name == "train", seed=cfg.seed, pad=name == "train", **shard))
             for name, ds in sets.items()}
 
 
@@ -330,7 +340,7 @@ def _checkpoint_meta(train: AnnotationTable, data_cfg: DataConfig, norm: Mapping
         "classes": list(train.classes), "flip_pairs": [list(p) for p in train.flip_pairs],
         "normalisation": {k: list(v) for k, v in norm.items()}, "size": list(data_cfg.frame),
         "channels": data_cfg.channels, "grayscale": data_cfg.grayscale, "letterbox": data_cfg.letterbox,
-        "augment": aug.to_dict(),
+        "augment": aug.to_dict(), "crop": None if data_cfg.crop is None else data_cfg.crop.to_dict(),
     }
 
 

@@ -25,9 +25,15 @@ def write_run_plots(out: Path, history: pd.DataFrame, model: nn.Module, val_load
         return written
     ds = val_loader.dataset
     rows = list(range(min(GRID_IMAGES, len(ds))))
+    if setup.crop is not None:  # crop model: two passes over the frames, drawn on the whole views
+        from cnnkit.data.views import collate_frames
+
+        outputs = run_inference(model, [collate_frames([ds[i] for i in rows])], setup)
+        ds = ds.with_mode("whole")
     items = [ds[i] for i in rows]
     batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
-    outputs = run_inference(model, [batch], setup)
+    if setup.crop is None:
+        outputs = run_inference(model, [batch], setup)
     images = np.stack([it["image"].permute(1, 2, 0).numpy() for it in items])
     if setup.task == "landmarks":
         true_in = batch["points"].numpy()

@@ -1,0 +1,169 @@
+"""Crop training end to end on a tiny small-subject set: train, validate, evaluate, predict, flip TTA,
+full-frame, export, video, seed API; and the refusals. One training shared by the module."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cnnkit.errors import ConfigError
+from cnnkit.experiment import load_experiment
+from cnnkit.infer.evaluate import evaluate
+from cnnkit.infer.predict import predict
+from cnnkit.train.fit import fit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from crop_fixtures import small_subject_table, subject_image  # noqa: E402
+
+SPEC = [
+    ["conv", {"filter_size": 3, "layer_depth": 16, "strides": [1, 2, 2, 1]}], ["bn"], ["relu"],
+    ["res_33", {"depths": [32, 32], "stride": 2}],
+    ["res_33", {"depths": [32, 32], "stride": 2}],
+]
+CROP = {"size": [64, 64], "whole": 0.4}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """320x240 frames, a 40 px subject; 64x64 views: the whole view shows the subject at 8 px."""
+    root = tmp_path_factory.mktemp("crop")
+    table = small_subject_table(root / "img", 32, size=(320, 240), flip_pairs=[("a", "b")])
+    train, val = table.split((0.75, 0.25), seed=0)
+    run = fit(SPEC, train, val, out_dir=root / "run", head={"type": "heatmap", "width": 32}, crop=CROP, epochs=30, lr=3e-3, batch_size=4,
+              quiet=True, plots=False, augment=None, device="cpu", cache=str(root / "cache"))
+    return run, train, val, root
+
+
+def _errors(preds: pd.DataFrame, table) -> np.ndarray:
+    pred = np.stack([preds[[f"{n}_x", f"{n}_y"]].to_numpy() for n in table.landmarks], axis=1)
+    return np.linalg.norm(pred - table.points(), axis=-1)
+
+
+def test_two_pass_validation_beats_the_baseline_and_evaluate_repeats_it(trained) -> None:
+    run, _, val, _ = trained
+    best = run.history.loc[run.history["val_error_px_mean"].idxmin()]
+    assert best["val_error_px_mean"] < 0.3 * best["val_baseline_px_mean"]
+    found = evaluate(run.best, val, device="cpu").metrics
+    assert found["error_px_mean"] == pytest.approx(best["val_error_px_mean"], rel=1e-4)  # the same two passes
+    assert found["baseline_px_mean"] == pytest.approx(best["val_baseline_px_mean"], rel=1e-4)
+
+
+def test_predict_tta_and_full_frame_on_a_crop_checkpoint(trained) -> None:
+    run, _, val, root = trained
+    baseline = float(run.history["val_baseline_px_mean"].iloc[-1])
+    for options in ({}, {"tta_flip": True}, {"views": "full-frame"}, {"views": "full-frame", "tta_flip": True}):
+        preds = predict(run.best, val, device="cpu", **options)
+        errors = _errors(preds, val)
+        assert np.isfinite(errors).all() and errors.mean() < 0.5 * baseline, options
+        lik = preds[[f"{n}_likelihood" for n in val.landmarks]].to_numpy()
+        assert ((lik >= 0) & (lik <= 1)).all(), options
+    with pytest.raises(ConfigError, match="views: expected one of two-pass, full-frame"):
+        predict(run.best, val, device="cpu", views="tiles")
+
+
+def test_export_records_the_crop_settings(trained, tmp_path) -> None:
+    from cnnkit.io.export import export_model
+
+    run = trained[0]
+    done = export_model(run.best, tmp_path / "m.pt", format="torchscript")
+    meta = json.loads((tmp_path / "m.pt.json").read_text())
+    assert meta["crop"]["size"] == [64, 64] and meta["inference"] == "two-pass" and meta["size"] == [64, 64]
+    assert done.max_abs_diff < 1e-3
+
+
+def test_video_frames_are_predicted_in_two_passes(trained, tmp_path) -> None:
+    import av
+
+    run = trained[0]
+    rng = np.random.default_rng(5)
+    frames = [subject_image(rng, 320, 240) for _ in range(4)]
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for img, _ in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(stream.encode())
+    preds = predict(run.best, path, device="cpu")
+    assert list(preds["frame"]) == [0, 1, 2, 3]
+    truth = np.stack([pts for _, pts in frames])
+    pred = np.stack([preds[[f"{n}_x", f"{n}_y"]].to_numpy() for n in "abc"], axis=1)
+    assert np.linalg.norm(pred - truth, axis=-1).mean() < 40  # the subject found in a 320x240 frame
+
+
+def test_seed_api_predicts_with_a_crop_checkpoint(trained) -> None:
+    from cnnkit.compat.seed_api import predict_model
+
+    run, _, val, _ = trained
+    df = val.df.rename(columns={"image": "path"})
+    args = {"df": df, "x_label": "path", "xp_label": ["a_x", "b_x", "c_x"], "yp_label": ["a_y", "b_y", "c_y"],
+            "resize_wh": (64, 64), "batch_size": 4}
+    out = np.concatenate(predict_model(args, str(run.best), opt_mode="regression"))  # (N, 6) in 64x64 pixels
+    expect = evaluate(run.best, val, device="cpu").per_image.sort_values("row")
+    scale = np.array([64 / 320, 64 / 240])
+    for k, name in enumerate("abc"):
+        np.testing.assert_allclose(out[:, k], expect[f"{name}_x"].to_numpy() * scale[0], atol=1e-3)
+        np.testing.assert_allclose(out[:, 3 + k], expect[f"{name}_y"].to_numpy() * scale[1], atol=1e-3)
+
+
+def test_classes_with_crop_are_refused(tmp_path) -> None:
+    from cnnkit.data.sources import read_annotations
+
+    table = small_subject_table(tmp_path / "img", 4, size=(160, 120))
+    classes = read_annotations(pd.DataFrame({"image": table.images, "label": ["x", "y"] * 2}))
+    with pytest.raises(ConfigError, match="data.crop is for landmark tables"):
+        fit(SPEC, classes, out_dir=tmp_path / "run", crop="32x32", epochs=1, quiet=True, device="cpu")
+
+
+def test_experiment_file_takes_data_crop(tmp_path) -> None:
+    (tmp_path / "exp.yaml").write_text("data:\n  source: ann.csv\n  crop: {size: 128x96, scale: 0.5, whole: 0.3}\n")
+    data = load_experiment(tmp_path / "exp.yaml").data_config()
+    assert data.crop is not None and data.crop.size == (128, 96) and data.crop.scale == 0.5 and data.size == (128, 96)
+    (tmp_path / "bad.yaml").write_text("data:\n  source: ann.csv\n  size: 64x64\n  crop: 128x96\n")
+    with pytest.raises(ConfigError, match=r"data\.size \(64, 64\) conflicts with data\.crop\.size"):
+        load_experiment(tmp_path / "bad.yaml").data_config()
+
+
+def test_cli_predict_and_evaluate_take_views(trained, tmp_path, capsys) -> None:
+    from cnnkit.cli import main
+
+    run, _, val, _ = trained
+    val.df.to_csv(tmp_path / "val.csv", index=False)
+    assert main(["predict", str(run.best), str(tmp_path / "val.csv"), "--out", str(tmp_path / "p.csv"),
+                 "--device", "cpu", "--views", "full-frame"]) == 0
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(val)
+    assert main(["evaluate", str(run.best), str(tmp_path / "val.csv"), "--device", "cpu", "--views", "two-pass"]) == 0
+    assert "error_px_mean" in capsys.readouterr().out
+
+
+def test_crop_resume_gives_the_same_weights_as_one_run(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    table = small_subject_table(tmp_path / "img", 8, size=(160, 120))
+    opts = dict(crop={"size": [48, 48], "whole": 0.3, "background": 0.2}, batch_size=4, lr=1e-3, schedule="none",
+                quiet=True, plots=False, device="cpu", head={"type": "heatmap", "width": 16})
+    spec = SPEC[:4]
+    fit(spec, table, out_dir=tmp_path / "once", epochs=3, **opts)
+    fit(spec, table, out_dir=tmp_path / "twice", epochs=1, **opts)
+    fit(spec, table, out_dir=tmp_path / "twice", epochs=3, resume=True, **opts)
+    a, b = load_file(tmp_path / "once" / "last.safetensors"), load_file(tmp_path / "twice" / "last.safetensors")
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+def test_full_frame_tiles_find_the_same_points(trained) -> None:
+    from cnnkit.infer.predict import Predictor
+    from cnnkit.infer.views import score_full_frame
+
+    run, _, val, _ = trained
+    pred = Predictor.from_checkpoint(run.best, device="cpu", views="full-frame")
+    item = pred.dataset(val)[0]
+    whole, _ = score_full_frame(pred.net, pred.setup, pred.setup.crop, item["frame"], item["geometry"])
+    tiled, lik = score_full_frame(pred.net, pred.setup, pred.setup.crop, item["frame"], item["geometry"],
+                                  max_pixels=160 * 160)  # 320x256 padded -> 4 overlapping 160x160 tiles
+    assert np.abs(tiled - whole).max() < 2.0 and np.abs(tiled - item["points"]).max() < 5.0
+    assert ((lik > 0) & (lik <= 1)).all()
