@@ -11,6 +11,7 @@ as `cnnkit train` processes (``--parallel`` at a time, which suits one big GPU),
 
     python bench/backbones.py --device cuda --out bench/out/backbones            # all sets, all backbones
     python bench/backbones.py --sets lips --configs resnet18 --device cpu          # one run here
+    python bench/backbones.py --epochs 3 --out bench/out/backbones_cpu                  # s/epoch on this CPU
     python bench/backbones.py --dry-run                                            # 2 epochs, tiny, CPU (a test)
 
 Writes ``OUT/summary.md`` (the table), ``OUT/curves.csv`` (set, backbone, epoch, step, val error,
@@ -27,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,34 +57,43 @@ def data_section(name: str, root: Path, out: Path) -> dict[str, Any]:
                 writer.writerow({**row, "split": "val" if row["split"] == "extra" else row["split"]})
         return {"source": str(root / "lips-via" / "via_project.json"), "flip_pairs": "auto",
                 "split": {"file": str(split_file), "on": "filename", "column": "split"}}
+    if name == "small":  # cnnkit demo --small-subject: 1280x960 frames, a face of 60-200 px
+        return {"source": str(root / "small" / "demo_via.json"), "flip_pairs": "auto",
+                "split": {"fractions": [0.7, 0.15, 0.15], "seed": 0}}
     if name == "faces68":
         return {"source": str(root / "faces68-csv" / "CSVs" / "faces68.csv"),
                 "split": {"fractions": [0.7, 0.15, 0.15], "seed": 0, "group": "person"}}
-    raise SystemExit(f"unknown set {name!r}: lips or faces68")
+    raise SystemExit(f"unknown set {name!r}: lips, faces68 or small")
 
 
-def experiment(set_name: str, config: str, args: argparse.Namespace) -> Path:
+def experiment(set_name: str, config: str, args: argparse.Namespace, *, model: dict[str, Any] | None = None,
+               data: dict[str, Any] | None = None) -> Path:
+    """Write ``OUT/<set>_<config>/experiment.yaml``: the set's data (+ ``data``), the backbone (``model``,
+    else ``CONFIGS[config]``), the device and seed; everything else is the library's default."""
     folder = args.out / f"{set_name}_{config}"
     folder.mkdir(parents=True, exist_ok=True)
     train: dict[str, Any] = {"device": args.device, "seed": args.seed, "checkpoint_every": "5min"}
     if args.dry_run:
         train.update(epochs=2, batch_size=4)
+    elif args.epochs:
+        train["epochs"] = args.epochs
     settings: dict[str, Any] = {
-        "model": dict(CONFIGS[config]),
-        "data": {**data_section(set_name, args.data_root, args.out), "workers": args.workers},
+        "model": dict(CONFIGS[config] if model is None else model),
+        "data": {**data_section(set_name, args.data_root, args.out), "workers": args.workers, **(data or {})},
         "train": train,
         "output": str(folder / "run"),
     }
-    if args.dry_run:
+    if args.dry_run and "crop" not in settings["data"]:
         settings["data"]["size"] = "64x48"
     path = folder / "experiment.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
     return path
 
 
-def launch(paths: list[Path], parallel: int) -> dict[Path, float]:
-    """Run ``cnnkit train`` on each file, ``parallel`` at a time; return wall seconds of each."""
-    pending, running, took = list(paths), {}, {}
+def launch(paths: list[Path], parallel: int, on_done: Callable[[Path, float], None]) -> None:
+    """Run ``cnnkit train`` on each file, ``parallel`` at a time; ``on_done(path, wall_s)`` as each ends
+    (so a run killed by an outer time limit loses only the runs still going)."""
+    pending, running = list(paths), {}
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     while pending or running:
         while pending and len(running) < parallel:
@@ -93,11 +104,11 @@ def launch(paths: list[Path], parallel: int) -> dict[Path, float]:
             running[path] = (proc, time.perf_counter())
         for path, (proc, t0) in list(running.items()):
             if proc.poll() is not None:
-                took[path] = time.perf_counter() - t0
                 del running[path]
-                print(f"{path.parent.name}: exit {proc.returncode} after {took[path]:.0f} s", flush=True)
+                took = time.perf_counter() - t0
+                print(f"{path.parent.name}: exit {proc.returncode} after {took:.0f} s", flush=True)
+                on_done(path, took)
         time.sleep(1.0)
-    return took
 
 
 def score(path: Path, device: str) -> dict[str, Any]:
@@ -130,14 +141,13 @@ def write_outputs(results: dict[tuple[str, str], dict[str, Any]], took: dict[str
                      f"{r['val']['error_px_mean']:.2f}", f"{r['test']['error_px_mean']:.2f}",
                      f"{r['test']['error_px_median']:.2f}", f"{r['test']['baseline_px_mean']:.2f}",
                      f"{sum(c['time_s'] for c in curve) / len(curve):.2f}", f"{took[f'{set_name}_{config}']:.0f}"])
-    table = markdown_table(["set", "backbone", "train images", "epochs", "steps", "val px (last)", "test px (last)",
+    table = markdown_table(["set", "run", "train images", "epochs", "steps", "val px (last)", "test px (last)",
                             "test median px", "test baseline px", "s/epoch", "wall s"], rows)
     text = f"{table}\n\n{machine_line()}\n\n`{' '.join([Path(sys.executable).name, *sys.argv])}`\n"
     (args.out / "summary.md").write_text(text)
-    print(text)
     with (args.out / "curves.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["set", "backbone", "epoch", "step", "val_px", "time_s"])
+        writer.writerow(["set", "run", "epoch", "step", "val_px", "time_s"])
         for (set_name, config), r in results.items():
             for c in r["curve"]:
                 writer.writerow([set_name, config, c["epoch"], c["step"], f"{c['val_px']:.4f}", f"{c['time_s']:.3f}"])
@@ -173,26 +183,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=0, help="loader workers per run")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="override the default length (to time epochs)")
     p.add_argument("--dry-run", action="store_true", help="2 epochs at 64x48 on the CPU (tests the script)")
     args = p.parse_args(argv)
     if args.dry_run:
         args.device = "cpu"
-    args.out = args.out.resolve()
+    args.out, args.data_root = args.out.resolve(), args.data_root.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
-    paths = [experiment(s, c, args) for s in args.sets for c in args.configs]
-    took = {path.parent.name: t for path, t in launch(paths, args.parallel).items()}
-    results, failed = {}, []
-    for path, (s, c) in zip(paths, [(s, c) for s in args.sets for c in args.configs], strict=True):
-        try:
-            results[(s, c)] = score(path, args.device)
-        except Exception as exc:  # one failed run must not lose the others' figures
-            failed.append(f"{s}_{c}: {exc}")
-    if results:
-        write_outputs(results, took, args)
-    for line in failed:
-        print(f"FAILED {line} (see its train.log)", file=sys.stderr)
-    return 1 if failed else 0
+    runs = {experiment(s, c, args): (s, c) for s in args.sets for c in args.configs}
+    return run_all(runs, args)
 
+
+def run_all(runs: dict[Path, tuple[str, str]], args: argparse.Namespace) -> int:
+    """Train every experiment file, scoring each as it ends; the outputs are rewritten after each."""
+    results: dict[tuple[str, str], dict[str, Any]] = {}
+    took: dict[str, float] = {}
+    failed: list[str] = []
+
+    def done(path: Path, wall_s: float) -> None:
+        set_name, config = runs[path]
+        try:
+            results[(set_name, config)] = score(path, args.device)
+            took[f"{set_name}_{config}"] = wall_s
+            write_outputs(results, took, args)
+        except Exception as exc:  # one failed run must not lose the others' figures
+            failed.append(f"{set_name}_{config}: {exc}")
+            print(f"FAILED {failed[-1]} (see its train.log)", file=sys.stderr, flush=True)
+
+    launch(list(runs), args.parallel, done)
+    if results:
+        print((args.out / "summary.md").read_text())
+    return 1 if failed else 0
 
 if __name__ == "__main__":
     raise SystemExit(main())
