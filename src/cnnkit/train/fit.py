@@ -181,15 +181,18 @@ def _with_input_size(job: TrainingJob) -> TrainingJob:
     return dataclasses.replace(job, data=dataclasses.replace(job.data, size=size))
 
 
-#: The pretrained backbone's rate as a share of ``lr`` when ``backbone_lr`` is not set: one rate
-#: for a pretrained backbone and a new head destroyed the features (hymenoptera, Lite0: 0.53
-#: on the validation split with one rate of 1e-3, 0.92 with the backbone at 1e-4; docs/ACCURACY.md).
+#: A pretrained backbone's rate as a share of ``lr`` for CLASSES when ``backbone_lr`` is not set:
+#: one rate for the backbone and the new head destroyed the features (hymenoptera, Lite0: 0.53 on
+#: the validation split with 1e-3 for both, 0.92 with the backbone at 1e-4). Landmarks keep one
+#: rate: the backbone at lr/10 was worse on both validation splits (lips-via 7.60 vs 7.25 px,
+#: faces68 4.97 vs 3.74 px; docs/ACCURACY.md): locating points needs the features to move.
 PRETRAINED_BACKBONE_LR_SHARE = 0.1
 
 
 def _with_pretrained_rates(job: TrainingJob) -> TrainingJob:
-    """``backbone_lr`` unset and pretrained weights -> ``lr * PRETRAINED_BACKBONE_LR_SHARE``."""
-    if job.pretrained is None or job.cfg.backbone_lr is not None or job.cfg.freeze_backbone:
+    """Classes from pretrained weights with ``backbone_lr`` unset -> ``lr * PRETRAINED_BACKBONE_LR_SHARE``."""
+    if (job.pretrained is None or job.train.task != "classes" or job.cfg.backbone_lr is not None
+            or job.cfg.freeze_backbone):
         return job
     cfg = dataclasses.replace(job.cfg, backbone_lr=job.cfg.lr * PRETRAINED_BACKBONE_LR_SHARE)
     return dataclasses.replace(job, cfg=cfg)
