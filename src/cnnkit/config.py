@@ -93,6 +93,10 @@ class CropConfig:
         background: share of training views that are random windows at ``scale`` anywhere.
         jitter: random shift of the subject view's centre, as a fraction of the view.
         margin: context added around the points' bounding box, as a fraction of its size.
+        map_loss: weight of the per-cell loss on the heatmap head's logit maps (sigmoid cross-entropy
+            against a blob at each point inside the view, zero elsewhere; 0 turns it off). The
+            integral loss alone only ranks cells WITHIN a view; finding the subject in a whole frame
+            needs logits that mean "a point is here" in every view (docs/resolution.md).
     """
 
     SECTION: ClassVar[str] = "data.crop"
@@ -103,6 +107,7 @@ class CropConfig:
     background: float = 0.1
     jitter: float = 0.25
     margin: float = 0.25
+    map_loss: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", _parse_size(self.size, "data.crop.size"))
@@ -114,6 +119,7 @@ class CropConfig:
                f"data.crop.whole + data.crop.background must be <= 1. Received: {self.whole} + {self.background}")
         _check(0 <= self.jitter <= 1, f"data.crop.jitter must be in [0, 1]. Received: jitter={self.jitter}")
         _check(0 <= self.margin <= 4, f"data.crop.margin must be in [0, 4]. Received: margin={self.margin}")
+        _check(0 <= self.map_loss <= 100, f"data.crop.map_loss must be in [0, 100]. Received: map_loss={self.map_loss}")
 
     @classmethod
     def parse(cls, value: Any) -> CropConfig | None:

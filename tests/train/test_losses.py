@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cnnkit import geometry
 from cnnkit.errors import ConfigError
 from cnnkit.geometry import points_to_flat
 from cnnkit.train.losses import LOSS_NAMES, make_loss, soft_wing, wing
@@ -118,3 +119,33 @@ def test_unknown_names_and_options_are_config_errors() -> None:
         make_loss("classes", label_smoothing=1.5)
     with pytest.raises(ConfigError, match="takes no options"):
         make_loss("landmarks", "mse", beta=1.0)
+
+
+def test_map_loss_adds_the_maps_cross_entropy_only_while_training() -> None:
+    from cnnkit.model.heads import HeatmapHead
+    from cnnkit.train.losses import MapLoss, point_blobs
+
+    head = HeatmapHead([8], width=8, landmarks=2)
+    feats = [torch.randn(3, 8, 6, 6)]
+    target = torch.tensor([[[0.3, 0.6], [float("nan"), float("nan")]]] * 3)  # 2nd point outside the view
+    base = make_loss("landmarks", "l1")
+    loss = MapLoss(base, head, weight=2.0)
+    head.train()
+    pred = geometry.flat_to_points(head(feats))
+    maps = head.last_maps.detach()
+    expected = base(pred, target) + 2.0 * torch.nn.functional.binary_cross_entropy_with_logits(
+        maps, point_blobs(target, (6, 6)))
+    assert float(loss(pred, target).detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    assert head.last_maps is None  # used once
+    head.eval()
+    with torch.no_grad():
+        pred = geometry.flat_to_points(head(feats))
+    assert head.last_maps is None and float(loss(pred, target)) == pytest.approx(float(base(pred, target)))
+
+
+def test_point_blobs_peak_at_the_point_and_vanish_for_missing_points() -> None:
+    from cnnkit.train.losses import point_blobs
+
+    blobs = point_blobs(torch.tensor([[[0.25, 0.75], [float("nan"), 0.5]]]), (8, 8))
+    assert divmod(int(blobs[0, 0].argmax()), 8) in {(5, 1), (5, 2), (6, 1), (6, 2)}  # around cell (x 2, y 6)
+    assert float(blobs[0, 1].abs().sum()) == 0.0

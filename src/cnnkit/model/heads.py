@@ -242,6 +242,7 @@ class HeatmapHead(nn.Module):
             for _ in tap_channels[:-1]
         )
         self.to_maps = nn.Conv2d(width, landmarks, 1)
+        self.last_maps: torch.Tensor | None = None
 
     def reset_output(self) -> None:
         """Near-zero map logits, so an untrained head predicts the image centre (stable start)."""
@@ -258,7 +259,11 @@ class HeatmapHead(nn.Module):
         return self.to_maps(y)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        return soft_argmax(self.heatmaps(feats))
+        maps = self.heatmaps(feats)
+        # Kept for a loss on the maps themselves (crop training's MapLoss); only while training, so
+        # inference, export and tracing see a forward without side effects.
+        self.last_maps = maps if self.training else None
+        return soft_argmax(maps)
 
 
 def select_taps(shapes: Sequence[Shape], in_hw: tuple[int, int], finest_stride: int = 4) -> list[int]:

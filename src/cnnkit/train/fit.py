@@ -43,7 +43,7 @@ from cnnkit.model.defaults import default_loss, prepare_for_task
 from cnnkit.model.net import SpecNet
 from cnnkit.train.distributed import DistContext, distributed
 from cnnkit.train.epochs import EpochRunner, RunParts, RunState
-from cnnkit.train.losses import make_loss
+from cnnkit.train.losses import MapLoss, make_loss
 
 log = logging.getLogger("cnnkit")
 
@@ -210,7 +210,7 @@ def _assemble(net: nn.Module, job: TrainingJob, device: torch.device, dist: Dist
     )
     freeze_bn = job.cfg.freeze_bn if job.cfg.freeze_bn is not None else job.pretrained is not None
     return RunParts(model=net, setup=setup, loaders=_loaders(train, job.val, job.data, job.cfg, dist),
-                    loss_fn=make_loss_for(train, job.cfg, net), meta=_checkpoint_meta(train, job.data, norm, aug),
+                    loss_fn=make_loss_for(train, job.cfg, net, job.data.crop), meta=_checkpoint_meta(train, job.data, norm, aug),
                     freeze_bn=freeze_bn)
 
 
@@ -241,11 +241,16 @@ def resolve_augment(augment: Augment | Mapping[str, Any] | str | None, train: An
     return Augment.from_mapping(augment or {})
 
 
-def make_loss_for(train: AnnotationTable, cfg: TrainConfig, net: nn.Module | None = None) -> Any:
-    """The configured loss, or the default for the task and head (``model.defaults.default_loss``)."""
+def make_loss_for(train: AnnotationTable, cfg: TrainConfig, net: nn.Module | None = None,
+                  crop: CropConfig | None = None) -> Any:
+    """The configured loss, or the default for the task and head (``model.defaults.default_loss``);
+    crop training of a heatmap head adds the map loss (``data.crop.map_loss``, ``losses.MapLoss``)."""
     name = cfg.loss or default_loss(train.task, getattr(net, "head", None))
     opts = {"label_smoothing": cfg.label_smoothing} if train.task == "classes" and cfg.label_smoothing else {}
-    return make_loss(train.task, name, **opts)
+    loss = make_loss(train.task, name, **opts)
+    if crop is not None and crop.map_loss > 0 and getattr(net, "head", None) == "heatmap":
+        return MapLoss(loss, getattr(net, "head_net"), crop.map_loss)  # noqa: B009 - the HeatmapHead
+    return loss
 
 
 def _check_tables(train: AnnotationTable, val: AnnotationTable | None, crop: CropConfig | None = None) -> None:

@@ -193,3 +193,51 @@ def make_loss(task: str, name: str | None = None, **opts: Any) -> LossFn:
     if task == "classes":
         return partial(fn, **options)
     return partial(masked_mean, partial(fn, **options) if options else fn)
+
+
+#: Width of the blob a point makes on its map, in map cells (stride-4 maps: 4 input pixels).
+MAP_SIGMA_CELLS = 1.0
+
+
+def point_blobs(points: Tensor, shape: tuple[int, int], sigma: float = MAP_SIGMA_CELLS) -> Tensor:
+    """Target maps: a Gaussian bump (peak 1) at each present point, zero maps for missing ones.
+
+    Shapes: points ``(B, K, 2)`` normalised corner-origin (NaN = not in the view) -> ``(B, K, H, W)``.
+
+    Example:
+        >>> m = point_blobs(torch.tensor([[[0.625, 0.375], [float("nan"), 0.5]]]), (4, 4))
+        >>> round(float(m[0, 0, 1, 2]), 3), float(m[0, 1].sum())  # the point's own cell; the missing point's map
+        (1.0, 0.0)
+    """
+    h, w = shape
+    present = ~torch.isnan(points).any(dim=-1)  # (B, K)
+    safe = torch.nan_to_num(points, nan=-10.0)
+    cx = safe[..., 0, None, None] * w  # cell centres sit at i + 0.5
+    cy = safe[..., 1, None, None] * h
+    xs = torch.arange(w, device=points.device, dtype=points.dtype).view(1, 1, 1, w) + 0.5
+    ys = torch.arange(h, device=points.device, dtype=points.dtype).view(1, 1, h, 1) + 0.5
+    blobs = torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2))
+    return blobs * present[..., None, None]
+
+
+class MapLoss:
+    """``base(pred, target) + weight * BCE(head's logit maps, point_blobs(target))`` (crop training).
+
+    The integral (soft-argmax) loss only ranks the cells of a map against each other, so a view
+    with no point in it teaches nothing and a logit means nothing outside its own view. Sigmoid
+    cross-entropy on every cell (DeepLabCut's score-map loss) makes a high logit mean "a point is
+    here" in any view: what the whole-frame pass needs to find a small subject among distractors.
+    Outside training (validation), it is the base loss alone.
+    """
+
+    def __init__(self, base: LossFn, head: Any, weight: float) -> None:
+        self.base, self.head, self.weight = base, head, float(weight)
+
+    def __call__(self, pred: Tensor, target: Tensor) -> Tensor:
+        loss = self.base(pred, target)
+        maps = getattr(self.head, "last_maps", None)
+        if maps is None or not self.head.training or self.weight == 0:
+            return loss
+        self.head.last_maps = None  # one loss per forward
+        blobs = point_blobs(_as_points(target, "target").float(), (maps.shape[-2], maps.shape[-1]))
+        return loss + self.weight * F.binary_cross_entropy_with_logits(maps.float(), blobs)
