@@ -101,7 +101,7 @@ class CropConfig:
 
     SECTION: ClassVar[str] = "data.crop"
 
-    size: tuple[int, int] = (256, 256)
+    size: tuple[int, int] = (160, 160)  # about the pixels of the whole-frame default (160x120): the same cost per step
     scale: float = 1.0
     whole: float = 0.25
     background: float = 0.1
@@ -123,14 +123,17 @@ class CropConfig:
 
     @classmethod
     def parse(cls, value: Any) -> CropConfig | None:
-        """None, a ``CropConfig``, ``'256x256'`` / ``(256, 256)`` (the size, other fields default) or a mapping."""
+        """None, a ``CropConfig``, ``'160x160'`` / ``(160, 160)`` (the size, other fields default), ``True``
+        (every field at its default) or a mapping."""
         if value is None or isinstance(value, CropConfig):
             return value
+        if isinstance(value, bool):  # `crop: true` = every default; `crop: false` = off
+            return cls() if value else None
         if isinstance(value, Mapping):
             return from_mapping(cls, value)
         if isinstance(value, (str, tuple, list)):
             return cls(size=_parse_size(value, "data.crop"))
-        raise ConfigError(f"data.crop: expected null, a size such as '256x256' or a mapping with keys "
+        raise ConfigError(f"data.crop: expected null, true, a size such as '160x160' or a mapping with keys "
                           f"{', '.join(f.name for f in fields(cls))}. Received: {value!r}")
 
     def to_dict(self) -> dict[str, Any]:

@@ -32,6 +32,10 @@ def test_crop_config_parses_shorthand_mapping_and_round_trips() -> None:
     assert again == data and again.to_dict()["crop"]["size"] == [96, 64]
     mapped = DataConfig(crop={"size": [128, 128], "scale": 0.5, "whole": 0.5, "background": 0.0})
     assert mapped.crop is not None and (mapped.crop.scale, mapped.crop.whole) == (0.5, 0.5)
+    assert DataConfig(crop=True).crop == CropConfig() and CropConfig().size == (160, 160)  # `crop: true`: defaults
+    assert DataConfig(crop=False).crop is None
+    with pytest.raises(ConfigError, match=r"data\.crop\.map_loss must be in \[0, 100\]"):
+        DataConfig(crop={"map_loss": -1})
 
 
 @pytest.mark.parametrize(("crop", "message"), [
@@ -39,7 +43,7 @@ def test_crop_config_parses_shorthand_mapping_and_round_trips() -> None:
     ({"scale": 0}, r"data\.crop\.scale must be in \(0, 8\]"),
     ({"whole": 0.8, "background": 0.5}, r"whole \+ data\.crop\.background must be <= 1"),
     ({"jitter": "a lot"}, r"data\.crop\.jitter: expected float"),
-    (12, r"data\.crop: expected null, a size"),
+    (12, r"data\.crop: expected null, true, a size"),
 ])
 def test_crop_config_errors_name_the_key(crop, message) -> None:
     with pytest.raises(ConfigError, match=message):
