@@ -50,14 +50,16 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 def data_section(name: str, root: Path, out: Path) -> dict[str, Any]:
     """The ``data`` section of one set, with absolute paths (and lips' extra split as val)."""
-    if name == "lips":
-        split_file = out / "lips_splits_extra_as_val.csv"
+    if name in ("lips", "lips50"):
+        split_file = out / f"{name}_splits.csv"
         rows = list(csv.DictReader((root / "lips-via" / "splits.csv").open()))
+        keep = _small_parts(rows) if name == "lips50" else None
         with split_file.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
-            for row in rows:  # extra: in neither train nor test, used to compare settings
-                writer.writerow({**row, "split": "val" if row["split"] == "extra" else row["split"]})
+            for i, row in enumerate(rows):  # extra: in neither train nor test, used to compare settings
+                part = "val" if row["split"] == "extra" else row["split"]
+                writer.writerow({**row, "split": part if keep is None or i in keep or part == "test" else "unused"})
         return {"source": str(root / "lips-via" / "via_project.json"), "flip_pairs": "auto",
                 "split": {"file": str(split_file), "on": "filename", "column": "split"}}
     if name == "small":  # cnnkit demo --small-subject: 1280x960 frames, a face of 60-200 px
@@ -66,7 +68,16 @@ def data_section(name: str, root: Path, out: Path) -> dict[str, Any]:
     if name == "faces68":
         return {"source": str(root / "faces68-csv" / "CSVs" / "faces68.csv"),
                 "split": {"fractions": [0.7, 0.15, 0.15], "seed": 0, "group": "person"}}
-    raise SystemExit(f"unknown set {name!r}: lips, faces68 or small")
+    raise SystemExit(f"unknown set {name!r}: lips, lips50, faces68 or small")
+
+
+def _small_parts(rows: list[dict[str, str]], train: int = 50, val: int = 40) -> set[int]:
+    """lips50: 50 training images and 40 of ``extra`` as validation, drawn with seed 0 (a small set)."""
+    import random
+
+    rng = random.Random(0)
+    parts = {p: [i for i, r in enumerate(rows) if r["split"] == p] for p in ("train", "extra")}
+    return set(rng.sample(parts["train"], train)) | set(rng.sample(parts["extra"], val))
 
 
 def experiment(set_name: str, config: str, args: argparse.Namespace, *, model: dict[str, Any] | None = None,
