@@ -65,9 +65,10 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--tta-flip", action="store_true",
                    help="average the outputs on the image and its mirror image (landmarks need flip pairs)")
-    p.add_argument("--views", choices=("two-pass", "full-frame"), default="two-pass",
-                   help="crop-trained models (data.crop): two-pass (default: the whole frame, then a view around "
-                        "the points found) or full-frame (heatmap head: the network over the whole frame)")
+    p.add_argument("--views", choices=("auto", "two-pass", "full-frame"), default="auto",
+                   help="crop-trained models (data.crop): auto (default: full-frame for a heatmap head, else "
+                        "two-pass), full-frame (the network over the whole frame finds the subject, a training view "
+                        "around it gives the points) or two-pass (the whole frame shrunk into one view first)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ SPEC = [
     ["res_33", {"depths": [32, 32], "stride": 2}],
     ["res_33", {"depths": [32, 32], "stride": 2}],
 ]
-CROP = {"size": [64, 64], "whole": 0.4}
+CROP = {"size": [64, 64], "whole": 0.4, "map_loss": 0.0}  # the machinery; the map loss: test_map_loss_*
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_two_pass_validation_beats_the_baseline_and_evaluate_repeats_it(trained)
     run, _, val, _ = trained
     best = run.history.loc[run.history["val_error_px_mean"].idxmin()]
     assert best["val_error_px_mean"] < 0.3 * best["val_baseline_px_mean"]
-    found = evaluate(run.best, val, device="cpu").metrics
+    found = evaluate(run.best, val, device="cpu", views="two-pass").metrics
     assert found["error_px_mean"] == pytest.approx(best["val_error_px_mean"], rel=1e-4)  # the same two passes
     assert found["baseline_px_mean"] == pytest.approx(best["val_baseline_px_mean"], rel=1e-4)
 
@@ -62,7 +62,7 @@ def test_predict_tta_and_full_frame_on_a_crop_checkpoint(trained) -> None:
         assert np.isfinite(errors).all() and errors.mean() < 0.5 * baseline, options
         lik = preds[[f"{n}_likelihood" for n in val.landmarks]].to_numpy()
         assert ((lik >= 0) & (lik <= 1)).all(), options
-    with pytest.raises(ConfigError, match="views: expected one of two-pass, full-frame"):
+    with pytest.raises(ConfigError, match="views: expected one of auto, two-pass, full-frame"):
         predict(run.best, val, device="cpu", views="tiles")
 
 
@@ -104,7 +104,7 @@ def test_seed_api_predicts_with_a_crop_checkpoint(trained) -> None:
     args = {"df": df, "x_label": "path", "xp_label": ["a_x", "b_x", "c_x"], "yp_label": ["a_y", "b_y", "c_y"],
             "resize_wh": (64, 64), "batch_size": 4}
     out = np.concatenate(predict_model(args, str(run.best), opt_mode="regression"))  # (N, 6) in 64x64 pixels
-    expect = evaluate(run.best, val, device="cpu").per_image.sort_values("row")
+    expect = evaluate(run.best, val, device="cpu", views="two-pass").per_image.sort_values("row")  # the seed API: two passes
     scale = np.array([64 / 320, 64 / 240])
     for k, name in enumerate("abc"):
         np.testing.assert_allclose(out[:, k], expect[f"{name}_x"].to_numpy() * scale[0], atol=1e-3)
@@ -167,3 +167,19 @@ def test_full_frame_tiles_find_the_same_points(trained) -> None:
                                   max_pixels=160 * 160)  # 320x256 padded -> 4 overlapping 160x160 tiles
     assert np.abs(tiled - whole).max() < 2.0 and np.abs(tiled - item["points"]).max() < 5.0
     assert ((lik > 0) & (lik <= 1)).all()
+
+
+def test_views_auto_is_full_frame_for_heatmap_crop_models_else_two_pass(trained) -> None:
+    from torch import nn
+
+    from cnnkit.config import CropConfig
+    from cnnkit.infer.predict import Predictor
+    from cnnkit.infer.views import check_views
+
+    run = trained[0]
+    assert Predictor.from_checkpoint(run.best, device="cpu").views == "full-frame"
+    direct = nn.Module()
+    direct.head = "gap"  # type: ignore[assignment]
+    assert check_views("auto", direct, CropConfig()) == "two-pass"
+    with pytest.raises(ConfigError, match="needs a crop-trained model"):
+        check_views("full-frame", direct, CropConfig())

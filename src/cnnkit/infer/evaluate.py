@@ -36,10 +36,11 @@ class Evaluation:
 
 def evaluate(model_path: str | Path, table: AnnotationTable, *, batch_size: int = 32, device: str = "auto",
              workers: int = 0, pck_threshold: float = 0.05, norm: Any = "diagonal",
-             tta_flip: bool = False, views: str = "two-pass") -> Evaluation:
+             tta_flip: bool = False, views: str = "auto") -> Evaluation:
     """Score a checkpoint on an annotated table; errors are in ORIGINAL image pixels.
 
-    ``views``: for crop-trained models, 'two-pass' (default) or 'full-frame' (docs/resolution.md).
+    ``views``: for crop-trained models, 'auto' (full-frame for a heatmap head, else two-pass),
+    'full-frame' or 'two-pass' (docs/resolution.md).
     """
     predictor = Predictor.from_checkpoint(model_path, device=device, tta_flip=tta_flip, views=views)
     _check_matches(predictor, table)
@@ -49,7 +50,7 @@ def evaluate(model_path: str | Path, table: AnnotationTable, *, batch_size: int 
     if predictor.setup.task == "classes":
         return _class_evaluation(predictor, outputs, images)
     assert outputs.true is not None  # evaluation tables are annotated (checked above)
-    baseline = None if predictor.views == "full-frame" else _baseline(predictor, outputs)
+    baseline = _baseline(predictor, outputs)
     metrics = landmark_metrics(outputs.pred, outputs.true, names=predictor.landmarks, baseline_px=baseline,
                                pck_threshold=pck_threshold, norm=norm)
     errors = point_errors(outputs.pred, outputs.true)  # (N, K), NaN where missing

@@ -6,6 +6,7 @@ Landmark predictions carry ``<name>_likelihood`` in [0, 1] beside ``<name>_x``, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,16 +21,17 @@ from cnnkit import geometry
 from cnnkit.config import CropConfig
 from cnnkit.data.augment import flip_permutation
 from cnnkit.data.dataset import TableDataset
+from cnnkit.data.decode import Geometry
 from cnnkit.data.loader import make_loader
 from cnnkit.data.table import AnnotationTable
-from cnnkit.data.views import ViewDataset, collate_frames
+from cnnkit.data.views import ViewDataset, collate_frames, cut_view, views_geometry, whole_view
 from cnnkit.engine.device import resolve_device
 from cnnkit.engine.step import Outputs, StepSetup, run_inference
-from cnnkit.engine.views import two_pass
+from cnnkit.engine.views import score_views, two_pass
 from cnnkit.errors import ConfigError
 from cnnkit.infer.inputs import images_table, video_paths
 from cnnkit.infer.landmarks import LandmarkScorer, score_batch
-from cnnkit.infer.views import check_views, score_full_frame
+from cnnkit.infer.views import check_views, refine_views, score_full_frame
 from cnnkit.io.checkpoint import load_model
 
 
@@ -67,13 +69,13 @@ class Predictor:
     meta: dict[str, Any]
     setup: StepSetup
     scorer: LandmarkScorer | None = None
-    views: str = "two-pass"  # crop models: 'two-pass' or 'full-frame' (cnnkit.infer.views)
+    views: str = "two-pass"  # as resolved by check_views: 'two-pass' or 'full-frame' (cnnkit.infer.views)
     net: nn.Module | None = None  # the plain network (full-frame reads its heatmaps)
     perm: list[int] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", precision: str = "fp32",
-                        tta_flip: bool = False, views: str = "two-pass") -> Predictor:
+                        tta_flip: bool = False, views: str = "auto") -> Predictor:
         dev = resolve_device(device)
         net, meta = load_model(path, device=str(dev))
         model, scorer = net, None
@@ -85,8 +87,8 @@ class Predictor:
         norm = meta["normalisation"]
         setup = StepSetup(task=meta["task"], size=tuple(meta["size"]), mean=tuple(norm["mean"]),
                           std=tuple(norm["std"]), device=dev, precision=precision, crop=crop_of(meta))
-        check_views(views, net, setup.crop)
-        return cls(model, meta, setup, scorer, views, net, perm if tta_flip else None)
+        resolved = check_views(views, net, setup.crop)
+        return cls(model, meta, setup, scorer, resolved, net, perm if tta_flip else None)
 
     @property
     def landmarks(self) -> list[str]:
@@ -115,15 +117,17 @@ class Predictor:
         return run_inference(self.model, loader, self.setup)
 
     def _run_full_frame(self, loader: Any) -> Outputs:
-        index, preds, trues = [], [], []
+        index, preds, trues, geos = [], [], [], []
         for batch in loader:
+            geos.extend(batch["geometry"])
             index.append(np.asarray(batch["index"], dtype=np.int64))
             preds.append(self.score_batch(batch)[0])
             trues.append(np.stack(batch["points"]))
-        n = sum(len(i) for i in index)
-        ones = np.ones((n, 2))  # the frame itself: scale 1, offset 0 (the baseline needs the model's views)
+        # the whole views' geometry, where the mean-shape baseline is placed (as in two-pass)
+        assert self.setup.crop is not None
+        scale, offset = views_geometry([whole_view(g.orig_size, self.setup.crop.size) for g in geos])
         return Outputs(index=np.concatenate(index), pred=np.concatenate(preds), true=np.concatenate(trues),
-                       scale=ones, offset=ones * 0)
+                       scale=scale.numpy().astype(np.float64), offset=offset.numpy().astype(np.float64))
 
     def score(self, table: AnnotationTable, *, batch_size: int = 32, workers: int = 0) -> pd.DataFrame:
         """Landmarks with likelihoods for every image of the table (indexed like its rows)."""
@@ -145,15 +149,34 @@ class Predictor:
         """One loader batch -> (points (B, K, 2) ORIGINAL px, likelihood (B, K)); crop models in two passes."""
         assert self.scorer is not None
         if self.views == "full-frame":
-            assert self.setup.crop is not None and self.net is not None
-            found = [score_full_frame(self.net, self.setup, self.setup.crop, f, g, perm=self.perm)
-                     for f, g in zip(batch["frame"], batch["geometry"], strict=True)]
-            return np.stack([p for p, _ in found]), np.stack([lik for _, lik in found])
+            return self._score_full_frame(batch["frame"], batch["geometry"])
         if self.setup.crop is not None:
             result = two_pass(self.scorer, self.setup, self.setup.crop, batch["frame"], batch["geometry"])
             return result.points, result.likelihood
         p, lik = score_batch(self.scorer, self.setup, batch["image"], batch["scale"], batch["offset"])
         return p.numpy(), lik.numpy()
+
+    def _score_full_frame(self, frames: Sequence[np.ndarray], geos: Sequence[Geometry]) -> tuple[np.ndarray, np.ndarray]:
+        """Find the subject over the whole frame, then refine in the training view around it.
+
+        The full-frame peaks place every landmark (the agreeing ones give the subject's box, see
+        ``infer.views.subject_box``); the refining view is the one the model trained on, read by
+        the same soft-argmax as in training, and gives the points and likelihoods returned.
+        """
+        assert self.scorer is not None and self.setup.crop is not None and self.net is not None
+        crop = self.setup.crop
+        found = [score_full_frame(self.net, self.setup, crop, f, g, perm=self.perm)
+                 for f, g in zip(frames, geos, strict=True)]
+        points, lik = np.stack([p for p, _ in found]), np.stack([q for _, q in found])
+        views = refine_views(list(points), geos, crop)
+        todo = [i for i, v in enumerate(views) if v is not None]
+        chosen = [v for v in views if v is not None]
+        if todo:
+            images = np.stack([cut_view(frames[i], geos[i], v, crop.size) for i, v in zip(todo, chosen, strict=True)])
+            fine, fine_lik, _ = score_views(self.scorer, self.setup,
+                                            torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), chosen)
+            points[todo], lik[todo] = fine, fine_lik
+        return points, lik
 
     def landmark_columns(self, points: np.ndarray, likelihood: np.ndarray) -> dict[str, np.ndarray]:
         """(N, K, 2) points and (N, K) likelihoods -> ``<name>_x``, ``<name>_y``, ``<name>_likelihood``."""
@@ -183,16 +206,18 @@ class Predictor:
 
 def predict(model_path: str | Path, source: Any, *, batch_size: int = 32, device: str = "auto",
             workers: int = 0, images: str | Path | None = None, tta_flip: bool = False,
-            progress: bool = False, views: str = "two-pass") -> pd.DataFrame:
+            progress: bool = False, views: str = "auto") -> pd.DataFrame:
     """Predict landmarks (original pixels, with likelihoods) or classes for images or videos.
 
     ``source``: image paths, a folder, a .zip, an annotation file/DataFrame, an
     AnnotationTable, or one or more video files (``.mp4 .avi .mov .mkv`` ...).
     ``tta_flip``: also predict on the mirrored image and average (landmark models need
     left/right flip pairs in their checkpoint). ``progress``: a progress bar per video.
-    ``views`` (crop-trained models, docs/resolution.md): 'two-pass' (the default: the whole
-    view, then a native-scale view around the points found) or 'full-frame' (heatmap head: the
-    network over the whole frame at the training scale, tiled when large).
+    ``views`` (crop-trained models, docs/resolution.md): 'auto' (the default: full-frame for a
+    heatmap head, else two-pass), 'full-frame' (heatmap head: the network over the whole frame
+    at the training scale, tiled when large, finds the subject; a training view around it gives
+    the points) or 'two-pass' (the whole frame shrunk into one view, then a view around the
+    points found: cheaper, any head).
 
     Returns:
         Images: indexed like the input rows; ``image`` then ``<name>_x, <name>_y,

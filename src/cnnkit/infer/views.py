@@ -20,23 +20,26 @@ from torch import nn
 
 from cnnkit.config import CropConfig
 from cnnkit.data.decode import Geometry
-from cnnkit.data.views import View, cut_view
+from cnnkit.data.views import View, cut_view, subject_view
 from cnnkit.engine.device import autocast
 from cnnkit.engine.step import StepSetup
 from cnnkit.errors import ConfigError
 from cnnkit.infer.landmarks import _maps, network_input
 from cnnkit.model.heads import heatmap_likelihood, local_soft_argmax
 
-VIEWS = ("two-pass", "full-frame")
+VIEWS = ("auto", "two-pass", "full-frame")
 PAD_MULTIPLE = 32  # the coarsest stride of the presets: padded frames keep maps aligned
 MAX_PIXELS = 2048 * 2048  # above this, tiles
 TILE_OVERLAP = 128  # view pixels shared by neighbouring tiles
 
 
 def check_views(views: str, model: nn.Module, crop: CropConfig | None) -> str:
-    """``views`` checked against the model: full-frame needs a crop-trained heatmap model."""
+    """``views`` checked against the model and resolved: 'auto' is full-frame for crop-trained heatmap
+    models (measured far better on a small subject among distractors, docs/resolution.md), else two-pass."""
     if views not in VIEWS:
         raise ConfigError(f"views: expected one of {', '.join(VIEWS)}. Received: {views!r}")
+    if views == "auto":
+        return "full-frame" if crop is not None and getattr(model, "head", None) == "heatmap" else "two-pass"
     if views == "full-frame" and (crop is None or getattr(model, "head", None) != "heatmap"):
         raise ConfigError("views='full-frame' needs a crop-trained model (data.crop) with a heatmap head; "
                           "this one is " + ("not crop-trained" if crop is None else "a direct-head model") +
@@ -121,3 +124,29 @@ def _window_likelihood(maps: torch.Tensor, cells: tuple[int, int]) -> torch.Tens
     ys, xs = torch.arange(h, device=maps.device).view(1, h, 1), torch.arange(w, device=maps.device).view(1, 1, w)
     window = ((ys - py).abs() <= cells[1] // 2) & ((xs - px).abs() <= cells[0] // 2)
     return heatmap_likelihood(maps.masked_fill(~window, float("-inf"))[None])[0]
+
+
+def subject_box(points: np.ndarray) -> tuple[float, float, float, float] | None:
+    """The box of the points that agree on where the subject is: those within twice the median
+    distance of the median point (a landmark whose peak landed on a distractor is left out).
+
+    Example:
+        >>> subject_box(np.array([[10.0, 10], [14, 12], [12, 16], [400, 300]]))
+        (10.0, 10.0, 14.0, 16.0)
+    """
+    found = points[np.isfinite(points).all(axis=1)]
+    if len(found) == 0:
+        return None
+    centre = np.median(found, axis=0)
+    dist = np.linalg.norm(found - centre, axis=1)
+    near = found[dist <= max(2.0 * float(np.median(dist)), 1.0)]
+    return (float(near[:, 0].min()), float(near[:, 1].min()), float(near[:, 0].max()), float(near[:, 1].max()))
+
+
+def refine_views(points: Sequence[np.ndarray], geos: Sequence[Geometry], crop: CropConfig) -> list[View | None]:
+    """The training rule's subject view around each frame's full-frame points (None: nothing found)."""
+    views: list[View | None] = []
+    for p, g in zip(points, geos, strict=True):
+        box = subject_box(p)
+        views.append(None if box is None else subject_view(box, g.orig_size, crop))
+    return views
