@@ -188,18 +188,24 @@ def draw(results: dict[tuple[str, str], dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sets", nargs="+", default=["lips", "faces68"])
-    p.add_argument("--configs", nargs="+", default=["resnet18", "lite0", "lite0_pretrained"], choices=list(CONFIGS))
+def run_arguments(p: argparse.ArgumentParser, name: str) -> None:
+    """The options every side-by-side script takes (this one and bench/resolution.py)."""
     p.add_argument("--device", default="cpu")
-    p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "backbones")
+    p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data",
+                   help="holds lips-via/ and faces68-csv/")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / name)
     p.add_argument("--workers", type=int, default=0, help="loader workers per run")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override the default length (to time epochs)")
-    p.add_argument("--dry-run", action="store_true", help="2 epochs at 64x48 on the CPU (tests the script)")
+    p.add_argument("--dry-run", action="store_true", help="2 epochs, tiny, on the CPU (tests the script)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sets", nargs="+", default=["lips", "faces68"])
+    p.add_argument("--configs", nargs="+", default=["resnet18", "lite0", "lite0_pretrained"], choices=list(CONFIGS))
+    run_arguments(p, "backbones")
     args = p.parse_args(argv)
     if args.dry_run:
         args.device = "cpu"

@@ -27,7 +27,7 @@ def _to_webp(pair: tuple[Path, Path]) -> None:
     with Image.open(src) as im:
         im.load()
         buf = io.BytesIO()
-        im.save(buf, "WEBP", lossless=True, quality=100, method=4)
+        im.save(buf, "WEBP", lossless=True, exact=True, quality=100, method=4)  # exact: RGB under alpha 0 kept
         with Image.open(io.BytesIO(buf.getvalue())) as back:
             if not np.array_equal(np.asarray(back.convert(im.mode)), np.asarray(im)):
                 raise SystemExit(f"{src}: lossless WebP does not give back the same pixels; carry it as PNG")

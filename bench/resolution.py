@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from backbones import ROOT, experiment, run_all  # noqa: E402
+from backbones import ROOT, experiment, run_all, run_arguments  # noqa: E402
 
 INPUTS = {
     "resize": {},
@@ -49,16 +49,8 @@ def make_small_set(root: Path, images: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", nargs="+", default=list(RUNS), choices=list(RUNS))
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data",
-                   help="holds lips-via/ and faces68-csv/; the small-subject set is made in OUT/data")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "resolution")
-    p.add_argument("--small-images", type=int, default=300)
-    p.add_argument("--workers", type=int, default=0, help="loader workers per run")
-    p.add_argument("--parallel", type=int, default=1, help="runs at a time")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="override the default length (to time epochs)")
-    p.add_argument("--dry-run", action="store_true", help="2 epochs, tiny, CPU (tests the script)")
+    p.add_argument("--small-images", type=int, default=300, help="frames of the small-subject set (made in OUT/data)")
+    run_arguments(p, "resolution")
     args = p.parse_args(argv)
     if args.dry_run:
         args.device, args.small_images = "cpu", 12

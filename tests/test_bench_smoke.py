@@ -99,3 +99,34 @@ def test_reference_resnets_match_cnnkit_parameter_counts() -> None:
     # torchvision's counts with a 1000-class fc (the presets' parity target) pin the reference layout too
     assert model_step.n_params(model_step.RefResNet("resnet50", 1000)) == 25_557_032
     assert model_step.n_params(model_step.RefResNet("resnet18", 1000)) == 11_689_512
+
+
+def test_device_pack_round_trip_keeps_every_pixel(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "set"
+    (src / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    pixels = {"a.png": rng.integers(0, 255, (20, 30, 3), dtype=np.uint8),
+              "b.png": rng.integers(0, 255, (12, 16, 4), dtype=np.uint8)}  # RGBA, as faces68's
+    for name, arr in pixels.items():
+        Image.fromarray(arr).save(src / "images" / name)
+    (src / "labels.csv").write_text("image,x\na.png,1\n")
+    script = [sys.executable, str(BENCH / "device_pack.py")]
+    subprocess.run([*script, "pack", str(src), str(tmp_path / "carried")], check=True, timeout=120)
+    assert sorted(p.name for p in (tmp_path / "carried" / "images").iterdir()) == ["a.webp", "b.webp"]
+    subprocess.run([*script, "unpack", str(tmp_path / "carried")], check=True, timeout=120)
+    for name, arr in pixels.items():
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "carried" / "images" / name)), arr)
+    assert (tmp_path / "carried" / "labels.csv").read_text() == "image,x\na.png,1\n"
+
+
+def test_resolution_dry_run_trains_resize_and_crop_side_by_side(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(BENCH / "resolution.py"), "--dry-run", "--sets", "small", "--out", str(tmp_path)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = (tmp_path / "summary.md").read_text()
+    runs = {r[1]: r for r in (_table_rows(summary, "small"))}
+    assert set(runs) == {"resize", "crop160", "crop256"}
+    assert all(float(r[6]) > 0 for r in runs.values())  # a test error in pixels for each
