@@ -49,8 +49,12 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary file name beside ``path`` (same suffix) that replaces ``path`` on success.
+def atomic_path(path: str | os.PathLike[str], *, keep_suffix: bool = True) -> Iterator[Path]:
+    """A temporary file name beside ``path`` that replaces ``path`` on success.
+
+    ``keep_suffix``: the temporary name ends with ``path``'s suffix, for libraries that choose the
+    format by it (``savefig``); False for writers that do not, so a temporary left by a kill is
+    never mistaken for the real thing by a ``*.safetensors`` glob.
 
     Example:
         >>> import tempfile, pathlib
@@ -63,7 +67,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{target.suffix}")
+    suffix = f".tmp{target.suffix}" if keep_suffix else ".tmp"
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
     os.close(fd)
     tmp = Path(tmp_name)
     _usual_mode(tmp)

@@ -42,3 +42,22 @@ def test_a_state_written_without_its_crc_pass_loads_back_exactly(tmp_path) -> No
     assert back["epoch"] == 3 and torch.equal(back["optimizer"]["m"], torch.arange(10.0))
     serialization = pytest.importorskip("torch.utils.serialization")
     assert serialization.config.save.compute_crc32 is True  # restored for everyone else's torch.save
+
+
+def test_a_model_file_is_written_under_a_name_no_safetensors_glob_matches(tmp_path, monkeypatch) -> None:
+    """A kill mid-write leaves '.best.safetensors.<random>.tmp', which '*.safetensors' never lists."""
+    import safetensors.torch
+
+    from cnnkit.io.checkpoint import ModelSnapshot, write_model
+
+    seen: list[str] = []
+    real = safetensors.torch.save_file
+
+    def spy(tensors, filename, metadata=None):
+        seen.append(str(filename))
+        return real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", spy)
+    write_model(tmp_path / "best.safetensors", ModelSnapshot({"w": torch.ones(2)}, "{}"))
+    assert len(seen) == 1 and seen[0].endswith(".tmp") and "/.best.safetensors." in seen[0]
+    assert [p.name for p in tmp_path.glob("*.safetensors")] == ["best.safetensors"]

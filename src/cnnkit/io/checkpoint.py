@@ -108,7 +108,7 @@ def snapshot_model(model: nn.Module, meta: Mapping[str, Any], tensors: dict[str,
 def write_model(path: PathLike, snapshot: ModelSnapshot) -> Path:
     """Write a ``snapshot_model`` result as a safetensors model file, atomically (streamed to the file:
     no second copy of the weights in memory)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=False) as tmp:  # '.best.safetensors.x.tmp': no *.safetensors glob sees it
         safetensors.torch.save_file(snapshot.tensors, str(tmp), metadata={META_KEY: snapshot.metadata})
     return Path(path)
 
