@@ -156,20 +156,26 @@ def commit_costs(reps: int = 5) -> dict[str, tuple[float, float]]:
     return {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for k, v in found.items()}
 
 
+MODE_ORDER = ("memory", "fit", "fit_nockpt")
+
+
 def measure(args: argparse.Namespace, table: Any, cache: str) -> dict[str, list[float]]:
     memory_epoch(table, cache, args.batch, 99)  # warm-up: oneDNN kernels, page cache
     times: dict[str, Any] = {"memory": [], "fit": [], "fit_final": [], "fit_nockpt": [], "mb": []}
     for r in range(args.rounds):
-        for _ in range(args.epochs - 2):
-            times["memory"].append(memory_epoch(table, cache, args.batch, r))
-        with tempfile.TemporaryDirectory(dir=OUT) as out:
-            res = fit_epochs(table, cache, args.batch, args.epochs, 1, Path(out) / "run")
-        times["fit"] += res["steady"]
-        times["fit_final"].append(res["last"])
-        times["mb"] = res["mb"]
-        with tempfile.TemporaryDirectory(dir=OUT) as out:
-            times["fit_nockpt"] += fit_epochs(table, cache, args.batch, args.epochs, args.epochs,
-                                              Path(out) / "run")["steady"]
+        # ABBA: even rounds run memory, fit, fit without commits; odd rounds the reverse, so a
+        # drift in the machine's speed within a round (shared host) hits every mode alike.
+        for mode in MODE_ORDER if r % 2 == 0 else MODE_ORDER[::-1]:
+            if mode == "memory":
+                times["memory"] += [memory_epoch(table, cache, args.batch, r) for _ in range(args.epochs - 2)]
+                continue
+            every = 1 if mode == "fit" else args.epochs
+            with tempfile.TemporaryDirectory(dir=OUT) as out:
+                res = fit_epochs(table, cache, args.batch, args.epochs, every, Path(out) / "run")
+            times[mode] += res["steady"]
+            if mode == "fit":
+                times["fit_final"].append(res["last"])
+                times["mb"] = res["mb"]
         print(f"round {r}: " + ", ".join(f"{k} {v[-1][0]:.2f} s ({v[-1][1]:.2f} CPU s)" for k, v in times.items()
                                          if k != "mb"), flush=True)
     return times
@@ -204,7 +210,7 @@ def report(times: dict[str, list[float]], args: argparse.Namespace, n: int, load
         "## Checkpoint overhead: a fit epoch with its checkpoints vs the same epoch in memory",
         f"Command: `{' '.join(['python', 'bench/checkpoint_overhead.py', *sys.argv[1:]])}`. {n} images, "
         f"resnet18 ({HEAD} head), 92x64, batch {args.batch}, fp32, Adam, no augmentation, "
-        f"{torch.get_num_threads()} torch threads; {args.rounds} rounds of {args.epochs}-epoch fits (epochs 2.."
+        f"{torch.get_num_threads()} torch threads; {args.rounds} rounds (modes in ABBA order) of {args.epochs}-epoch fits (epochs 2.."
         f"{args.epochs - 1} are the steady intervals) and {args.epochs - 2} memory epochs each; medians. "
         f"A commit writes last.state.pt ({times['mb'][0]:.0f} MB: weights + Adam moments) and, when it "
         f"improved, best.safetensors ({times['mb'][1]:.0f} MB; every epoch here: no validation). Load average (`uptime`) "
@@ -221,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke run: 32 images, batch 16, 3 epochs, 1 round; no doc")
     p.add_argument("--n", type=int, default=None, help="images (default 1024, the issue's; --quick 32)")
-    p.add_argument("--rounds", type=int, default=None, help="rounds (default 2)")
+    p.add_argument("--rounds", type=int, default=None, help="rounds (default 4; memory and fit modes in ABBA order)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per fit (default 4; >= 3)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2, the issue's setting)")
     p.add_argument("--no-write", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
@@ -229,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     torch.set_num_threads(args.threads)
     n, args.batch = (32, 16) if args.quick else (1024, 32)
     n = args.n or n
-    args.rounds = args.rounds or (1 if args.quick else 2)
+    args.rounds = args.rounds or (1 if args.quick else 4)
     args.epochs = max(3, args.epochs or (3 if args.quick else 4))
     load_start = os.getloadavg()[0]
     table = read_table(landmark_csv(jpegs(n), OUT / "checkpoint_overhead"))
