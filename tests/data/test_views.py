@@ -112,6 +112,36 @@ def test_cache_and_no_cache_give_the_same_views(tmp_path) -> None:
     assert native >= 3
 
 
+def test_subject_share_is_the_points_box_over_the_frame_on_its_larger_axis(tmp_path) -> None:
+    # the fixture's points span a 40x40 box: 40/240 of a 320x240 frame's height, 40/120 of 160x120's
+    crop = CropConfig(size=(64, 64))
+    big = ViewDataset(small_subject_table(tmp_path / "big", 5, size=(320, 240)), crop=crop)
+    small = ViewDataset(small_subject_table(tmp_path / "small", 5, size=(160, 120)), crop=crop,
+                        cache=tmp_path / "cache")  # the frame size then comes from the cache's record
+    assert big.subject_share() == pytest.approx(40 / 240)
+    assert small.subject_share(sample=2) == pytest.approx(40 / 120)
+    table = small_subject_table(tmp_path / "none", 2, size=(160, 120))
+    table.df.loc[:, [c for c in table.df.columns if c.endswith(("_x", "_y"))]] = np.nan
+    assert ViewDataset(table, crop=crop).subject_share() is None
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_remembered_whole_views_are_the_same_pixels(tmp_path, cached) -> None:
+    table = small_subject_table(tmp_path / "img", 4, size=(320, 240))
+    crop = CropConfig(size=(64, 64), whole=0.5)
+    cache = tmp_path / "cache" if cached else None
+    plain = ViewDataset(table, crop=crop, seed=1, cache=cache)
+    kept = ViewDataset(table, crop=crop, seed=1, cache=cache, remember_whole=True)
+    for k in range(3 * len(table)):  # three epochs: the whole views come back
+        np.testing.assert_array_equal(plain[k]["image"].numpy(), kept[k]["image"].numpy())
+    assert 0 < len(kept._whole) <= len(table)
+    frames = kept.with_mode("frames")
+    item = frames[2]
+    cut = cut_view(item["frame"], item["geometry"], whole_view(item["geometry"].orig_size, crop.size), crop.size)
+    np.testing.assert_array_equal(item["whole"], cut)
+    assert "whole" not in plain.with_mode("frames")[2]
+
+
 def test_views_are_reproducible_per_seed_and_epoch(tmp_path) -> None:
     table = small_subject_table(tmp_path / "img", 8, size=(160, 120))
     crop = CropConfig(size=(48, 48), whole=0.3, background=0.2)

@@ -169,7 +169,7 @@ def test_full_frame_tiles_find_the_same_points(trained) -> None:
     assert ((lik > 0) & (lik <= 1)).all()
 
 
-def test_views_auto_is_full_frame_for_heatmap_crop_models_else_two_pass(trained) -> None:
+def test_views_auto_is_full_frame_for_small_subjects_of_heatmap_crop_models_else_two_pass(trained) -> None:
     from torch import nn
 
     from cnnkit.config import CropConfig
@@ -177,7 +177,15 @@ def test_views_auto_is_full_frame_for_heatmap_crop_models_else_two_pass(trained)
     from cnnkit.infer.views import check_views
 
     run = trained[0]
+    meta = Predictor.from_checkpoint(run.best, device="cpu").meta
+    assert meta["subject_share"] == pytest.approx(40 / 240, abs=1e-4)  # the 40 px box in 320x240 frames
     assert Predictor.from_checkpoint(run.best, device="cpu").views == "full-frame"
+    heatmap = nn.Module()
+    heatmap.head = "heatmap"  # type: ignore[assignment]
+    assert check_views("auto", heatmap, CropConfig(), subject_share=0.45) == "two-pass"  # lips-via, faces68
+    assert check_views("auto", heatmap, CropConfig(), subject_share=0.10) == "full-frame"  # the small-subject set
+    assert check_views("auto", heatmap, CropConfig(), subject_share=None) == "full-frame"
+    assert check_views("auto", heatmap, None, subject_share=0.10) == "two-pass"  # not crop-trained
     direct = nn.Module()
     direct.head = "gap"  # type: ignore[assignment]
     assert check_views("auto", direct, CropConfig()) == "two-pass"

@@ -37,6 +37,8 @@ from cnnkit.errors import ConfigError
 
 MODES = ("train", "whole", "frames")
 _EPS = 1e-6
+#: ``remember_whole``: the whole views a dataset keeps, at most this many bytes (160x160 RGB: 3,400 rows)
+WHOLE_MEMO_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -186,10 +188,17 @@ class ViewDataset(Dataset[dict[str, Any]]):
 
     ``cache``: a folder; the cache holds each frame once at ``crop.scale`` (letterboxed into the
     largest frame of the table), so views are numpy slices (or a small resize).
+
+    ``remember_whole``: keep each row's whole view once cut (up to :data:`WHOLE_MEMO_BYTES`). The
+    whole view is the one view that is the same every epoch, and the only costly one (a large
+    frame's antialiased resize, ~10 ms for 1280x960, against a slice for a native view); fit turns
+    it on for training and validation, where rows come back every epoch. In ``frames`` mode the
+    items then carry it as ``whole`` for the coarse pass (:func:`cnnkit.engine.views.two_pass`).
     """
 
     def __init__(self, table: AnnotationTable, *, crop: CropConfig, grayscale: bool = False,
-                 cache: str | os.PathLike[str] | None = None, seed: int = 0, mode: str = "train") -> None:
+                 cache: str | os.PathLike[str] | None = None, seed: int = 0, mode: str = "train",
+                 remember_whole: bool = False) -> None:
         if mode not in MODES:
             raise ConfigError(f"ViewDataset mode must be one of {MODES}. Received: {mode!r}")
         if table.task == "classes":
@@ -200,6 +209,7 @@ class ViewDataset(Dataset[dict[str, Any]]):
         self._points = table.points().astype(np.float64)  # (N, K, 2) original px
         self._source = ImageSource.for_table(table)
         self._cache: DecodedCache | None = None
+        self._whole: dict[int, np.ndarray] | None = {} if remember_whole else None
         if cache is not None:
             size = cache_frame_size(table, crop.scale)
             self._cache = DecodedCache(build_cache(table, size=size, grayscale=grayscale, letterbox=True,
@@ -213,6 +223,7 @@ class ViewDataset(Dataset[dict[str, Any]]):
         other = object.__new__(ViewDataset)
         other.__dict__.update(self.__dict__)
         other.mode = mode
+        other._whole = None if self._whole is None else {}  # a no-cache train view is decoded at its own scale
         return other
 
     def frame_wh(self, i: int) -> tuple[int, int]:
@@ -221,6 +232,24 @@ class ViewDataset(Dataset[dict[str, Any]]):
             return self._cache.read(i)[1].orig_size
         name = str(self._names[i])
         return frame_size(self._source.read(name), name=self._source.describe(name))
+
+    def subject_share(self, sample: int = 256) -> float | None:
+        """How much of the frame the subject spans: the median over (up to ``sample``, evenly spread)
+        rows of the points' box extent over the frame's, on the box's larger axis. None without points.
+
+        Recorded in the checkpoint at fit so ``views='auto'`` can choose between finding a small
+        subject over the whole frame and two passes for a large one (:func:`cnnkit.infer.views.check_views`).
+        """
+        if not len(self):
+            return None
+        picks = np.unique(np.linspace(0, len(self) - 1, min(sample, len(self))).round().astype(int))
+        shares = []
+        for i in picks:
+            box = points_box(self._points[i])
+            if box is not None:
+                w, h = self.frame_wh(int(i))
+                shares.append(max((box[2] - box[0]) / w, (box[3] - box[1]) / h))
+        return float(np.median(shares)) if shares else None
 
     def base(self, i: int, min_scale: float | None = None) -> tuple[np.ndarray, Geometry]:
         """Row ``i``'s frame to cut views from: the cached row, or decoded (JPEG drafted down to ``min_scale``)."""
@@ -238,23 +267,34 @@ class ViewDataset(Dataset[dict[str, Any]]):
 
     def item(self, i: int, choose: Callable[[tuple[int, int]], View]) -> dict[str, Any]:
         """Row ``i`` seen through the view ``choose(frame (width, height))`` returns."""
-        if self._cache is not None:
-            arr, geo = self._cache.read(i)
-            view = choose(geo.orig_size)
-        else:
-            view = choose(self.frame_wh(i))
-            arr, geo = self.base(i, view.scale)
-        whole = whole_view(geo.orig_size, self.crop.size)
+        cached = self._cache.read(i) if self._cache is not None else None
+        frame_wh = cached[1].orig_size if cached is not None else self.frame_wh(i)
+        view, whole = choose(frame_wh), whole_view(frame_wh, self.crop.size)
+
+        def frame() -> tuple[np.ndarray, Geometry]:
+            return cached if cached is not None else self.base(i, view.scale)
+
+        pixels = self.whole_pixels(i, frame) if view == whole else cut_view(*frame(), view, self.crop.size)
         return {
-            "image": torch.from_numpy(cut_view(arr, geo, view, self.crop.size)).permute(2, 0, 1).contiguous(),
+            "image": torch.from_numpy(pixels).permute(2, 0, 1).contiguous(),
             "points": torch.from_numpy(view_points(self._points[i], view, self.crop.size).astype(np.float32)),
             "shape_points": torch.from_numpy(view_points(self._points[i], whole, self.crop.size).astype(np.float32)),
             "label": torch.tensor(-1, dtype=torch.int64),
             "index": torch.tensor(i, dtype=torch.int64),
             "scale": torch.tensor([view.scale, view.scale], dtype=torch.float32),
             "offset": torch.tensor(view.offset, dtype=torch.float32),
-            "orig_size": torch.tensor(geo.orig_size, dtype=torch.float32),
+            "orig_size": torch.tensor(frame_wh, dtype=torch.float32),
         }
+
+    def whole_pixels(self, i: int, frame: Callable[[], tuple[np.ndarray, Geometry]]) -> np.ndarray:
+        """Row ``i``'s whole view (H, W, C uint8), cut from ``frame()`` or remembered (``remember_whole``)."""
+        if self._whole is not None and i in self._whole:
+            return self._whole[i]
+        arr, geo = frame()
+        pixels = cut_view(arr, geo, whole_view(geo.orig_size, self.crop.size), self.crop.size)
+        if self._whole is not None and (len(self._whole) + 1) * pixels.nbytes <= WHOLE_MEMO_BYTES:
+            self._whole[i] = pixels
+        return pixels
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         k, n = int(k), len(self)
@@ -264,7 +304,10 @@ class ViewDataset(Dataset[dict[str, Any]]):
         if self.mode == "whole":
             return self.item(i, lambda wh: whole_view(wh, self.crop.size))
         arr, geo = self.base(i)
-        return {"frame": arr, "geometry": geo, "points": self._points[i], "index": i}
+        item = {"frame": arr, "geometry": geo, "points": self._points[i], "index": i}
+        if self._whole is not None:
+            item["whole"] = self.whole_pixels(i, lambda: (arr, geo))
+        return item
 
 
 def collate_frames(items: list[dict[str, Any]]) -> dict[str, list[Any]]:

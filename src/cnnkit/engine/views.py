@@ -84,10 +84,15 @@ def score_views(fn: PointsFn, setup: StepSetup, images_u8: torch.Tensor,
 
 
 def two_pass(fn: PointsFn, setup: StepSetup, crop: CropConfig, frames: Sequence[np.ndarray],
-             geos: Sequence[Geometry]) -> TwoPass:
-    """Score frames (each decoded with its ``Geometry``, e.g. :class:`cnnkit.data.views.ViewDataset` ``frames``)."""
+             geos: Sequence[Geometry], wholes: Sequence[np.ndarray] | None = None) -> TwoPass:
+    """Score frames (each decoded with its ``Geometry``, e.g. :class:`cnnkit.data.views.ViewDataset` ``frames``).
+
+    ``wholes``: the frames' whole views already cut (``ViewDataset`` items' ``whole``), else cut here.
+    """
     whole = [whole_view(g.orig_size, crop.size) for g in geos]
-    coarse, _, _ = score_views(fn, setup, _cut(frames, geos, whole, crop.size), whole)
+    whole_u8 = (torch.from_numpy(np.stack(wholes)).permute(0, 3, 1, 2).contiguous() if wholes is not None
+                else _cut(frames, geos, whole, crop.size))
+    coarse, _, _ = score_views(fn, setup, whole_u8, whole)
     fine = []
     for b, g in enumerate(geos):
         box = points_box(coarse[b])
@@ -113,7 +118,7 @@ def run_two_pass(model: nn.Module | PointsFn, loader: Any, setup: StepSetup,
     idx, preds, trues, scales, offsets, in_px = [], [], [], [], [], []
     loss_sum, seen = 0.0, 0
     for batch in loader:
-        result = two_pass(fn, setup, setup.crop, batch["frame"], batch["geometry"])
+        result = two_pass(fn, setup, setup.crop, batch["frame"], batch["geometry"], batch.get("whole"))
         true = np.stack(batch["points"]).astype(np.float64)
         scale, offset = views_geometry(result.whole)
         if loss_fn is not None and true.shape[1]:

@@ -39,8 +39,9 @@ def evaluate(model_path: str | Path, table: AnnotationTable, *, batch_size: int 
              tta_flip: bool = False, views: str = "auto") -> Evaluation:
     """Score a checkpoint on an annotated table; errors are in ORIGINAL image pixels.
 
-    ``views``: for crop-trained models, 'auto' (full-frame for a heatmap head, else two-pass),
-    'full-frame' or 'two-pass' (docs/resolution.md).
+    ``views``: for crop-trained models, 'auto' (full-frame for a heatmap head whose subject spans
+    under a quarter of the frame in training, else two-pass), 'full-frame' or 'two-pass'
+    (docs/resolution.md).
     """
     predictor = Predictor.from_checkpoint(model_path, device=device, tta_flip=tta_flip, views=views)
     _check_matches(predictor, table)

@@ -6,6 +6,7 @@ Landmark predictions carry ``<name>_likelihood`` in [0, 1] beside ``<name>_x``, 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from cnnkit.infer.inputs import images_table, video_paths
 from cnnkit.infer.landmarks import LandmarkScorer, score_batch
 from cnnkit.infer.views import check_views, refine_views, score_full_frame
 from cnnkit.io.checkpoint import load_model
+
+log = logging.getLogger("cnnkit")
 
 
 class FlipTTA(nn.Module):
@@ -87,7 +90,11 @@ class Predictor:
         norm = meta["normalisation"]
         setup = StepSetup(task=meta["task"], size=tuple(meta["size"]), mean=tuple(norm["mean"]),
                           std=tuple(norm["std"]), device=dev, precision=precision, crop=crop_of(meta))
-        resolved = check_views(views, net, setup.crop)
+        resolved = check_views(views, net, setup.crop, meta.get("subject_share"))
+        if views == "auto" and setup.crop is not None:
+            share = meta.get("subject_share")
+            why = "not recorded" if share is None else f"{share:.2f} of the frame in training"
+            log.info(f"views: auto -> {resolved} (subject span {why}; docs/resolution.md)")
         return cls(model, meta, setup, scorer, resolved, net, perm if tta_flip else None)
 
     @property

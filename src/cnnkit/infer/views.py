@@ -5,8 +5,9 @@ The network runs once over the whole frame at ``crop.scale`` (zero padded to a m
 highest heatmap peak over all tiles wins and is refined by
 :func:`cnnkit.model.heads.local_soft_argmax`. The likelihood is the heatmap likelihood in a
 window of the training map's size around that peak. Test-time flip averages each tile's maps
-with its mirror image's (partners swapped). The default for crop models stays two-pass
-(:mod:`cnnkit.engine.views`): it works with every head and costs two views per frame.
+with its mirror image's (partners swapped). ``views='auto'`` uses it for crop-trained heatmap
+models whose subject is small in the frame, and two passes (:mod:`cnnkit.engine.views`) otherwise:
+two passes work with every head and cost two views per frame.
 """
 
 from __future__ import annotations
@@ -33,14 +34,24 @@ MAX_PIXELS = 2048 * 2048  # above this, tiles
 TILE_OVERLAP = 128  # view pixels shared by neighbouring tiles
 
 
-def check_views(views: str, model: nn.Module, crop: CropConfig | None) -> str:
+#: ``views='auto'`` scores crop-trained heatmap models in two passes where the subject spans at least
+#: this share of the frame in training (``subject_share`` in the checkpoint), else full-frame.
+#: Chosen on validation splits (docs/resolution.md, "Measured"): full-frame wins on the small-subject
+#: set (share ~0.1: 2.55 vs 129.85 px), two passes on lips-via (share ~0.5: 7.26 vs 9.29 px).
+AUTO_TWO_PASS_SHARE = 0.25
+
+
+def check_views(views: str, model: nn.Module, crop: CropConfig | None, subject_share: float | None = None) -> str:
     """``views`` checked against the model and resolved: 'auto' is full-frame for crop-trained heatmap
-    models (measured far better on a small subject among distractors, docs/resolution.md), else two-pass."""
+    models whose subject is small in the frame (``subject_share`` below :data:`AUTO_TWO_PASS_SHARE`,
+    or not recorded), else two-pass."""
     if views not in VIEWS:
         raise ConfigError(f"views: expected one of {', '.join(VIEWS)}. Received: {views!r}")
+    full_frame_ok = crop is not None and getattr(model, "head", None) == "heatmap"
     if views == "auto":
-        return "full-frame" if crop is not None and getattr(model, "head", None) == "heatmap" else "two-pass"
-    if views == "full-frame" and (crop is None or getattr(model, "head", None) != "heatmap"):
+        small = subject_share is None or subject_share < AUTO_TWO_PASS_SHARE
+        return "full-frame" if full_frame_ok and small else "two-pass"
+    if views == "full-frame" and not full_frame_ok:
         raise ConfigError("views='full-frame' needs a crop-trained model (data.crop) with a heatmap head; "
                           "this one is " + ("not crop-trained" if crop is None else "a direct-head model") +
                           ". Use views='two-pass' (the default).")

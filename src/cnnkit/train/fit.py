@@ -209,9 +209,13 @@ def _assemble(net: nn.Module, job: TrainingJob, device: torch.device, dist: Dist
         crop=job.data.crop,
     )
     freeze_bn = job.cfg.freeze_bn if job.cfg.freeze_bn is not None else job.pretrained is not None
-    return RunParts(model=net, setup=setup, loaders=_loaders(train, job.val, job.data, job.cfg, dist),
-                    loss_fn=make_loss_for(train, job.cfg, net, job.data.crop), meta=_checkpoint_meta(train, job.data, norm, aug),
-                    freeze_bn=freeze_bn)
+    loaders = _loaders(train, job.val, job.data, job.cfg, dist)
+    meta = _checkpoint_meta(train, job.data, norm, aug)
+    if job.data.crop is not None:  # views='auto' chooses the inference by it (cnnkit.infer.views.check_views)
+        share = loaders["train"].dataset.subject_share()
+        meta["subject_share"] = None if share is None else round(share, 4)
+    return RunParts(model=net, setup=setup, loaders=loaders, loss_fn=make_loss_for(train, job.cfg, net, job.data.crop),
+                    meta=meta, freeze_bn=freeze_bn)
 
 
 def _prepare_folder(job: TrainingJob, net: nn.Module, device: torch.device, epochs: int,
@@ -324,7 +328,7 @@ def _loaders(train: AnnotationTable, val: AnnotationTable | None, data_cfg: Data
     def dataset(table: AnnotationTable, mode: str) -> ViewDataset | TableDataset:
         if data_cfg.crop is not None:  # views of the frames; validation scores whole frames in two passes
             return ViewDataset(table, crop=data_cfg.crop, grayscale=data_cfg.grayscale, cache=data_cfg.cache,
-                               seed=cfg.seed, mode=mode)
+                               seed=cfg.seed, mode=mode, remember_whole=True)
         return TableDataset(table, size=data_cfg.frame, grayscale=data_cfg.grayscale, letterbox=data_cfg.letterbox,
                             cache=data_cfg.cache)
 
