@@ -5,7 +5,7 @@ Runs, each an experiment file with the library's defaults but for the input (``d
 
 * ``small``: ``cnnkit demo --small-subject`` (1280x960 frames, a face of 60-200 px; 300 images
   split 0.7 / 0.15 / 0.15): the whole frame resized to the default 160x120, against crops of
-  160x160 and 256x256 at native scale with two-pass inference;
+  160x160 and 256x256 at native scale (inference: `views: auto`, full-frame on this set);
 * ``lips``: lips-via at its native 320x240 (the whole frame), and crops of 160x160 (the 160x120
   resize is the ``resnet18`` run of bench/backbones.py); its ``extra`` split is the validation;
 * ``faces68``: crops of 160x160 against its default resize (bench/backbones.py).
@@ -14,6 +14,8 @@ Errors are in original pixels, at the last epoch, on validation and test (nothin
 test); see bench/backbones.py for the outputs.
 
     python bench/resolution.py --device cuda --workers 2 --parallel 7 --out bench/out/resolution
+    python bench/resolution.py --sets small --inputs resize crop160 --epochs 3 --out bench/out/resolution_cpu
+                                                  # s/epoch of both on this CPU
     python bench/resolution.py --dry-run          # tiny, CPU: tests the script
 """
 
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", nargs="+", default=list(RUNS), choices=list(RUNS))
     p.add_argument("--small-images", type=int, default=300, help="frames of the small-subject set (made in OUT/data)")
+    p.add_argument("--inputs", nargs="+", default=list(INPUTS), choices=list(INPUTS),
+                   help="only these inputs of each set (e.g. resize crop160 with --epochs 3: the cost per epoch)")
     run_arguments(p, "resolution")
     args = p.parse_args(argv)
     if args.dry_run:
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         if set_name == "small":
             make_small_set(args.out / "data", args.small_images)
         root = args.out / "data" if set_name == "small" else args.data_root
-        for config in RUNS[set_name]:
+        for config in (c for c in RUNS[set_name] if c in args.inputs):
             data = {**INPUTS[config], "cache": str(args.out / f"{set_name}_{config}" / "cache")}
             if args.dry_run and "crop" in data:
                 data["crop"] = {"size": "64x64"}
