@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backbones import ROOT, experiment, run_all, run_arguments  # noqa: E402
 
 INPUTS = {
-    "resize": {},
+    "resize": {"crop": False},  # the whole frame resized (data.crop: auto would crop on the small set)
     "native": {"size": "320x240"},
     "crop160": {"crop": {"size": "160x160"}},
     "crop256": {"crop": {"size": "256x256"}},

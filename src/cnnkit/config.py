@@ -133,7 +133,7 @@ class CropConfig:
             return from_mapping(cls, value)
         if isinstance(value, (str, tuple, list)):
             return cls(size=_parse_size(value, "data.crop"))
-        raise ConfigError(f"data.crop: expected null, true, a size such as '160x160' or a mapping with keys "
+        raise ConfigError(f"data.crop: expected 'auto', null/false, true, a size such as '160x160' or a mapping with keys "
                           f"{', '.join(f.name for f in fields(cls))}. Received: {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,16 +153,18 @@ class DataConfig:
     letterbox: bool = False
     cache: str | None = None
     workers: int = 0
-    crop: CropConfig | None = None  # crop training (docs/resolution.md); None: the whole frame resized
+    # crop training (docs/resolution.md): 'auto' (fit decides from the table: on for small subjects in
+    # large frames, data/sizing.auto_crop), None/false: the whole frame resized, true/'WxH'/mapping: on
+    crop: CropConfig | str | None = "auto"
 
     def __post_init__(self) -> None:
         if self.size is not None and self.size != "auto":
             object.__setattr__(self, "size", _parse_size(self.size, "size"))
         else:
             object.__setattr__(self, "size", None)
-        crop = CropConfig.parse(self.crop)
+        crop = self.crop if isinstance(self.crop, str) and self.crop == "auto" else CropConfig.parse(self.crop)
         object.__setattr__(self, "crop", crop)
-        if crop is not None:  # the network input is the view
+        if isinstance(crop, CropConfig):  # the network input is the view
             _check(self.size is None or self.size == crop.size,
                    f"data.size {self.size} conflicts with data.crop.size {crop.size}: with crop training the "
                    f"network input is the crop. Leave data.size unset (auto) or equal to data.crop.size.")
@@ -177,6 +179,14 @@ class DataConfig:
         return 1 if self.grayscale else 3
 
     @property
+    def crop_settings(self) -> CropConfig | None:
+        """``crop`` once resolved: fit turns 'auto' into settings or None from the training table."""
+        if isinstance(self.crop, str):
+            raise ConfigError("data.crop is still 'auto': fit resolves it from the training table "
+                              "(cnnkit.data.sizing.auto_crop) before anything reads it")
+        return self.crop
+
+    @property
     def frame(self) -> tuple[int, int]:
         """The (width, height) of the network input; only once ``size`` is set (fit sets 'auto')."""
         if self.size is None:
@@ -186,7 +196,7 @@ class DataConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["size"] = None if self.size is None else list(self.size)
-        d["crop"] = None if self.crop is None else self.crop.to_dict()
+        d["crop"] = self.crop.to_dict() if isinstance(self.crop, CropConfig) else self.crop
         return d
 
 

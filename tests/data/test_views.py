@@ -43,7 +43,7 @@ def test_crop_config_parses_shorthand_mapping_and_round_trips() -> None:
     ({"scale": 0}, r"data\.crop\.scale must be in \(0, 8\]"),
     ({"whole": 0.8, "background": 0.5}, r"whole \+ data\.crop\.background must be <= 1"),
     ({"jitter": "a lot"}, r"data\.crop\.jitter: expected float"),
-    (12, r"data\.crop: expected null, true, a size"),
+    (12, r"data\.crop: expected .auto., null/false, true, a size"),
 ])
 def test_crop_config_errors_name_the_key(crop, message) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -140,6 +140,25 @@ def test_remembered_whole_views_are_the_same_pixels(tmp_path, cached) -> None:
     cut = cut_view(item["frame"], item["geometry"], whole_view(item["geometry"].orig_size, crop.size), crop.size)
     np.testing.assert_array_equal(item["whole"], cut)
     assert "whole" not in plain.with_mode("frames")[2]
+
+
+@pytest.mark.parametrize(("size", "on"), [((640, 480), True), ((320, 240), True), ((160, 120), False)])
+def test_auto_crop_is_on_for_small_subjects_in_large_frames(tmp_path, size, on) -> None:
+    from cnnkit.data.sizing import auto_crop
+
+    # a 40 px box: 0.08 of 640x480 and 0.17 of 320x240 (frames 2x the 160 px view: on); 0.33 of 160x120
+    crop, why = auto_crop(small_subject_table(tmp_path / "img", 4, size=size))
+    assert (crop == CropConfig()) if on else crop is None
+    assert f"span {40 / size[1]:.2f} of {size[0]} px frames" in why
+
+
+def test_data_crop_defaults_to_auto_and_refuses_what_it_cannot_read() -> None:
+    assert DataConfig().crop == "auto" and DataConfig().to_dict()["crop"] == "auto"
+    assert DataConfig(crop=False).crop is None and DataConfig(crop=False).crop_settings is None
+    with pytest.raises(ConfigError, match="still 'auto'"):
+        _ = DataConfig().crop_settings
+    with pytest.raises(ConfigError, match=r"data\.crop"):
+        DataConfig(crop="automatic")
 
 
 def test_views_are_reproducible_per_seed_and_epoch(tmp_path) -> None:

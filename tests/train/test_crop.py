@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cnnkit.config import CropConfig
 from cnnkit.errors import ConfigError
 from cnnkit.experiment import load_experiment
 from cnnkit.infer.evaluate import evaluate
@@ -172,7 +173,6 @@ def test_full_frame_tiles_find_the_same_points(trained) -> None:
 def test_views_auto_is_full_frame_for_small_subjects_of_heatmap_crop_models_else_two_pass(trained) -> None:
     from torch import nn
 
-    from cnnkit.config import CropConfig
     from cnnkit.infer.predict import Predictor
     from cnnkit.infer.views import check_views
 
@@ -191,3 +191,21 @@ def test_views_auto_is_full_frame_for_small_subjects_of_heatmap_crop_models_else
     assert check_views("auto", direct, CropConfig()) == "two-pass"
     with pytest.raises(ConfigError, match="needs a crop-trained model"):
         check_views("full-frame", direct, CropConfig())
+
+
+def test_fit_crops_by_default_only_where_the_subject_is_small(tmp_path) -> None:
+    from cnnkit.io.checkpoint import load_model
+
+    big = small_subject_table(tmp_path / "big", 6, size=(640, 480))  # the 40 px box spans 0.08
+    run = fit(SPEC, big, None, out_dir=tmp_path / "auto", head={"type": "heatmap", "width": 32}, epochs=1,
+              batch_size=4, quiet=True, plots=False, augment=None, device="cpu")
+    meta = load_model(run.last, device="cpu")[1]
+    assert meta["crop"] == CropConfig().to_dict() and meta["size"] == [160, 160]
+    assert meta["subject_share"] == pytest.approx(40 / 480, abs=1e-4)
+    fixed = fit(SPEC, big, None, out_dir=tmp_path / "sized", head={"type": "heatmap", "width": 32}, epochs=1,
+                size="64x48", batch_size=4, quiet=True, plots=False, augment=None, device="cpu")
+    assert load_model(fixed.last, device="cpu")[1]["crop"] is None  # an explicit data.size: the whole frame
+    small_frames = small_subject_table(tmp_path / "small", 6, size=(160, 120))  # the box spans 0.33
+    whole = fit(SPEC, small_frames, None, out_dir=tmp_path / "whole", head={"type": "heatmap", "width": 32},
+                epochs=1, batch_size=4, quiet=True, plots=False, augment=None, device="cpu")
+    assert load_model(whole.last, device="cpu")[1]["crop"] is None

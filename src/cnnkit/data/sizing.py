@@ -15,6 +15,7 @@ import math
 import numpy as np
 from PIL import Image
 
+from cnnkit.config import CropConfig
 from cnnkit.data.decode import DECODE_ERRORS, exif_orientation, oriented_size
 from cnnkit.data.images import ImageSource
 from cnnkit.data.table import AnnotationTable
@@ -59,3 +60,33 @@ def auto_size(table: AnnotationTable) -> tuple[int, int]:
         raise DataError(f"{table.source}: none of {len(picks)} sampled images could be opened to choose "
                         f"data.size; run `cnnkit check-data`, or give data.size, e.g. 160x120")
     return size_for_aspect(float(np.median(aspects)))
+
+
+#: ``data.crop: auto`` trains on views only where the frames' larger side is at least this multiple
+#: of the view's: below it, the whole frame at 160x120 loses under 2x of the labels' resolution.
+AUTO_CROP_MIN_FRAME = 2.0
+
+
+def auto_crop(table: AnnotationTable, crop: CropConfig | None = None) -> tuple[CropConfig | None, str]:
+    """``data.crop: auto`` -> (``crop`` (default ``CropConfig()``) or None, the reason in words).
+
+    On for landmark tables whose subject is small in large frames: the points' box spans under
+    :data:`cnnkit.data.views.SMALL_SUBJECT_SHARE` of the frame (median over up to ``SAMPLE`` rows)
+    and the frames' median larger side is at least ``AUTO_CROP_MIN_FRAME`` x the view's. Only
+    headers are read.
+    """
+    from cnnkit.data.views import SMALL_SUBJECT_SHARE, subject_share, table_frame_wh
+
+    crop = crop or CropConfig()
+    if table.task != "landmarks" or not len(table):
+        return None, "not a landmark table"
+    frame_wh = table_frame_wh(table)
+    share = subject_share(table.points(), frame_wh, SAMPLE)
+    picks = np.unique(np.linspace(0, len(table) - 1, min(SAMPLE, len(table))).round().astype(int))
+    side = float(np.median([max(frame_wh(int(i))) for i in picks]))
+    where = f"the points span {'?' if share is None else f'{share:.2f}'} of {side:.0f} px frames"
+    if share is None or share >= SMALL_SUBJECT_SHARE:
+        return None, f"{where} (>= {SMALL_SUBJECT_SHARE}): the whole frame resized"
+    if side < AUTO_CROP_MIN_FRAME * max(crop.size):
+        return None, f"{where}, under {AUTO_CROP_MIN_FRAME:g}x the {max(crop.size)} px view: the whole frame resized"
+    return crop, f"{where} (< {SMALL_SUBJECT_SHARE}): crop training on {crop.size[0]}x{crop.size[1]} views"

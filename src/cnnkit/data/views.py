@@ -37,6 +37,11 @@ from cnnkit.errors import ConfigError
 
 MODES = ("train", "whole", "frames")
 _EPS = 1e-6
+#: A subject whose points' box spans less than this share of the frame (median over the training
+#: rows, on the box's larger axis) is "small": ``data.crop: auto`` trains on views for it and
+#: ``views: auto`` finds it over the whole frame (docs/resolution.md, "Measured": the small-subject
+#: set spans 0.10, lips-via 0.47, faces68 0.44).
+SMALL_SUBJECT_SHARE = 0.25
 #: ``remember_whole``: the whole views a dataset keeps, at most this many bytes (160x160 RGB: 3,400 rows)
 WHOLE_MEMO_BYTES = 256 << 20
 
@@ -154,6 +159,28 @@ def cut_view(base: np.ndarray, base_geo: Geometry, view: View, size: Sequence[in
     return out
 
 
+def subject_share(points: np.ndarray, frame_wh: Callable[[int], tuple[int, int]], sample: int = 256) -> float | None:
+    """The median over (up to ``sample``, evenly spread) rows of the points' box (``points`` (N, K, 2),
+    original px) over the frame (``frame_wh(row)``), on the box's larger axis; None without points."""
+    if not len(points):
+        return None
+    picks = np.unique(np.linspace(0, len(points) - 1, min(sample, len(points))).round().astype(int))
+    shares = []
+    for i in picks:
+        box = points_box(points[i])
+        if box is not None:
+            w, h = frame_wh(int(i))
+            shares.append(max((box[2] - box[0]) / w, (box[3] - box[1]) / h))
+    return float(np.median(shares)) if shares else None
+
+
+def table_frame_wh(table: AnnotationTable) -> Callable[[int], tuple[int, int]]:
+    """Row -> its frame's (width, height) after EXIF orientation, from the image header."""
+    source = ImageSource.for_table(table)
+    names = table.images
+    return lambda i: frame_size(source.read(names[i]), name=source.describe(names[i]))
+
+
 def cache_frame_size(table: AnnotationTable, scale: float, sample: int = 64) -> tuple[int, int]:
     """The cache's row size for crop training: the largest sampled frame at ``scale`` (others are letterboxed)."""
     source = ImageSource.for_table(table)
@@ -240,16 +267,7 @@ class ViewDataset(Dataset[dict[str, Any]]):
         Recorded in the checkpoint at fit so ``views='auto'`` can choose between finding a small
         subject over the whole frame and two passes for a large one (:func:`cnnkit.infer.views.check_views`).
         """
-        if not len(self):
-            return None
-        picks = np.unique(np.linspace(0, len(self) - 1, min(sample, len(self))).round().astype(int))
-        shares = []
-        for i in picks:
-            box = points_box(self._points[i])
-            if box is not None:
-                w, h = self.frame_wh(int(i))
-                shares.append(max((box[2] - box[0]) / w, (box[3] - box[1]) / h))
-        return float(np.median(shares)) if shares else None
+        return subject_share(self._points, self.frame_wh, sample)
 
     def base(self, i: int, min_scale: float | None = None) -> tuple[np.ndarray, Geometry]:
         """Row ``i``'s frame to cut views from: the cached row, or decoded (JPEG drafted down to ``min_scale``)."""

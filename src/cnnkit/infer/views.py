@@ -21,7 +21,7 @@ from torch import nn
 
 from cnnkit.config import CropConfig
 from cnnkit.data.decode import Geometry
-from cnnkit.data.views import View, cut_view, subject_view
+from cnnkit.data.views import SMALL_SUBJECT_SHARE, View, cut_view, subject_view
 from cnnkit.engine.device import autocast
 from cnnkit.engine.step import StepSetup
 from cnnkit.errors import ConfigError
@@ -37,8 +37,8 @@ TILE_OVERLAP = 128  # view pixels shared by neighbouring tiles
 #: ``views='auto'`` scores crop-trained heatmap models in two passes where the subject spans at least
 #: this share of the frame in training (``subject_share`` in the checkpoint), else full-frame.
 #: Chosen on validation splits (docs/resolution.md, "Measured"): full-frame wins on the small-subject
-#: set (share ~0.1: 2.55 vs 129.85 px), two passes on lips-via (share ~0.5: 7.26 vs 9.29 px).
-AUTO_TWO_PASS_SHARE = 0.25
+#: set (share 0.10: 2.55 vs 129.85 px), two passes on lips-via (share 0.47: 7.26 vs 9.29 px).
+AUTO_TWO_PASS_SHARE = SMALL_SUBJECT_SHARE
 
 
 def check_views(views: str, model: nn.Module, crop: CropConfig | None, subject_share: float | None = None) -> str:

@@ -141,7 +141,8 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
     Nothing is written before the model is built, so a bad spec leaves no run folder behind.
     ``extra_files`` ({name: text}) are written into the run folder with ``settings.json``.
     """
-    _check_tables(job.train, job.val, job.data.crop)
+    job = _with_auto_crop(job)
+    _check_tables(job.train, job.val, job.data.crop_settings)
     job = _with_pretrained_rates(_with_input_size(job))
     with distributed(dist, job.cfg.device) as ctx:
         device = ctx.device or resolve_device(job.cfg.device)
@@ -166,6 +167,24 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
     out = job.out_dir
     return Run(out, state.history_frame(), out / "best.safetensors", out / "last.safetensors",
                interrupted=state.interrupted, model=runner.model)
+
+
+def _with_auto_crop(job: TrainingJob) -> TrainingJob:
+    """``data.crop: auto`` (the default) -> crop training for small subjects in large frames, else off.
+
+    Off without looking when the input is fixed otherwise: ``data.size`` or ``letterbox`` given, or
+    a built model (its input size is set). The decision is logged with its reason.
+    """
+    if not (isinstance(job.data.crop, str) and job.data.crop == "auto"):
+        return job
+    crop, why = None, "data.size, letterbox or a built model fixes the input"
+    if job.data.size is None and not job.data.letterbox and not isinstance(job.model, nn.Module):
+        from cnnkit.data.sizing import auto_crop
+
+        crop, why = auto_crop(job.train)
+    if crop is not None and not job.cfg.quiet:
+        log.info(f"data.crop: auto -> on ({why}; data.crop: false for the whole frame resized; docs/resolution.md)")
+    return dataclasses.replace(job, data=dataclasses.replace(job.data, crop=crop))
 
 
 def _with_input_size(job: TrainingJob) -> TrainingJob:
@@ -206,15 +225,15 @@ def _assemble(net: nn.Module, job: TrainingJob, device: torch.device, dist: Dist
         task=train.task, size=job.data.frame, mean=tuple(norm["mean"]), std=tuple(norm["std"]),
         device=device, precision=job.cfg.precision, channels_last=job.cfg.channels_last, augment=aug,
         flip_perm=flip_permutation(train.landmarks, train.flip_pairs, force=aug.force_flip) if aug.flip else None,
-        crop=job.data.crop,
+        crop=job.data.crop_settings,
     )
     freeze_bn = job.cfg.freeze_bn if job.cfg.freeze_bn is not None else job.pretrained is not None
     loaders = _loaders(train, job.val, job.data, job.cfg, dist)
     meta = _checkpoint_meta(train, job.data, norm, aug)
-    if job.data.crop is not None:  # views='auto' chooses the inference by it (cnnkit.infer.views.check_views)
+    if job.data.crop_settings is not None:  # views='auto' chooses the inference by it (cnnkit.infer.views.check_views)
         share = loaders["train"].dataset.subject_share()
         meta["subject_share"] = None if share is None else round(share, 4)
-    return RunParts(model=net, setup=setup, loaders=loaders, loss_fn=make_loss_for(train, job.cfg, net, job.data.crop),
+    return RunParts(model=net, setup=setup, loaders=loaders, loss_fn=make_loss_for(train, job.cfg, net, job.data.crop_settings),
                     meta=meta, freeze_bn=freeze_bn)
 
 
@@ -326,8 +345,9 @@ def _loaders(train: AnnotationTable, val: AnnotationTable | None, data_cfg: Data
              cfg: TrainConfig, dist: DistContext) -> dict[str, Any]:
     """Train loader (shuffled, padded shard per rank) and val loader (in order, unpadded shard)."""
     def dataset(table: AnnotationTable, mode: str) -> ViewDataset | TableDataset:
-        if data_cfg.crop is not None:  # views of the frames; validation scores whole frames in two passes
-            return ViewDataset(table, crop=data_cfg.crop, grayscale=data_cfg.grayscale, cache=data_cfg.cache,
+        crop = data_cfg.crop_settings
+        if crop is not None:  # views of the frames; validation scores whole frames in two passes
+            return ViewDataset(table, crop=crop, grayscale=data_cfg.grayscale, cache=data_cfg.cache,
                                seed=cfg.seed, mode=mode, remember_whole=True)
         return TableDataset(table, size=data_cfg.frame, grayscale=data_cfg.grayscale, letterbox=data_cfg.letterbox,
                             cache=data_cfg.cache)
@@ -337,7 +357,7 @@ def _loaders(train: AnnotationTable, val: AnnotationTable | None, data_cfg: Data
         if val is not None and len(val):
             sets["val"] = dataset(val, "frames")
     shard = {"rank": dist.rank, "world_size": dist.world_size}
-    crop = data_cfg.crop is not None
+    crop = data_cfg.crop_settings is not None
     return {name: make_loader(ds, batch_size=cfg.batch_size, shuffle=name == "train", seed=cfg.seed,
                               workers=data_cfg.workers, collate_fn=collate_frames if crop and name == "val" else None,
                               sampler=(ViewSampler if crop else EpochSampler)(
@@ -352,7 +372,7 @@ def _checkpoint_meta(train: AnnotationTable, data_cfg: DataConfig, norm: Mapping
         "classes": list(train.classes), "flip_pairs": [list(p) for p in train.flip_pairs],
         "normalisation": {k: list(v) for k, v in norm.items()}, "size": list(data_cfg.frame),
         "channels": data_cfg.channels, "grayscale": data_cfg.grayscale, "letterbox": data_cfg.letterbox,
-        "augment": aug.to_dict(), "crop": None if data_cfg.crop is None else data_cfg.crop.to_dict(),
+        "augment": aug.to_dict(), "crop": None if data_cfg.crop_settings is None else data_cfg.crop_settings.to_dict(),
     }
 
 
