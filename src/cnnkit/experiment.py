@@ -8,7 +8,7 @@ Layout (every section optional except ``data.source``)::
                      | {file: splits.csv, on: filename, column: split},
               val: other.csv, test: other.csv, flip_pairs: auto | [[left_eye, right_eye], ...],
               size: 160x120, grayscale: false, letterbox: false, cache: null, workers: 0,
-              crop: null | 256x256 | {size, scale, whole, background, jitter, margin}}  (docs/resolution.md)
+              crop: auto | false | true | 256x256 | {size, scale, whole, ..., map_loss}}  (docs/resolution.md)
     train:   {epochs, batch_size, lr, optimizer, schedule, loss, seed, device, precision, ...}
     augment: {rotate: 15, scale: [0.9, 1.1], shift: 0.08, brightness: 0.2, contrast: 0.2, flip: false}
     evaluate: {tta_flip: false}   # how the test split is scored after training

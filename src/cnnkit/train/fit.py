@@ -102,8 +102,9 @@ def fit(
         normalisation: {'mean': [...], 'std': [...]} per channel; None = the default for the channels.
         dist: the process group to train in; None = ``DistContext.from_env()``: one process, or
             DDP under torchrun (started here and ended at the end). ``batch_size`` is per process.
-        **options: ``DataConfig`` fields (size=(w, h), grayscale, letterbox, cache, workers, crop: crop
-            training for small subjects, docs/resolution.md) and
+        **options: ``DataConfig`` fields (size=(w, h), grayscale, letterbox, cache, workers, crop: 'auto'
+            (default: crop training for small subjects in large frames), False, True, 'WxH' or a
+            mapping; docs/resolution.md) and
             ``TrainConfig`` fields (epochs, batch_size, lr, optimizer, schedule, loss, seed,
             device, precision, channels_last, compile, quiet, ...). Unknown names are errors.
     """
