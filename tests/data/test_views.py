@@ -152,6 +152,17 @@ def test_auto_crop_is_on_for_small_subjects_in_large_frames(tmp_path, size, on) 
     assert f"span {40 / size[1]:.2f} of {size[0]} px frames" in why
 
 
+def test_auto_crop_leaves_broken_images_to_the_dataset(tmp_path) -> None:
+    from cnnkit.data.sizing import auto_crop
+
+    table = small_subject_table(tmp_path / "img", 4, size=(640, 480))
+    Path(table.images[1]).write_bytes(b"not an image")
+    assert auto_crop(table)[0] == CropConfig()  # decided on the three readable frames
+    for name in table.images:
+        Path(name).write_bytes(b"not an image")
+    assert auto_crop(table) == (None, "no sampled image could be opened")
+
+
 def test_data_crop_defaults_to_auto_and_refuses_what_it_cannot_read() -> None:
     assert DataConfig().crop == "auto" and DataConfig().to_dict()["crop"] == "auto"
     assert DataConfig(crop=False).crop is None and DataConfig(crop=False).crop_settings is None

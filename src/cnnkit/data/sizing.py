@@ -41,24 +41,31 @@ def size_for_aspect(aspect: float, area: int = AUTO_AREA, multiple: int = MULTIP
     return snap(width), snap(area / width)
 
 
-def auto_size(table: AnnotationTable) -> tuple[int, int]:
-    """The default input size for ``table``: its median image aspect ratio at ``AUTO_AREA`` pixels."""
+def sampled_frame_sizes(table: AnnotationTable) -> dict[int, tuple[int, int]]:
+    """{row: (width, height) after EXIF orientation} of an even sample of at most ``SAMPLE`` rows,
+    from the image headers; a broken image is left out (the dataset reports it, with its row)."""
     source = ImageSource.for_table(table)
     names = table.images
-    if not names:
-        raise DataError(f"{table.source}: no images to choose data.size from; give data.size, e.g. 160x120")
     picks = np.unique(np.linspace(0, len(names) - 1, min(SAMPLE, len(names))).round().astype(int))
-    aspects = []
+    sizes: dict[int, tuple[int, int]] = {}
     for i in picks:
         try:
             with Image.open(io.BytesIO(source.read(names[i]))) as img:
-                w, h = oriented_size(img.size, exif_orientation(img))
+                sizes[int(i)] = oriented_size(img.size, exif_orientation(img))
         except (*DECODE_ERRORS, DataError):
-            continue  # a broken image is reported by the dataset, with its row, when it is read
-        aspects.append(w / h)
-    if not aspects:
-        raise DataError(f"{table.source}: none of {len(picks)} sampled images could be opened to choose "
+            continue
+    return sizes
+
+
+def auto_size(table: AnnotationTable) -> tuple[int, int]:
+    """The default input size for ``table``: its median image aspect ratio at ``AUTO_AREA`` pixels."""
+    if not len(table):
+        raise DataError(f"{table.source}: no images to choose data.size from; give data.size, e.g. 160x120")
+    sizes = sampled_frame_sizes(table)
+    if not sizes:
+        raise DataError(f"{table.source}: none of the sampled images could be opened to choose "
                         f"data.size; run `cnnkit check-data`, or give data.size, e.g. 160x120")
+    aspects = [w / h for w, h in sizes.values()]
     return size_for_aspect(float(np.median(aspects)))
 
 
@@ -75,15 +82,17 @@ def auto_crop(table: AnnotationTable, crop: CropConfig | None = None) -> tuple[C
     and the frames' median larger side is at least ``AUTO_CROP_MIN_FRAME`` x the view's. Only
     headers are read.
     """
-    from cnnkit.data.views import SMALL_SUBJECT_SHARE, subject_share, table_frame_wh
+    from cnnkit.data.views import SMALL_SUBJECT_SHARE, subject_share
 
     crop = crop or CropConfig()
-    if table.task != "landmarks" or not len(table):
+    if table.task != "landmarks":
         return None, "not a landmark table"
-    frame_wh = table_frame_wh(table)
-    share = subject_share(table.points(), frame_wh, SAMPLE)
-    picks = np.unique(np.linspace(0, len(table) - 1, min(SAMPLE, len(table))).round().astype(int))
-    side = float(np.median([max(frame_wh(int(i))) for i in picks]))
+    sizes = sampled_frame_sizes(table)
+    if not sizes:
+        return None, "no sampled image could be opened"
+    rows = list(sizes)
+    share = subject_share(table.points()[rows], lambda j: sizes[rows[j]], len(rows))
+    side = float(np.median([max(wh) for wh in sizes.values()]))
     where = f"the points span {'?' if share is None else f'{share:.2f}'} of {side:.0f} px frames"
     if share is None or share >= SMALL_SUBJECT_SHARE:
         return None, f"{where} (>= {SMALL_SUBJECT_SHARE}): the whole frame resized"

@@ -174,13 +174,6 @@ def subject_share(points: np.ndarray, frame_wh: Callable[[int], tuple[int, int]]
     return float(np.median(shares)) if shares else None
 
 
-def table_frame_wh(table: AnnotationTable) -> Callable[[int], tuple[int, int]]:
-    """Row -> its frame's (width, height) after EXIF orientation, from the image header."""
-    source = ImageSource.for_table(table)
-    names = table.images
-    return lambda i: frame_size(source.read(names[i]), name=source.describe(names[i]))
-
-
 def cache_frame_size(table: AnnotationTable, scale: float, sample: int = 64) -> tuple[int, int]:
     """The cache's row size for crop training: the largest sampled frame at ``scale`` (others are letterboxed)."""
     source = ImageSource.for_table(table)
