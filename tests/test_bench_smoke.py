@@ -7,12 +7,15 @@ CPU ``--dry-run`` path, so a broken import, flag or table shows up in ``make tes
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -130,3 +133,20 @@ def test_resolution_dry_run_trains_resize_and_crop_side_by_side(tmp_path: Path) 
     runs = {r[1]: r for r in (_table_rows(summary, "small"))}
     assert set(runs) == {"resize", "crop160", "crop256"}
     assert all(float(r[6]) > 0 for r in runs.values())  # a test error in pixels for each
+
+
+def test_equal_time_gives_each_candidate_the_earlier_files_cpu_time(tmp_path: Path) -> None:
+    equal_time = _load("equal_time")
+    costs = {"faces68": {"earlier": 6.0, "defaults": 14.0, "half_area_lite0in": 7.1}}
+    budget, epochs = equal_time.budgets(costs, "faces68")
+    assert budget == 6.0 * 40  # faces68_heatmap_aug.yaml runs 40 epochs
+    assert epochs == {"earlier": 40, "defaults": 17, "half_area_lite0in": 33}  # floor: never more time than the file
+    args = argparse.Namespace(out=tmp_path, data_root=ROOT.parent / "shared" / "data", workers=0, device="cpu",
+                              dry_run=False)
+    earlier = yaml.safe_load(equal_time.experiment("faces68", "earlier", 40, 1, args).read_text())
+    assert earlier["data"]["size"] == "96x96" and earlier["model"]["head"]["stride"] == 8
+    assert earlier["train"]["epochs"] == 40 and earlier["train"]["seed"] == 1 and earlier["train"]["loss"] == "mse"
+    candidate = yaml.safe_load(equal_time.experiment("faces68", "half_area_lite0in", None, 0, args).read_text())
+    assert candidate["model"] == {"spec": "efficientnet_lite0", "pretrained": "efficientnet_lite0"}
+    assert candidate["data"]["size"] == "96x96" and "epochs" not in candidate["train"]  # None: the library's length
+    assert "augment" not in candidate and "loss" not in candidate["train"]  # the rest is the library's default

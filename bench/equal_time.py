@@ -1,0 +1,244 @@
+"""Equal CPU time: candidate library defaults against the earlier experiment files, each given the
+wall time its set's earlier file takes on the 2-core CPU.
+
+The earlier files are ``examples/accuracy/lips_heatmap_default.yaml`` (60 epochs) and
+``faces68_heatmap_aug.yaml`` (40 epochs at 96x96). A candidate is the library defaults with a few
+settings changed (``CANDIDATES``); it runs for the epochs that fit in the earlier file's time, from
+the CPU's seconds per epoch of each (so on a GPU the runs are the CPU's equal-time runs, only
+faster). Validation: lips' ``extra`` split, faces68's person-split val part; the LAST epoch is
+scored on validation and test, and nothing is chosen on test. Two steps:
+
+    python bench/equal_time.py --time --out bench/out/equal_time_cpu       # on the 2-core CPU: s/epoch
+    python bench/equal_time.py --costs bench/out/equal_time_cpu/costs.json --device cuda \\
+        --parallel 8 --workers 1 --seeds 0 1 --out bench/out/equal_time    # the runs (any device)
+    python bench/equal_time.py --costs ... --default-length ...            # the same candidates at full length
+    python bench/equal_time.py --plot OUT/results.json ... --costs ... --curves bench/out/backbones/curves.csv
+                                   # docs/figures/equal_time.png: validation error against CPU time
+    python bench/equal_time.py --dry-run                                   # tiny, CPU: tests the script
+
+Writes ``OUT/costs.json`` (--time) or ``OUT/summary.md`` and ``OUT/results.json`` (the runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_line, markdown_table  # noqa: E402
+from backbones import LITE0_IMAGENET, ROOT, data_section, launch, score  # noqa: E402
+
+EARLIER = {"lips": "lips_heatmap_default.yaml", "faces68": "faces68_heatmap_aug.yaml"}
+#: half the default pixel budget (cnnkit.data.sizing.AUTO_AREA / 2) at each set's aspect ratio
+HALF_AREA = {"lips": "112x88", "faces68": "96x96"}
+#: name -> (model, data, train) settings over the library defaults; "earlier" is the set's earlier file
+CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
+    "earlier": ({}, {}, {}),
+    "defaults": ({}, {}, {}),
+    "b8": ({}, {}, {"batch_size": 8}),
+    "lite0in": (LITE0_IMAGENET, {}, {}),
+    "lite0in_b8": (LITE0_IMAGENET, {}, {"batch_size": 8}),
+    "half_area": ({}, {"size": "half"}, {}),
+    "half_area_b8": ({}, {"size": "half"}, {"batch_size": 8}),
+    "half_area_lite0in": (LITE0_IMAGENET, {"size": "half"}, {}),
+    "half_area_lite0in_b8": (LITE0_IMAGENET, {"size": "half"}, {"batch_size": 8}),
+}
+
+
+def earlier_settings(set_name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], int]:
+    """(model, data, train, augment, epochs) of the set's earlier experiment file, data source excluded."""
+    exp = yaml.safe_load((ROOT / "examples" / "accuracy" / EARLIER[set_name]).read_text())
+    train = {k: v for k, v in exp["train"].items() if k not in ("device", "epochs", "seed")}
+    data = {k: v for k, v in exp["data"].items() if k in ("size", "flip_pairs")}
+    return exp["model"], data, train, exp.get("augment", {}), int(exp["train"]["epochs"])
+
+
+def experiment(set_name: str, name: str, epochs: int | None, seed: int, args: argparse.Namespace) -> Path:
+    """Write ``OUT/<set>_<name>_s<seed>/experiment.yaml`` for ``epochs`` epochs (None: the library's length)."""
+    folder = args.out / f"{set_name}_{name}_s{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    settings: dict[str, Any] = {"data": {**data_section(set_name, args.data_root, args.out), "workers": args.workers}}
+    if name == "earlier":
+        model, data, train, augment, _ = earlier_settings(set_name)
+        settings.update(model=model, augment=augment)
+        settings["data"].update(data)
+    else:
+        model, data, train = CANDIDATES[name]
+        if model:
+            settings["model"] = dict(model)
+        settings["data"].update({k: HALF_AREA[set_name] if v == "half" else v for k, v in data.items()})
+    settings["train"] = {**train, "device": args.device, "seed": seed, "checkpoint_every": "5min"}
+    if epochs is not None:
+        settings["train"]["epochs"] = epochs
+    if args.dry_run:
+        settings["train"]["batch_size"] = 4
+        settings["data"]["size"] = "64x48"
+    settings["output"] = str(folder / "run")
+    path = folder / "experiment.yaml"
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+def measure_costs(args: argparse.Namespace) -> int:
+    """s/epoch of every run on this machine (epoch 2 of 2-epoch runs, one at a time): OUT/costs.json."""
+    path = args.out / "costs.json"  # kept: --candidates adds to it (the earlier file's budget stays)
+    costs: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
+    runs = {experiment(s, c, 2, 0, args): (s, c) for s in args.sets for c in args.candidates
+            if c not in costs.get(s, {}) or c != "earlier"}
+
+    def done(path: Path, wall_s: float) -> None:
+        set_name, name = runs[path]
+        rows = list(csv.DictReader((path.parent / "run" / "metrics.csv").open()))
+        costs.setdefault(set_name, {})[name] = float(rows[-1]["time_s"])
+        (args.out / "costs.json").write_text(json.dumps(costs, indent=1))
+
+    launch(list(runs), 1, done)
+    print(json.dumps(costs, indent=1))
+    return 0 if all(c in costs.get(s, {}) for s in args.sets for c in args.candidates) else 1
+
+
+def budgets(costs: dict[str, dict[str, float]], set_name: str) -> tuple[float, dict[str, int]]:
+    """(the earlier file's CPU seconds, {candidate: epochs within them})."""
+    budget = costs[set_name]["earlier"] * earlier_settings(set_name)[4]
+    return budget, {name: max(1, math.floor(budget / s)) for name, s in costs[set_name].items()}
+
+
+def run_equal_time(args: argparse.Namespace) -> int:
+    costs = json.loads(args.costs.read_text())
+    runs: dict[Path, tuple[str, str, int]] = {}
+    for seed in args.seeds:  # seed by seed: a run cut short by a time limit still has whole seeds
+        for set_name in args.sets:
+            _, epochs = budgets(costs, set_name)
+            for name in args.candidates:
+                length = 2 if args.dry_run else None if args.default_length else epochs[name]
+                runs[experiment(set_name, name, length, seed, args)] = (set_name, name, seed)
+    results: dict[str, Any] = {}
+
+    def done(path: Path, wall_s: float) -> None:
+        set_name, name, seed = runs[path]
+        try:
+            r = score(path, args.device)
+        except Exception as exc:  # one failed run must not lose the others' figures
+            print(f"FAILED {path.parent.name}: {exc} (see its train.log)", file=sys.stderr, flush=True)
+            return
+        results[path.parent.name] = {"set": set_name, "candidate": name, "seed": seed, "wall_s": wall_s,
+                                     "epochs": len(r["curve"]), "steps": r["curve"][-1]["step"],
+                                     "val_px": r["val"]["error_px_mean"], "test_px": r["test"]["error_px_mean"],
+                                     "test_median_px": r["test"]["error_px_median"]}
+        write_summary(results, costs, args)
+
+    launch(list(runs), args.parallel, done)
+    return 0 if len(results) == len(runs) else 1
+
+
+def write_summary(results: dict[str, Any], costs: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    rows = []
+    for set_name in args.sets:
+        budget, _ = budgets(costs, set_name)
+        for name in args.candidates:
+            mine = [r for r in results.values() if r["set"] == set_name and r["candidate"] == name]
+            if not mine:
+                continue
+            mine.sort(key=lambda r: r["seed"])
+            val = [r["val_px"] for r in mine]
+            rows.append([set_name, name, f"{budget:.0f}", f"{costs[set_name][name]:.2f}", mine[0]["epochs"],
+                         mine[0]["steps"], " / ".join(f"{v:.2f}" for v in val), f"{sum(val) / len(val):.2f}",
+                         " / ".join(f"{r['test_px']:.2f}" for r in mine)])
+    table = markdown_table(["set", "candidate", "CPU budget s", "CPU s/epoch", "epochs", "steps",
+                            "val px (seeds)", "val mean", "test px (seeds)"], rows)
+    text = f"{table}\n\n{machine_line()}\n\n`{' '.join([Path(sys.executable).name, *sys.argv])}`\n"
+    (args.out / "summary.md").write_text(text)
+
+
+def plot(result_files: list[Path], costs: dict[str, dict[str, float]], curves: Path | None, path: Path) -> None:
+    """Validation error against CPU minutes, one panel per set: the 2,000-step runs of
+    bench/backbones.py epoch by epoch (``curves``), each candidate's runs (mean of seeds) and the
+    earlier file's time budget. CPU time = epochs x the candidate's CPU s/epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs: dict[tuple[str, str, int], list[float]] = {}
+    for file in result_files:
+        for r in json.loads(file.read_text()).values():
+            runs.setdefault((r["set"], r["candidate"], r["epochs"]), []).append(r["val_px"])
+    sets = [s for s in EARLIER if any(k[0] == s for k in runs)]
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.5), squeeze=False)
+    for ax, set_name in zip(axes[0], sets, strict=True):
+        if curves is not None:
+            for backbone, cost in (("resnet18", "defaults"), ("lite0_pretrained", "lite0in")):
+                rows = [r for r in csv.DictReader(curves.open()) if r["set"] == set_name and r["backbone"] == backbone]
+                ax.plot([int(r["epoch"]) * costs[set_name][cost] / 60 for r in rows], [float(r["val_px"]) for r in rows],
+                        lw=0.8, alpha=0.6, label=f"{cost}: inside its 2,000-step run")
+        for name in CANDIDATES:
+            pts = sorted((e * costs[set_name][name] / 60, sum(v) / len(v)) for (s, c, e), v in runs.items()
+                         if s == set_name and c == name)
+            if pts:
+                earlier = name == "earlier"
+                xs, ys = zip(*pts, strict=True)
+                ax.plot(xs, ys, marker="*" if earlier else "o", ms=14 if earlier else 5, ls="--", zorder=5 if earlier else 3,
+                        color="black" if earlier else None, label=f"earlier file ({EARLIER[set_name]})" if earlier else name)
+        ax.axvline(budgets(costs, set_name)[0] / 60, color="grey", lw=0.8)
+        finals = [sum(v) / len(v) for (s, _, _), v in runs.items() if s == set_name]
+        ax.set_ylim(min(finals) * 0.85, max(finals) * 1.6)  # the runs' range, not the curves' first epochs
+        ax.set(title=f"{set_name}: validation error (last epoch, mean of seeds)", xlabel="CPU minutes (2 cores)",
+               ylabel="mean error (px)", yscale="log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sets", nargs="+", default=list(EARLIER), choices=list(EARLIER))
+    p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    p.add_argument("--time", action="store_true", help="measure s/epoch of each run here (on the 2-core CPU)")
+    p.add_argument("--costs", type=Path, help="costs.json of a --time run: the runs get the earlier file's time")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--default-length", action="store_true",
+                   help="the runs get the library's default length instead of the earlier file's time")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "equal_time")
+    p.add_argument("--workers", type=int, default=0, help="loader workers per run")
+    p.add_argument("--parallel", type=int, default=1, help="runs at a time")
+    p.add_argument("--dry-run", action="store_true", help="tiny, on the CPU: --time then the runs (tests the script)")
+    p.add_argument("--plot", nargs="+", type=Path, help="results.json files of runs: draw OUT/equal_time.png")
+    p.add_argument("--curves", type=Path, help="with --plot: curves.csv of bench/backbones.py")
+    args = p.parse_args(argv)
+    if args.plot:
+        if args.costs is None:
+            p.error("--plot needs --costs")
+        plot(args.plot, json.loads(args.costs.read_text()), args.curves, args.out / "equal_time.png")
+        return 0
+    args.out, args.data_root = args.out.resolve(), args.data_root.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.default_length:
+        args.candidates = [c for c in args.candidates if c != "earlier"]  # its length is its own
+    elif "earlier" not in args.candidates:
+        args.candidates.insert(0, "earlier")  # it sets the budget
+    if args.dry_run:
+        args.device = "cpu"
+        if measure_costs(args):
+            return 1
+        args.costs = args.out / "costs.json"
+        return run_equal_time(args)
+    if args.time:
+        return measure_costs(args)
+    if args.costs is None:
+        p.error("give --time (measure here) or --costs FILE (from a --time run)")
+    return run_equal_time(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
