@@ -223,3 +223,18 @@ def test_pretrained_backbone_trains_at_a_tenth_of_lr_for_classes_unless_set(hyme
     assert _with_pretrained_rates(frozen).cfg.backbone_lr is None
     landmarks = dataclasses.replace(job, train=lips_tables[0])
     assert _with_pretrained_rates(landmarks).cfg.backbone_lr is None  # points need the features to move
+
+
+def test_a_short_landmark_run_points_to_the_short_budget_settings(lips_tables, hymenoptera_dir, tmp_path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    train, _ = lips_tables
+    few = train.subset(range(8))
+    classes = read_annotations(hymenoptera_dir / "train").subset(range(0, 240, 30))
+    with caplog.at_level("INFO", logger="cnnkit"):
+        fit(SMALL, few, out_dir=tmp_path / "lm", epochs=1, **dict(OPTS, quiet=False))
+        said_landmarks = caplog.text
+        caplog.clear()
+        fit(SMALL, classes, out_dir=tmp_path / "cls", epochs=1, **dict(OPTS, quiet=False))
+    assert "= 1 optimizer steps (train.epochs)" in said_landmarks
+    assert "a short budget (under 1,000 steps)" in said_landmarks and "'Short budgets'" in said_landmarks
+    assert "optimizer steps (train.epochs)" in caplog.text and "short budget" not in caplog.text  # landmarks only

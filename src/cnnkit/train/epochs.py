@@ -43,6 +43,12 @@ from cnnkit.train.loop import train_one_epoch
 from cnnkit.train.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger("cnnkit")
+
+#: Landmark runs shorter than this many steps get a hint: at the CPU time of ~400-900 steps of the
+#: defaults, half the pixels + batch 8 (+ ImageNet weights) beat them on lips-via and faces68; at
+#: 2,000 steps the defaults win (docs/ACCURACY.md, "Equal CPU time").
+SHORT_BUDGET_STEPS = DEFAULT_MIN_STEPS // 2
+
 HIGHER_IS_BETTER = ("accuracy", "pck", "f1_macro")
 
 
@@ -320,8 +326,12 @@ class EpochRunner:
         why = ("train.epochs" if self.cfg.epochs is not None else "train.steps" if self.cfg.steps is not None
                else f"the default: at least {DEFAULT_MIN_STEPS:,} steps and {DEFAULT_MIN_EPOCHS} epochs; "
                     f"set train.epochs or train.steps to change it")
-        log.info(f"training {self.epochs} epochs x {per_epoch} steps = {self.epochs * per_epoch:,} optimizer "
+        steps = self.epochs * per_epoch
+        log.info(f"training {self.epochs} epochs x {per_epoch} steps = {steps:,} optimizer "
                  f"steps ({why}); the time left is shown after each epoch")
+        if self.setup.task == "landmarks" and steps < SHORT_BUDGET_STEPS:
+            log.info(f"a short budget (under {SHORT_BUDGET_STEPS:,} steps): at equal time, half the pixels, batch 8 "
+                     "and ImageNet weights did better than the defaults (docs/training.md, 'Short budgets')")
 
     def _eta_s(self, state: RunState) -> float:
         """Seconds left at the mean epoch time of this session so far."""
