@@ -44,7 +44,7 @@ from cnnkit.train.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger("cnnkit")
 
-#: Landmark runs shorter than this many steps get a hint: at the CPU time of ~400-900 steps of the
+#: Whole-frame landmark runs shorter than this many steps get a hint: at the CPU time of ~400-900 steps of the
 #: defaults, half the pixels + batch 8 (+ ImageNet weights) beat them on lips-via and faces68; at
 #: 2,000 steps the defaults win (docs/ACCURACY.md, "Equal CPU time").
 SHORT_BUDGET_STEPS = DEFAULT_MIN_STEPS // 2
@@ -329,7 +329,7 @@ class EpochRunner:
         steps = self.epochs * per_epoch
         log.info(f"training {self.epochs} epochs x {per_epoch} steps = {steps:,} optimizer "
                  f"steps ({why}); the time left is shown after each epoch")
-        if self.setup.task == "landmarks" and steps < SHORT_BUDGET_STEPS:
+        if self.setup.task == "landmarks" and self.setup.crop is None and steps < SHORT_BUDGET_STEPS:
             log.info(f"a short budget (under {SHORT_BUDGET_STEPS:,} steps): at equal time, half the pixels, batch 8 "
                      "and ImageNet weights did better than the defaults (docs/training.md, 'Short budgets')")
 
