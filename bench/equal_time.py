@@ -35,9 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_line, markdown_table  # noqa: E402
 from backbones import LITE0_IMAGENET, ROOT, data_section, launch, score  # noqa: E402
 
+from cnnkit.data.sizing import AUTO_AREA, size_for_aspect  # noqa: E402
+
 EARLIER = {"lips": "lips_heatmap_default.yaml", "faces68": "faces68_heatmap_aug.yaml"}
-#: half the default pixel budget (cnnkit.data.sizing.AUTO_AREA / 2) at each set's aspect ratio
-HALF_AREA = {"lips": "112x88", "faces68": "96x96"}
+#: half the default pixel budget (cnnkit.data.sizing.AUTO_AREA / 2) at each set's aspect ratio: 112x88, 96x96
+HALF_AREA = {name: "{}x{}".format(*size_for_aspect(aspect, AUTO_AREA // 2))
+             for name, aspect in (("lips", 4 / 3), ("faces68", 1.0))}
 #: name -> (model, data, train) settings over the library defaults; "earlier" is the set's earlier file
 CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
     "earlier": ({}, {}, {}),
@@ -91,7 +94,7 @@ def measure_costs(args: argparse.Namespace) -> int:
     path = args.out / "costs.json"  # kept: --candidates adds to it (the earlier file's budget stays)
     costs: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
     runs = {experiment(s, c, 2, 0, args): (s, c) for s in args.sets for c in args.candidates
-            if c not in costs.get(s, {}) or c != "earlier"}
+            if not (c == "earlier" and c in costs.get(s, {}))}
 
     def done(path: Path, wall_s: float) -> None:
         set_name, name = runs[path]
