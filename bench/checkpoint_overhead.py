@@ -47,9 +47,9 @@ from cnnkit.data.dataset import TableDataset  # noqa: E402
 from cnnkit.data.loader import make_loader  # noqa: E402
 from cnnkit.engine import tensors as T  # noqa: E402
 from cnnkit.engine.step import StepSetup  # noqa: E402
-from cnnkit.train.fit import build_for_table, make_loss_for  # noqa: E402
 from cnnkit.train.loop import train_one_epoch  # noqa: E402
 from cnnkit.train.optim import make_optimizer, make_scheduler  # noqa: E402
+from cnnkit.train.parts import build_for_table, make_loss_for  # noqa: E402
 
 SIZE = (64, 92)  # (width, height)
 HEAD = "gap"

@@ -61,7 +61,7 @@ def test_training_length_rule() -> None:
     assert small.epochs_for(6) * 6 >= DEFAULT_MIN_STEPS  # 93 frames at batch 16: enough optimizer steps
     assert large.epochs_for(10_000) == DEFAULT_MIN_EPOCHS  # a large set: a sensible number of epochs
     assert TrainConfig(epochs=7).epochs_for(6) == 7 and TrainConfig(steps=61).epochs_for(6) == 11
-    with pytest.raises(ConfigError, match="not both"):
+    with pytest.raises(ConfigError, match="give one of epochs, steps or time"):
         TrainConfig(epochs=3, steps=10)
     assert TrainConfig().schedule == "cosine"
 

@@ -27,6 +27,32 @@ PRECISIONS = ("fp32", "bf16")
 # over large sets. On a 93-frame set 360 steps ended at 8.85 px and 1,400 steps at 3.14 px.
 DEFAULT_MIN_STEPS = 2000
 DEFAULT_MIN_EPOCHS = 30
+# ``train.batch_size`` when not given (``train.time`` may choose a smaller one: train/budget.py).
+DEFAULT_BATCH_SIZE = 16
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(h|min|s)")
+_SECONDS = {"h": 3600.0, "min": 60.0, "s": 1.0}
+
+
+def parse_duration(value: Any, key: str = "train.time") -> float:
+    """Seconds from a number of seconds or text such as ``'90s'``, ``'10min'``, ``'1.5h'``, ``'1h30min'``.
+
+    Example:
+        >>> parse_duration("1h30min"), parse_duration("90s"), parse_duration(45)
+        (5400.0, 90.0, 45.0)
+    """
+    seconds = None
+    if _is_real(value):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        parts = _DURATION_PART.findall(text)
+        if parts and "".join(_DURATION_PART.sub("", text).split()) == "":
+            seconds = sum(float(n) * _SECONDS[unit] for n, unit in parts)
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{key}: expected a duration such as '90s', '10min', '1.5h' or '1h30min' (or a number of "
+                          f"seconds), above zero. Received: {value!r}")
+    return seconds
 
 
 def _parse_size(value: Any, key: str) -> tuple[int, int]:
@@ -205,15 +231,18 @@ class TrainConfig:
     """Optimisation settings.
 
     Training length: ``epochs`` (full passes over the training table, the seed's ``iters``), or
-    ``steps`` (optimizer steps in all, rounded up to whole epochs), or neither: then the default
-    rule, at least ``DEFAULT_MIN_STEPS`` steps and ``DEFAULT_MIN_EPOCHS`` epochs (``epochs_for``).
+    ``steps`` (optimizer steps in all, rounded up to whole epochs), or ``time`` (a wall-time budget
+    such as ``'10min'``: the run measures its speed and plans the steps that fit, train/budget.py),
+    or none: then the default rule, at least ``DEFAULT_MIN_STEPS`` steps and ``DEFAULT_MIN_EPOCHS``
+    epochs (``epochs_for``).
     """
 
     SECTION: ClassVar[str] = "train"
 
     epochs: int | None = None
     steps: int | None = None
-    batch_size: int = 16
+    time: str | float | None = None
+    batch_size: int | None = None  # None: DEFAULT_BATCH_SIZE, or the short-budget batch under a short ``time``
     lr: float = 1e-3
     optimizer: str = "adam"
     momentum: float = 0.9
@@ -244,9 +273,13 @@ class TrainConfig:
         _check_types(self)
         _check(self.epochs is None or self.epochs >= 1, f"epochs must be >= 1. Received: epochs={self.epochs}")
         _check(self.steps is None or self.steps >= 1, f"steps must be >= 1. Received: steps={self.steps}")
-        _check(self.epochs is None or self.steps is None,
-               f"give epochs or steps, not both. Received: epochs={self.epochs}, steps={self.steps}")
-        _check(self.batch_size >= 1, f"batch_size must be >= 1. Received: batch_size={self.batch_size}")
+        given = {k: v for k, v in (("epochs", self.epochs), ("steps", self.steps), ("time", self.time)) if v is not None}
+        _check(len(given) <= 1, "give one of epochs, steps or time (the training length), not "
+               f"{' and '.join(given)}. Received: {', '.join(f'{k}={v!r}' for k, v in given.items())}")
+        if self.time is not None:
+            parse_duration(self.time)
+        _check(self.batch_size is None or self.batch_size >= 1,
+               f"batch_size must be >= 1. Received: batch_size={self.batch_size}")
         _check(self.lr > 0, f"lr must be > 0. Received: lr={self.lr}")
         _check(self.weight_decay >= 0, f"weight_decay must be >= 0. Received: {self.weight_decay}")
         _check(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1). Received: {self.label_smoothing}")
@@ -270,12 +303,20 @@ class TrainConfig:
             >>> TrainConfig().epochs_for(13), TrainConfig().epochs_for(1000), TrainConfig(steps=100).epochs_for(13)
             (154, 30, 8)
         """
+        if self.time is not None:
+            raise ConfigError("train.time: the length is planned from the measured speed (cnnkit.train.budget), "
+                              "not by this rule")
         if self.epochs is not None:
             return self.epochs
         per_epoch = max(1, steps_per_epoch)
         if self.steps is not None:
             return math.ceil(self.steps / per_epoch)
         return max(DEFAULT_MIN_EPOCHS, math.ceil(DEFAULT_MIN_STEPS / per_epoch))
+
+    @property
+    def resolved_batch_size(self) -> int:
+        """``batch_size``, or ``DEFAULT_BATCH_SIZE`` when not given."""
+        return DEFAULT_BATCH_SIZE if self.batch_size is None else self.batch_size
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

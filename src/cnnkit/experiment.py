@@ -9,7 +9,7 @@ Layout (every section optional except ``data.source``)::
               val: other.csv, test: other.csv, flip_pairs: auto | [[left_eye, right_eye], ...],
               size: 160x120, grayscale: false, letterbox: false, cache: null, workers: 0,
               crop: auto | false | true | 256x256 | {size, scale, whole, ..., map_loss}}  (docs/resolution.md)
-    train:   {epochs, batch_size, lr, optimizer, schedule, loss, seed, device, precision, ...}
+    train:   {epochs | steps | time: 10min, batch_size, lr, optimizer, schedule, loss, seed, device, ...}
     augment: {rotate: 15, scale: [0.9, 1.1], shift: 0.08, brightness: 0.2, contrast: 0.2, flip: false}
     evaluate: {tta_flip: false}   # how the test split is scored after training
     output:  runs/exp
@@ -278,7 +278,7 @@ def _run_experiment(exp: Experiment, quiet: bool, resume: bool, dist: DistContex
     result: dict[str, Any] = {"run": run}
     if "test" in tables and not run.interrupted and dist.is_main:
         # best = selected on val (or the last epoch without val); the test split chooses nothing.
-        test = evaluate(run.best, tables["test"], batch_size=job.cfg.batch_size, device=job.cfg.device,
+        test = evaluate(run.best, tables["test"], batch_size=job.cfg.resolved_batch_size, device=job.cfg.device,
                         workers=job.data.workers, tta_flip=exp.tta_flip)
         atomic_write_text(job.out_dir / "test_metrics.json", json.dumps(_plain(test.metrics), indent=2))
         test.per_image.to_csv(job.out_dir / "test_per_image.csv", index=False)

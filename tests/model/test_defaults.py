@@ -37,7 +37,7 @@ def test_fit_builds_the_same_module_from_name_and_list() -> None:
 
     from cnnkit.config import DataConfig
     from cnnkit.data.table import AnnotationTable
-    from cnnkit.train.fit import build_for_table
+    from cnnkit.train.parts import build_for_table
 
     table = AnnotationTable(pd.DataFrame({"image": ["a.png"], "p_x": [1.0], "p_y": [2.0]}), landmarks=("p",), source="t")
     nets = []

@@ -107,7 +107,7 @@ def test_bad_options_fail_before_work(lips_tables, tmp_path) -> None:
 def test_direct_head_starts_at_the_image_centre(lips_tables, tmp_path) -> None:
     """A fresh landmark model predicts ~0.5 for every coordinate, so epoch 1 starts near the baseline."""
     from cnnkit.config import DataConfig
-    from cnnkit.train.fit import build_for_table
+    from cnnkit.train.parts import build_for_table
 
     train, _ = lips_tables
     net = build_for_table(SMALL, train, DataConfig(size=(64, 48)))[0].eval()
@@ -154,13 +154,13 @@ def test_auto_augment_flips_only_sets_with_declared_pairs(lips_tables) -> None:
 
 def test_a_non_finite_loss_is_a_user_error_that_keeps_the_last_epoch(lips_tables, tmp_path, monkeypatch) -> None:
     # Before: FloatingPointError, a traceback from the CLI instead of one line.
-    import cnnkit.train.fit as fit_module
+    import cnnkit.train.parts as parts_module
     from cnnkit.errors import TrainingError
 
     train, _ = lips_tables
     fit(SMALL, train, None, out_dir=tmp_path, epochs=1, **OPTS)
     kept = (tmp_path / "last.safetensors").read_bytes()
-    monkeypatch.setattr(fit_module, "make_loss_for", lambda *a, **k: lambda pred, true: pred.sum() * math.nan)
+    monkeypatch.setattr(parts_module, "make_loss_for", lambda *a, **k: lambda pred, true: pred.sum() * math.nan)
     with pytest.raises(TrainingError, match=r"training loss became nan at batch 0.*Lower train\.lr"):
         fit(SMALL, train, None, out_dir=tmp_path, epochs=2, resume=True, **OPTS)
     assert (tmp_path / "last.safetensors").read_bytes() == kept

@@ -57,8 +57,8 @@ def sampled_frame_sizes(table: AnnotationTable) -> dict[int, tuple[int, int]]:
     return sizes
 
 
-def auto_size(table: AnnotationTable) -> tuple[int, int]:
-    """The default input size for ``table``: its median image aspect ratio at ``AUTO_AREA`` pixels."""
+def auto_size(table: AnnotationTable, area: int = AUTO_AREA) -> tuple[int, int]:
+    """The default input size for ``table``: its median image aspect ratio at ``area`` pixels."""
     if not len(table):
         raise DataError(f"{table.source}: no images to choose data.size from; give data.size, e.g. 160x120")
     sizes = sampled_frame_sizes(table)
@@ -66,7 +66,7 @@ def auto_size(table: AnnotationTable) -> tuple[int, int]:
         raise DataError(f"{table.source}: none of the sampled images could be opened to choose "
                         f"data.size; run `cnnkit check-data`, or give data.size, e.g. 160x120")
     aspects = [w / h for w, h in sizes.values()]
-    return size_for_aspect(float(np.median(aspects)))
+    return size_for_aspect(float(np.median(aspects)), area)
 
 
 #: ``data.crop: auto`` trains on views only where the frames' larger side is at least this multiple

@@ -132,7 +132,7 @@ def report_after_training(run_dir: str | Path, experiment: Experiment, test: Eva
         if test is not None and scored.split != "test":
             raise ConfigError(f"{run_dir}: a test evaluation was given but the experiment has no test split")
         return _write(run, scored, test, run.path / REPORT_NAME, start, tta_flip=experiment.tta_flip,
-                      batch_size=experiment.train_config().batch_size, device=experiment.train_config().device,
+                      batch_size=experiment.train_config().resolved_batch_size, device=experiment.train_config().device,
                       workers=experiment.data_config().workers)
     except CnnkitError as exc:  # the run itself is saved and fine: say why there is no page, do not fail
         log.warning("report not written: %s", exc)

@@ -68,6 +68,13 @@ def commit_job(out: Path, best: ModelSnapshot | None, metrics_csv: str, state: M
     return job
 
 
+def update_settings(out: Path, **values: Any) -> None:
+    """Replace top-level keys of the run folder's settings.json (atomically; a missing file is left alone)."""
+    path = out / "settings.json"
+    if path.is_file():
+        atomic_write_text(path, json.dumps({**json.loads(path.read_text()), **values}, indent=2, default=str))
+
+
 def leftovers(folder: Path) -> list[str]:
     """The run files present in ``folder`` (sorted by write order)."""
     return [name for name in RUN_FILES if (folder / name).exists()]

@@ -37,17 +37,14 @@ from cnnkit.io.checkpoint import (
 )
 from cnnkit.rng import make_generator
 from cnnkit.train import commit as C
+from cnnkit.train.budget import SHORT_BUDGET_STEPS, recount
 from cnnkit.train.distributed import DistContext, merge_outputs
 from cnnkit.train.ema import WeightAverage
-from cnnkit.train.loop import train_one_epoch
-from cnnkit.train.optim import make_optimizer, make_scheduler
+from cnnkit.train.loop import EpochBar, train_one_epoch
+from cnnkit.train.optim import make_optimizer, make_scheduler, stretch_schedule
+from cnnkit.train.parts import RunParts
 
 log = logging.getLogger("cnnkit")
-
-#: Whole-frame landmark runs shorter than this many steps get a hint: at the CPU time of ~400-900 steps of the
-#: defaults, half the pixels + batch 8 (+ ImageNet weights) beat them on lips-via and faces68; at
-#: 2,000 steps the defaults win (docs/ACCURACY.md, "Equal CPU time").
-SHORT_BUDGET_STEPS = DEFAULT_MIN_STEPS // 2
 
 HIGHER_IS_BETTER = ("accuracy", "pck", "f1_macro")
 
@@ -73,18 +70,6 @@ class RunState:
             return self.shape_sum / self.shape_count
 
 
-@dataclass(frozen=True)
-class RunParts:
-    """What one run is made of, built once by ``fit`` and handed down whole."""
-
-    model: nn.Module
-    setup: StepSetup
-    loaders: dict[str, Any]  # 'train', and 'val' when there is a validation table
-    loss_fn: Any
-    meta: dict[str, Any]  # checkpoint metadata: task, landmarks, classes, normalisation, ...
-    freeze_bn: bool = False  # keep the backbone's BatchNorm statistics (pretrained weights)
-
-
 class EpochRunner:
     """Owns the model, optimizer and schedule of one run; ``run`` does the epochs."""
 
@@ -102,7 +87,9 @@ class EpochRunner:
         wrapped = dist.wrap(self.model, sync_bn=cfg.sync_bn)
         self.opt = make_optimizer(self.model, cfg)
         steps_per_epoch = max(1, len(self.loaders["train"]))
-        self.epochs = cfg.epochs_for(steps_per_epoch)  # the training-length rule, resolved once
+        self.time_plan, self.started_s = parts.time_plan, parts.started_s
+        # the training-length rule (or train.time's plan), resolved once
+        self.epochs = parts.time_plan.epochs if parts.time_plan is not None else cfg.epochs_for(steps_per_epoch)
         self.sched = make_scheduler(self.opt, cfg, steps_per_epoch, self.epochs)
         self.step_model: Any = torch.compile(wrapped) if cfg.compile else wrapped
         self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
@@ -173,8 +160,8 @@ class EpochRunner:
             if state.epochs_done >= self.epochs and self.dist.is_main:  # resumed after its last epoch
                 final = snapshot_model(self.kept_model, self._meta(state, state.epochs_done))
                 self.writer.submit(lambda: write_model(self.out / C.LAST, final))
-            for epoch in range(state.epochs_done, self.epochs):
-                self._one_epoch(epoch, state)
+            while state.epochs_done < self.epochs:  # train.time may re-count self.epochs after the first
+                self._one_epoch(state.epochs_done, state)
             self.writer.wait()
         except KeyboardInterrupt:
             state.interrupted = True
@@ -209,7 +196,25 @@ class EpochRunner:
         row["time_s"] = time.perf_counter() - start
         state.history.append(row)
         state.epochs_done = epoch + 1
+        if self.time_plan is not None and not self.time_plan.recounted and self.cfg.schedule != "onecycle":
+            self._recount_plan(row["time_s"])
         self._record(state, row)
+
+    def _recount_plan(self, first_epoch_s: float) -> None:
+        """train.time: the epochs re-counted from the first epoch's real time, the schedule laid over
+        them, and the plan saved to settings.json before this epoch's commit (a resume reads it there)."""
+        plan = self.time_plan
+        assert plan is not None
+        # rank 0's clock for every rank, so all ranks agree on the length
+        epoch_s, elapsed_s = self.dist.gather((first_epoch_s, time.monotonic() - self.started_s))[0]
+        self.time_plan = recount(plan, epoch_s, plan.budget_s - elapsed_s)
+        if self.time_plan.epochs != self.epochs:
+            self.epochs = self.time_plan.epochs
+            stretch_schedule(self.sched, self.cfg, max(1, len(self.loaders["train"])), self.epochs)
+            if not self.cfg.quiet and self.dist.is_main:
+                log.info(f"train.time: the first epoch took {epoch_s:.3g} s; training {self.epochs} epochs in all")
+        if self.dist.is_main:
+            C.update_settings(self.out, time_plan=self.time_plan.to_dict(), epochs=self.epochs)
 
     def _reduce_train_logs(self, logs: dict[str, float], n_local: int) -> dict[str, float]:
         """Global train loss (sum over ranks / rows over ranks) and global images per second."""
@@ -316,22 +321,26 @@ class EpochRunner:
         return value if math.isfinite(value) else math.inf
 
     def _progress(self, epoch: int, total: int) -> Any:
-        return _Bar(epoch, self.epochs, total, disable=self.cfg.quiet or not self.dist.is_main)
+        return EpochBar(epoch, self.epochs, total, disable=self.cfg.quiet or not self.dist.is_main)
 
     def _announce_length(self, state: RunState) -> None:
         """One line: how many epochs and optimizer steps will run, and by which rule."""
         if self.cfg.quiet or not self.dist.is_main or state.epochs_done >= self.epochs:
             return
         per_epoch = max(1, len(self.loaders["train"]))
-        why = ("train.epochs" if self.cfg.epochs is not None else "train.steps" if self.cfg.steps is not None
+        plan = self.time_plan
+        why = (plan.describe() if plan is not None else "train.epochs" if self.cfg.epochs is not None
+               else "train.steps" if self.cfg.steps is not None
                else f"the default: at least {DEFAULT_MIN_STEPS:,} steps and {DEFAULT_MIN_EPOCHS} epochs; "
-                    f"set train.epochs or train.steps to change it")
+                    f"set train.epochs, train.steps or train.time to change it")
         steps = self.epochs * per_epoch
         log.info(f"training {self.epochs} epochs x {per_epoch} steps = {steps:,} optimizer "
                  f"steps ({why}); the time left is shown after each epoch")
-        if self.setup.task == "landmarks" and self.setup.crop is None and steps < SHORT_BUDGET_STEPS:
+        shortened = plan is not None and plan.recipe == "short"
+        if self.setup.task == "landmarks" and self.setup.crop is None and steps < SHORT_BUDGET_STEPS and not shortened:
             log.info(f"a short budget (under {SHORT_BUDGET_STEPS:,} steps): at equal time, half the pixels, batch 8 "
-                     "and ImageNet weights did better than the defaults (docs/training.md, 'Short budgets')")
+                     "and ImageNet weights did better than the defaults (docs/training.md, 'Short budgets'; "
+                     "train.time chooses the first two by itself when you leave data.size and batch_size unset)")
 
     def _eta_s(self, state: RunState) -> float:
         """Seconds left at the mean epoch time of this session so far."""
@@ -385,25 +394,3 @@ class _ShapeTap:
             self.state.shape_sum, self.state.shape_count = s, c
         else:
             self.state.shape_sum, self.state.shape_count = self.state.shape_sum + s, self.state.shape_count + c
-
-
-class _Bar:
-    """A tqdm bar per epoch (or nothing when quiet / not the main process)."""
-
-    def __init__(self, epoch: int, epochs: int, total: int, *, disable: bool) -> None:
-        self.args = {"total": total, "desc": f"epoch {epoch + 1}/{epochs}", "unit": "img", "leave": False,
-                     "disable": disable, "dynamic_ncols": True}
-        self.bar: Any = None
-
-    def __enter__(self) -> _Bar | None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(**self.args)
-        return self
-
-    def update_with(self, n: int, logs: dict[str, float]) -> None:
-        self.bar.update(n)
-        self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
-
-    def __exit__(self, *exc: Any) -> None:
-        self.bar.close()

@@ -13,9 +13,11 @@ Run folder layout::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,23 +29,26 @@ import torch
 from torch import nn
 
 from cnnkit.atomic import atomic_write_text
-from cnnkit.config import CropConfig, DataConfig, TrainConfig, from_mapping, split_options
-from cnnkit.data.augment import Augment, flip_permutation
-from cnnkit.data.dataset import TableDataset
-from cnnkit.data.loader import EpochSampler, make_loader
+from cnnkit.config import CropConfig, DataConfig, TrainConfig, from_mapping, parse_duration, split_options
+from cnnkit.data.augment import Augment
 from cnnkit.data.table import AnnotationTable
-from cnnkit.data.views import ViewDataset, ViewSampler, collate_frames
-from cnnkit.engine import tensors as T
 from cnnkit.engine.device import describe_device, resolve_device
-from cnnkit.engine.step import StepSetup
 from cnnkit.errors import ConfigError, DataError
-from cnnkit.io.checkpoint import FORMAT_VERSION
-from cnnkit.model.builder import build_model
-from cnnkit.model.defaults import default_loss, prepare_for_task
 from cnnkit.model.net import SpecNet
+from cnnkit.train import commit as C
+from cnnkit.train.budget import (
+    SHORT_BATCH_SIZE,
+    VAL_PROBE_BATCHES,
+    Candidate,
+    Speed,
+    TimePlan,
+    measure_speed,
+    plan_time,
+    timed_seconds,
+)
 from cnnkit.train.distributed import DistContext, distributed
-from cnnkit.train.epochs import EpochRunner, RunParts, RunState
-from cnnkit.train.losses import MapLoss, make_loss
+from cnnkit.train.epochs import EpochRunner, RunState
+from cnnkit.train.parts import assemble_parts, build_for_table
 
 log = logging.getLogger("cnnkit")
 
@@ -133,6 +138,7 @@ class TrainingJob:
     pretrained: str | Path | None = None
     normalisation: Mapping[str, Sequence[float]] | None = None
     resume: bool | str | Path = False
+    time_plan: TimePlan | None = None  # what train.time resolved to (set by run_job)
 
 
 def run_job(job: TrainingJob, dist: DistContext | None = None, *,
@@ -142,11 +148,13 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
     Nothing is written before the model is built, so a bad spec leaves no run folder behind.
     ``extra_files`` ({name: text}) are written into the run folder with ``settings.json``.
     """
+    started = time.monotonic()  # train.time counts from here: start-up and measuring are part of the run
     job = _with_auto_crop(job)
     _check_tables(job.train, job.val, job.data.crop_settings)
-    job = _with_pretrained_rates(_with_input_size(job))
+    job = _with_pretrained_rates(job)
     with distributed(dist, job.cfg.device) as ctx:
         device = ctx.device or resolve_device(job.cfg.device)
+        job = _with_size_and_batch(job, device, ctx, started)
         # The run draws initial weights and dropout masks from the global RNG, seeded here inside a
         # fork so the caller's RNG state is left as it was.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -156,7 +164,7 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
                 job = dataclasses.replace(job, normalisation=weights_norm)
             if ctx.is_distributed:
                 torch.manual_seed(ctx.rank_seed(job.cfg.seed))  # but each rank its own dropout masks
-            parts = _assemble(net, job, device, ctx)
+            parts = dataclasses.replace(assemble_parts(net, job, device, ctx), started_s=started)
             runner = EpochRunner(parts, job.cfg, job.out_dir, ctx)
             resume = job.resume
             # Resume first: a folder holding a different run is refused before anything in it is replaced.
@@ -186,6 +194,80 @@ def _with_auto_crop(job: TrainingJob) -> TrainingJob:
     if crop is not None and not job.cfg.quiet:
         log.info(f"data.crop: auto -> on ({why}; data.crop: false for the whole frame resized; docs/resolution.md)")
     return dataclasses.replace(job, data=dataclasses.replace(job.data, crop=crop))
+
+
+def _with_size_and_batch(job: TrainingJob, device: torch.device, ctx: DistContext, started: float) -> TrainingJob:
+    """The input size and batch: as given, else the defaults, or under ``train.time`` the plan's
+    (measured here, or read back from the folder a resume continues; cnnkit.train.budget)."""
+    if job.cfg.time is None:
+        return _with_default_batch(_with_input_size(job))
+    plan = _stored_time_plan(job) or _new_time_plan(job, device, ctx, started)
+    return dataclasses.replace(job, data=dataclasses.replace(job.data, size=plan.size),
+                               cfg=dataclasses.replace(job.cfg, batch_size=plan.batch_size), time_plan=plan)
+
+
+def _stored_time_plan(job: TrainingJob) -> TimePlan | None:
+    """The plan a run being resumed was started with (its settings.json), if it committed an epoch."""
+    if not job.resume:
+        return None
+    folder = Path(job.resume) if isinstance(job.resume, (str, Path)) else job.out_dir
+    settings = folder / "settings.json"
+    if not ((folder / C.STATE).is_file() and settings.is_file()):
+        return None
+    stored = json.loads(settings.read_text()).get("time_plan")
+    return None if stored is None else TimePlan.from_dict(stored)
+
+
+def _new_time_plan(job: TrainingJob, device: torch.device, ctx: DistContext, started: float) -> TimePlan:
+    """Measure the default recipe (and the short one where it applies) and plan the epochs that fit.
+
+    Under DDP every rank measures, and every decision uses rank 0's figures, so all ranks take the
+    same branches (and collectives) and end with the same plan.
+    """
+    default = _with_default_batch(_with_input_size(job))
+    short = None
+    if _may_shorten(job):
+        from cnnkit.data.sizing import AUTO_AREA, auto_size
+
+        short = dataclasses.replace(default, data=dataclasses.replace(default.data, size=auto_size(job.train, AUTO_AREA // 2)),
+                                    cfg=dataclasses.replace(default.cfg, batch_size=SHORT_BATCH_SIZE))
+
+    budget_s = parse_duration(job.cfg.time)
+
+    def candidate(recipe: str, probe: TrainingJob) -> Candidate:
+        return Candidate(recipe, probe.data.frame, probe.cfg.resolved_batch_size,
+                         lambda: ctx.gather(_measure_speed(probe, device, ctx, timed_seconds(budget_s)))[0])
+
+    return plan_time(budget_s, candidate("default", default),
+                     None if short is None else candidate("short", short),
+                     elapsed_s=lambda: ctx.gather(time.monotonic() - started)[0])
+
+
+def _may_shorten(job: TrainingJob) -> bool:
+    """Whether ``train.time`` may choose the short-budget size and batch: where they were measured
+    (whole-frame landmark runs) and only when the user left both to the library."""
+    return (job.train.task == "landmarks" and job.data.crop_settings is None and job.data.size is None
+            and job.cfg.batch_size is None and not isinstance(job.model, nn.Module))
+
+
+def _measure_speed(job: TrainingJob, device: torch.device, ctx: DistContext, min_timed_s: float) -> Speed:
+    """``job``'s speed, timed on a throw-away copy of its model (the run's own start is untouched)."""
+    val = job.val
+    if val is not None and len(val):
+        val = val.subset(np.arange(min(len(val), VAL_PROBE_BATCHES * job.cfg.resolved_batch_size)))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(job.cfg.seed)
+        model = copy.deepcopy(job.model) if isinstance(job.model, nn.Module) else job.model
+        net, weights_norm = build_for_table(model, job.train, job.data, job.head, job.pretrained)
+        probe = dataclasses.replace(job, val=val, normalisation=job.normalisation or weights_norm)
+        parts = assemble_parts(net, probe, device, ctx)
+        speed = measure_speed(parts.model, parts.setup, parts.loaders, parts.loss_fn, job.cfg, min_timed_s=min_timed_s)
+    val_rows = 0 if job.val is None else len(job.val)
+    return dataclasses.replace(speed, val_s=speed.val_s * val_rows / max(1, 0 if val is None else len(val)))
+
+
+def _with_default_batch(job: TrainingJob) -> TrainingJob:
+    return dataclasses.replace(job, cfg=dataclasses.replace(job.cfg, batch_size=job.cfg.resolved_batch_size))
 
 
 def _with_input_size(job: TrainingJob) -> TrainingJob:
@@ -218,26 +300,6 @@ def _with_pretrained_rates(job: TrainingJob) -> TrainingJob:
     return dataclasses.replace(job, cfg=cfg)
 
 
-def _assemble(net: nn.Module, job: TrainingJob, device: torch.device, dist: DistContext) -> RunParts:
-    """The model and everything each step needs, built once for the run."""
-    train, aug = job.train, job.augment
-    norm = dict(job.normalisation) if job.normalisation else T.default_normalisation(job.data.channels)
-    setup = StepSetup(
-        task=train.task, size=job.data.frame, mean=tuple(norm["mean"]), std=tuple(norm["std"]),
-        device=device, precision=job.cfg.precision, channels_last=job.cfg.channels_last, augment=aug,
-        flip_perm=flip_permutation(train.landmarks, train.flip_pairs, force=aug.force_flip) if aug.flip else None,
-        crop=job.data.crop_settings,
-    )
-    freeze_bn = job.cfg.freeze_bn if job.cfg.freeze_bn is not None else job.pretrained is not None
-    loaders = _loaders(train, job.val, job.data, job.cfg, dist)
-    meta = _checkpoint_meta(train, job.data, norm, aug)
-    if job.data.crop_settings is not None:  # views='auto' chooses the inference by it (cnnkit.infer.views.check_views)
-        share = loaders["train"].dataset.subject_share()
-        meta["subject_share"] = None if share is None else round(share, 4)
-    return RunParts(model=net, setup=setup, loaders=loaders, loss_fn=make_loss_for(train, job.cfg, net, job.data.crop_settings),
-                    meta=meta, freeze_bn=freeze_bn)
-
-
 def _prepare_folder(job: TrainingJob, net: nn.Module, device: torch.device, epochs: int,
                     extra_files: Mapping[str, str]) -> None:
     job.out_dir.mkdir(parents=True, exist_ok=True)
@@ -263,18 +325,6 @@ def resolve_augment(augment: Augment | Mapping[str, Any] | str | None, train: An
             return Augment()
         return Augment.default_landmarks(flip=bool(train.flip_pairs))
     return Augment.from_mapping(augment or {})
-
-
-def make_loss_for(train: AnnotationTable, cfg: TrainConfig, net: nn.Module | None = None,
-                  crop: CropConfig | None = None) -> Any:
-    """The configured loss, or the default for the task and head (``model.defaults.default_loss``);
-    crop training of a heatmap head adds the map loss (``data.crop.map_loss``, ``losses.MapLoss``)."""
-    name = cfg.loss or default_loss(train.task, getattr(net, "head", None))
-    opts = {"label_smoothing": cfg.label_smoothing} if train.task == "classes" and cfg.label_smoothing else {}
-    loss = make_loss(train.task, name, **opts)
-    if crop is not None and crop.map_loss > 0 and getattr(net, "head", None) == "heatmap":
-        return MapLoss(loss, getattr(net, "head_net"), crop.map_loss)  # noqa: B009 - the HeatmapHead
-    return loss
 
 
 def _check_tables(train: AnnotationTable, val: AnnotationTable | None, crop: CropConfig | None = None) -> None:
@@ -312,71 +362,6 @@ def _check_finite(table: AnnotationTable) -> None:
                         f"(blank = missing); `cnnkit check-data` lists them.")
 
 
-def _n_outputs(train: AnnotationTable) -> int:
-    return 2 * len(train.landmarks) if train.task == "landmarks" else len(train.classes)
-
-
-def build_for_table(model: Any, train: AnnotationTable, data_cfg: DataConfig, head: Any = None,
-                    pretrained: Any = None) -> tuple[nn.Module, Mapping[str, list[float]] | None]:
-    """A module as given (outputs checked), or built from a spec with the table's output count.
-
-    Head, loss and initial state follow ``cnnkit.model.defaults``, the same for a preset name, its
-    list and a file holding it. Returns the module and, with ``pretrained`` weights, the input
-    normalisation they expect (else None).
-    """
-    n_out = _n_outputs(train)
-    if isinstance(model, nn.Module):
-        outputs = getattr(model, "outputs", None)
-        if outputs is not None and outputs != n_out:
-            raise ConfigError(f"the model has {outputs} outputs but the table needs {n_out} "
-                              f"({'2 x landmarks' if train.task == 'landmarks' else 'one per class'})")
-        return model, None
-    net = build_model(model, size=data_cfg.frame, channels=data_cfg.channels, outputs=n_out, head=head,
-                      task=train.task)
-    weights_norm = None
-    if pretrained is not None:
-        from cnnkit.model.pretrained import load_pretrained
-
-        weights_norm = load_pretrained(net, pretrained).normalisation
-    prepare_for_task(net, train.task)
-    return net, weights_norm
-
-
-def _loaders(train: AnnotationTable, val: AnnotationTable | None, data_cfg: DataConfig,
-             cfg: TrainConfig, dist: DistContext) -> dict[str, Any]:
-    """Train loader (shuffled, padded shard per rank) and val loader (in order, unpadded shard)."""
-    def dataset(table: AnnotationTable, mode: str) -> ViewDataset | TableDataset:
-        crop = data_cfg.crop_settings
-        if crop is not None:  # views of the frames; validation scores whole frames in two passes
-            return ViewDataset(table, crop=crop, grayscale=data_cfg.grayscale, cache=data_cfg.cache,
-                               seed=cfg.seed, mode=mode, remember_whole=True)
-        return TableDataset(table, size=data_cfg.frame, grayscale=data_cfg.grayscale, letterbox=data_cfg.letterbox,
-                            cache=data_cfg.cache)
-
-    with dist.main_first(enabled=data_cfg.cache is not None):  # rank 0 builds the decoded cache
-        sets = {"train": dataset(train, "train")}
-        if val is not None and len(val):
-            sets["val"] = dataset(val, "frames")
-    shard = {"rank": dist.rank, "world_size": dist.world_size}
-    crop = data_cfg.crop_settings is not None
-    return {name: make_loader(ds, batch_size=cfg.batch_size, shuffle=name == "train", seed=cfg.seed,
-                              workers=data_cfg.workers, collate_fn=collate_frames if crop and name == "val" else None,
-                              sampler=(ViewSampler if crop else EpochSampler)(
-                                  len(ds), shuffle=name == "train", seed=cfg.seed, pad=name == "train", **shard))
-            for name, ds in sets.items()}
-
-
-def _checkpoint_meta(train: AnnotationTable, data_cfg: DataConfig, norm: Mapping[str, Any],
-                     aug: Augment) -> dict[str, Any]:
-    return {
-        "format_version": FORMAT_VERSION, "task": train.task, "landmarks": list(train.landmarks),
-        "classes": list(train.classes), "flip_pairs": [list(p) for p in train.flip_pairs],
-        "normalisation": {k: list(v) for k, v in norm.items()}, "size": list(data_cfg.frame),
-        "channels": data_cfg.channels, "grayscale": data_cfg.grayscale, "letterbox": data_cfg.letterbox,
-        "augment": aug.to_dict(), "crop": None if data_cfg.crop_settings is None else data_cfg.crop_settings.to_dict(),
-    }
-
-
 def _write_settings(job: TrainingJob, net: nn.Module, epochs: int) -> None:
     config = net.config() if isinstance(net, SpecNet) else {"module": type(net).__name__}
     train, val = job.train, job.val
@@ -384,6 +369,7 @@ def _write_settings(job: TrainingJob, net: nn.Module, epochs: int) -> None:
         "model": config, "model_argument": job.model if isinstance(job.model, (str, list)) else None,
         "head": job.head, "data": job.data.to_dict(), "train": job.cfg.to_dict(), "epochs": epochs,
         "augment": job.augment.to_dict(),
+        "time_plan": None if job.time_plan is None else job.time_plan.to_dict(),
         "train_table": {"source": train.source, "rows": len(train)},
         "val_table": None if val is None else {"source": val.source, "rows": len(val)},
     }

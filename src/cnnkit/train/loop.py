@@ -64,3 +64,23 @@ def train_one_epoch(
             "lr": opt.param_groups[-1]["lr"]}
 
 
+class EpochBar:
+    """A tqdm bar per epoch (or nothing when quiet / not the main process)."""
+
+    def __init__(self, epoch: int, epochs: int, total: int, *, disable: bool) -> None:
+        self.args = {"total": total, "desc": f"epoch {epoch + 1}/{epochs}", "unit": "img", "leave": False,
+                     "disable": disable, "dynamic_ncols": True}
+        self.bar: Any = None
+
+    def __enter__(self) -> EpochBar | None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(**self.args)
+        return self
+
+    def update_with(self, n: int, logs: dict[str, float]) -> None:
+        self.bar.update(n)
+        self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -37,11 +38,28 @@ def make_scheduler(
     opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int, epochs: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """A per-step schedule over ``epochs`` (stepped after every batch), so its state resumes exactly."""
-    total = max(1, epochs * steps_per_epoch)
-    warmup = min(total - 1, cfg.warmup_epochs * steps_per_epoch)
     if cfg.schedule == "onecycle":
         max_lrs = [g["lr"] for g in opt.param_groups]
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lrs, total_steps=total)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lrs, total_steps=max(1, epochs * steps_per_epoch))
+    return torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg, steps_per_epoch, epochs))
+
+
+def stretch_schedule(sched: torch.optim.lr_scheduler.LRScheduler, cfg: TrainConfig, steps_per_epoch: int,
+                     epochs: int) -> None:
+    """Lay ``sched`` (from ``make_scheduler``, not 'onecycle') over ``epochs`` instead, from the step it is at:
+    the steps already taken keep their rates, the next one gets the new schedule's."""
+    assert isinstance(sched, torch.optim.lr_scheduler.LambdaLR), "only a LambdaLR schedule can be stretched"
+    factor = _lr_factor(cfg, steps_per_epoch, epochs)
+    sched.lr_lambdas = [factor] * len(sched.lr_lambdas)
+    for group, base in zip(sched.optimizer.param_groups, sched.base_lrs, strict=True):
+        group["lr"] = base * factor(sched.last_epoch)
+    sched._last_lr = [group["lr"] for group in sched.optimizer.param_groups]  # what get_last_lr() reports
+
+
+def _lr_factor(cfg: TrainConfig, steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
+    """The multiplier of ``lr`` at each optimizer step of a run of ``epochs``."""
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(total - 1, cfg.warmup_epochs * steps_per_epoch)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -51,4 +69,4 @@ def make_scheduler(
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
         return 1.0
 
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return factor
