@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from cnnkit.config import DataConfig, TrainConfig, parse_duration
 from cnnkit.data.augment import Augment
@@ -157,6 +158,7 @@ def test_a_resumed_time_run_keeps_its_plan_and_ends_where_it_would_have(lips_tab
     monkeypatch.setattr(fit_module, "_measure_speed", _fixed_speed(6.0))  # 5 steps of 6 s: 3 epochs in 100 s
     # ... and a first epoch of 30 s: 1 + 3 epochs in the 94-99 s left after it
     monkeypatch.setattr(epochs_module, "recount", lambda plan, _, left: B.recount(plan, 30.0, left))
+    once = fit(SMALL, train, val, out_dir=tmp_path / "once", **opts)  # the same plan, never interrupted
     real_epoch, calls = epochs_module.train_one_epoch, []
 
     def stopped_in_epoch_two(*args, **kwargs):
@@ -166,9 +168,9 @@ def test_a_resumed_time_run_keeps_its_plan_and_ends_where_it_would_have(lips_tab
         return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(epochs_module, "train_one_epoch", stopped_in_epoch_two)
-    first = fit(SMALL, train, val, out_dir=tmp_path, **opts)
+    first = fit(SMALL, train, val, out_dir=tmp_path / "run", **opts)
     assert first.interrupted and len(first.history) == 1
-    saved = json.loads((tmp_path / "settings.json").read_text())
+    saved = json.loads((tmp_path / "run" / "settings.json").read_text())
     assert saved["time_plan"]["epochs"] == 4 == saved["epochs"] and saved["time_plan"]["recounted"]
 
     def no_measuring(*args, **kwargs):
@@ -177,10 +179,13 @@ def test_a_resumed_time_run_keeps_its_plan_and_ends_where_it_would_have(lips_tab
     monkeypatch.setattr(fit_module, "_measure_speed", no_measuring)  # a faster machine now: same plan still
     monkeypatch.setattr(epochs_module, "train_one_epoch", real_epoch)
     monkeypatch.setattr(epochs_module, "recount", B.recount)  # (were it called again, it would plan ~300 epochs)
-    run = fit(SMALL, train, val, out_dir=tmp_path, resume=True, **opts)
+    run = fit(SMALL, train, val, out_dir=tmp_path / "run", resume=True, **opts)
     assert list(run.history["epoch"]) == [1, 2, 3, 4] and run.history["lr"].iloc[-1] == pytest.approx(0.0, abs=1e-12)
+    assert list(once.history["epoch"]) == [1, 2, 3, 4]
+    a, b = load_file(tmp_path / "once" / "last.safetensors"), load_file(tmp_path / "run" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the stretched schedule resumed exactly (CPU)
     with pytest.raises(CheckpointError, match=r"train\.time: \"100s\" in the folder, \"200s\" now"):
-        fit(SMALL, train, val, out_dir=tmp_path, resume=True, **dict(opts, time="200s"))
+        fit(SMALL, train, val, out_dir=tmp_path / "run", resume=True, **dict(opts, time="200s"))
 
 
 def test_a_time_too_short_for_one_epoch_stops_before_writing_anything(lips_tables, tmp_path, monkeypatch) -> None:
