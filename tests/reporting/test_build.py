@@ -75,7 +75,7 @@ def test_run_without_val_or_test_gets_curves_and_settings(tmp_path: Path, parse_
     assert_self_contained(page)
     assert "no test or validation split" in page.text
     settings = {row[0]: row[1] for row in page.tables["settings"][0]}
-    assert settings["epochs (run / asked)"] == "2 / 2" and settings["validation data"] == "none"
+    assert settings["epochs (run / planned)"] == "2 / 2 (train.epochs 2)" and settings["validation data"] == "none"
 
 
 def test_cli_report_and_errors(landmark_run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -45,7 +45,7 @@ def settings_rows(run: RunFolder, scored: EvalData | None) -> dict[str, Any]:
         "input size (w x h)": "x".join(str(v) for v in size) if size else "–",
         "colour": "grey" if data.get("grayscale") or meta.get("grayscale") else "RGB",
         "task": _task_line(meta),
-        "epochs (run / asked)": f"{len(run.history)} / {train.get('epochs', '–')}",
+        "epochs (run / planned)": f"{len(run.history)} / {s.get('epochs', '–')} ({_length_rule(train, s.get('time_plan'))})",
         "optimiser": f"{train.get('optimizer', '–')}, lr {train.get('lr', '–')}, schedule {train.get('schedule', '–')}",
         "batch size, loss": f"{train.get('batch_size', '–')}, {train.get('loss') or 'default'}",
         "device, precision": f"{train.get('device', '–')}, {train.get('precision', '–')}",
@@ -56,6 +56,17 @@ def settings_rows(run: RunFolder, scored: EvalData | None) -> dict[str, Any]:
         rows["checkpoint scored"] = f"{run.checkpoint.name if run.checkpoint else '–'} (epoch {meta.get('epoch', '?')}"\
                                     f", chosen by {meta.get('selected_by', 'the last epoch')})"
     return rows
+
+
+def _length_rule(train: dict[str, Any], plan: dict[str, Any] | None) -> str:
+    """What set the run's length: train.epochs, train.steps, train.time (and its recipe) or the default rule."""
+    if train.get("time") is not None:
+        recipe = ", the short-budget recipe" if (plan or {}).get("recipe") == "short" else ""
+        return f"train.time {train['time']}{recipe}"
+    for key in ("epochs", "steps"):
+        if train.get(key) is not None:
+            return f"train.{key} {train[key]}"
+    return "the default rule"
 
 
 def _data_rows(run: RunFolder, scored: EvalData | None) -> dict[str, Any]:
