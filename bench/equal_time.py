@@ -5,13 +5,17 @@ The earlier files are ``examples/accuracy/lips_heatmap_default.yaml`` (60 epochs
 ``faces68_heatmap_aug.yaml`` (40 epochs at 96x96). A candidate is the library defaults with a few
 settings changed (``CANDIDATES``); it runs for the epochs that fit in the earlier file's time, from
 the CPU's seconds per epoch of each (so on a GPU the runs are the CPU's equal-time runs, only
-faster). Validation: lips' ``extra`` split, faces68's person-split val part; the LAST epoch is
+faster). One candidate, ``time_budget``, is the library defaults given only ``train.time`` = that
+budget: it measures its own speed and picks its recipe and length, so it means something only on the
+2-core CPU itself (``--device cpu``; elsewhere it is left out). Validation: lips' ``extra`` split, faces68's person-split val part; the LAST epoch is
 scored on validation and test, and nothing is chosen on test. Two steps:
 
     python bench/equal_time.py --time --out bench/out/equal_time_cpu       # on the 2-core CPU: s/epoch
     python bench/equal_time.py --costs bench/out/equal_time_cpu/costs.json --device cuda \\
         --parallel 8 --workers 1 --seeds 0 1 --out bench/out/equal_time    # the runs (any device)
     python bench/equal_time.py --costs ... --default-length ...            # the same candidates at full length
+    python bench/equal_time.py --costs bench/out/equal_time_cpu/costs.json --candidates time_budget \
+        --seeds 0 1 --out bench/out/equal_time_budget                      # train.time, on the 2-core CPU
     python bench/equal_time.py --plot OUT/results.json ... --costs ... --curves bench/out/backbones/curves.csv
                                    # docs/figures/equal_time.png: validation error against CPU time
     python bench/equal_time.py --dry-run                                   # tiny, CPU: tests the script
@@ -52,7 +56,10 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
     "half_area_b8": ({}, {"size": "half"}, {"batch_size": 8}),
     "half_area_lite0in": (LITE0_IMAGENET, {"size": "half"}, {}),
     "half_area_lite0in_b8": (LITE0_IMAGENET, {"size": "half"}, {"batch_size": 8}),
+    "time_budget": ({}, {}, {}),  # the defaults with train.time = the budget (no epochs)
 }
+TIME_BUDGET = "time_budget"
+DRY_RUN_TIME = "20s"
 
 
 def earlier_settings(set_name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any], int]:
@@ -63,8 +70,10 @@ def earlier_settings(set_name: str) -> tuple[dict[str, Any], dict[str, Any], dic
     return exp["model"], data, train, exp.get("augment", {}), int(exp["train"]["epochs"])
 
 
-def experiment(set_name: str, name: str, epochs: int | None, seed: int, args: argparse.Namespace) -> Path:
-    """Write ``OUT/<set>_<name>_s<seed>/experiment.yaml`` for ``epochs`` epochs (None: the library's length)."""
+def experiment(set_name: str, name: str, epochs: int | None, seed: int, args: argparse.Namespace,
+               time_s: float | None = None) -> Path:
+    """Write ``OUT/<set>_<name>_s<seed>/experiment.yaml`` for ``epochs`` epochs (None: the library's length),
+    or for ``time_s`` seconds of ``train.time`` (the ``time_budget`` candidate)."""
     folder = args.out / f"{set_name}_{name}_s{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     settings: dict[str, Any] = {"data": {**data_section(set_name, args.data_root, args.out), "workers": args.workers}}
@@ -78,7 +87,9 @@ def experiment(set_name: str, name: str, epochs: int | None, seed: int, args: ar
             settings["model"] = dict(model)
         settings["data"].update({k: HALF_AREA[set_name] if v == "half" else v for k, v in data.items()})
     settings["train"] = {**train, "device": args.device, "seed": seed, "checkpoint_every": "5min"}
-    if epochs is not None:
+    if time_s is not None:
+        settings["train"]["time"] = DRY_RUN_TIME if args.dry_run else f"{time_s:.0f}s"
+    elif epochs is not None:
         settings["train"]["epochs"] = epochs
     if args.dry_run:
         settings["train"]["batch_size"] = 4
@@ -94,7 +105,7 @@ def measure_costs(args: argparse.Namespace) -> int:
     path = args.out / "costs.json"  # kept: --candidates adds to it (the earlier file's budget stays)
     costs: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
     runs = {experiment(s, c, 2, 0, args): (s, c) for s in args.sets for c in args.candidates
-            if not (c == "earlier" and c in costs.get(s, {}))}
+            if not (c == "earlier" and c in costs.get(s, {})) and c != TIME_BUDGET}  # it measures itself
 
     def done(path: Path, wall_s: float) -> None:
         set_name, name = runs[path]
@@ -110,7 +121,7 @@ def measure_costs(args: argparse.Namespace) -> int:
 def budgets(costs: dict[str, dict[str, float]], set_name: str) -> tuple[float, dict[str, int]]:
     """(the earlier file's CPU seconds, {candidate: epochs within them})."""
     budget = costs[set_name]["earlier"] * earlier_settings(set_name)[4]
-    return budget, {name: max(1, math.floor(budget / s)) for name, s in costs[set_name].items()}
+    return budget, {name: max(1, math.floor(budget / s)) for name, s in costs[set_name].items() if name != TIME_BUDGET}
 
 
 def run_equal_time(args: argparse.Namespace) -> int:
@@ -118,8 +129,12 @@ def run_equal_time(args: argparse.Namespace) -> int:
     runs: dict[Path, tuple[str, str, int]] = {}
     for seed in args.seeds:  # seed by seed: a run cut short by a time limit still has whole seeds
         for set_name in args.sets:
-            _, epochs = budgets(costs, set_name)
+            budget, epochs = budgets(costs, set_name)
             for name in args.candidates:
+                if name == TIME_BUDGET:
+                    if args.device == "cpu" and not args.default_length:
+                        runs[experiment(set_name, name, None, seed, args, time_s=budget)] = (set_name, name, seed)
+                    continue
                 length = 2 if args.dry_run else None if args.default_length else epochs[name]
                 runs[experiment(set_name, name, length, seed, args)] = (set_name, name, seed)
     results: dict[str, Any] = {}
@@ -152,11 +167,13 @@ def write_summary(results: dict[str, Any], costs: dict[str, dict[str, float]], a
                 continue
             mine.sort(key=lambda r: r["seed"])
             val = [r["val_px"] for r in mine]
-            rows.append([set_name, name, f"{budget:.0f}", f"{costs[set_name][name]:.2f}", mine[0]["epochs"],
+            per_epoch = costs[set_name].get(name)
+            rows.append([set_name, name, f"{budget:.0f}", "measured by the run" if per_epoch is None else f"{per_epoch:.2f}",
+                         mine[0]["epochs"],
                          mine[0]["steps"], " / ".join(f"{v:.2f}" for v in val), f"{sum(val) / len(val):.2f}",
-                         " / ".join(f"{r['test_px']:.2f}" for r in mine)])
+                         " / ".join(f"{r['test_px']:.2f}" for r in mine), " / ".join(f"{r['wall_s']:.0f}" for r in mine)])
     table = markdown_table(["set", "candidate", "CPU budget s", "CPU s/epoch", "epochs", "steps",
-                            "val px (seeds)", "val mean", "test px (seeds)"], rows)
+                            "val px (seeds)", "val mean", "test px (seeds)", "wall s (seeds)"], rows)
     text = f"{table}\n\n{machine_line()}\n\n`{' '.join([Path(sys.executable).name, *sys.argv])}`\n"
     (args.out / "summary.md").write_text(text)
 
@@ -174,6 +191,7 @@ def plot(result_files: list[Path], costs: dict[str, dict[str, float]], curves: P
     for file in result_files:
         for r in json.loads(file.read_text()).values():
             runs.setdefault((r["set"], r["candidate"], r["epochs"]), []).append(r["val_px"])
+    budget_min = {s: budgets(costs, s)[0] / 60 for s in EARLIER if s in costs}
     sets = [s for s in EARLIER if any(k[0] == s for k in runs)]
     fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.5), squeeze=False)
     for ax, set_name in zip(axes[0], sets, strict=True):
@@ -183,8 +201,8 @@ def plot(result_files: list[Path], costs: dict[str, dict[str, float]], curves: P
                 ax.plot([int(r["epoch"]) * costs[set_name][cost] / 60 for r in rows], [float(r["val_px"]) for r in rows],
                         lw=0.8, alpha=0.6, label=f"{cost}: inside its 2,000-step run")
         for name in CANDIDATES:
-            pts = sorted((e * costs[set_name][name] / 60, sum(v) / len(v)) for (s, c, e), v in runs.items()
-                         if s == set_name and c == name)
+            pts = sorted((budget_min[set_name] if name == TIME_BUDGET else e * costs[set_name][name] / 60, sum(v) / len(v))
+                         for (s, c, e), v in runs.items() if s == set_name and c == name)
             if pts:
                 earlier = name == "earlier"
                 xs, ys = zip(*pts, strict=True)
@@ -228,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.default_length:
         args.candidates = [c for c in args.candidates if c != "earlier"]  # its length is its own
-    elif "earlier" not in args.candidates:
-        args.candidates.insert(0, "earlier")  # it sets the budget
+    elif "earlier" not in args.candidates and args.candidates != [TIME_BUDGET]:
+        args.candidates.insert(0, "earlier")  # it sets the budget (time_budget alone reads it from --costs)
     if args.dry_run:
         args.device = "cpu"
         if measure_costs(args):

@@ -150,3 +150,7 @@ def test_equal_time_gives_each_candidate_the_earlier_files_cpu_time(tmp_path: Pa
     assert candidate["model"] == {"spec": "efficientnet_lite0", "pretrained": "efficientnet_lite0"}
     assert candidate["data"]["size"] == "96x96" and "epochs" not in candidate["train"]  # None: the library's length
     assert "augment" not in candidate and "loss" not in candidate["train"]  # the rest is the library's default
+    timed = yaml.safe_load(equal_time.experiment("faces68", "time_budget", None, 0, args, time_s=budget).read_text())
+    assert timed["train"]["time"] == "240s" and "epochs" not in timed["train"] and "size" not in timed["data"]
+    costs["faces68"]["time_budget"] = 1.0  # never measured as a cost (it measures itself), never given epochs
+    assert "time_budget" not in equal_time.budgets(costs, "faces68")[1]
