@@ -11,8 +11,14 @@ lips-via and 40-epoch faces68 experiment files (about 400-900 steps of the defau
 files and the defaults; at the defaults' 2,000 steps the defaults win (docs/ACCURACY.md, "Equal
 CPU time"). Crop and class runs keep their recipe (not measured there) and only get the length.
 
+After every epoch the epochs are re-counted (``recount``) from the real pace of the recent epochs
+and the time left, and the schedule is laid over the new length: a few timed steps miss part of
+an epoch's cost, and a shared machine changes speed during a run (the epochs of one run on the
+2-core CPU took 6.6 to 12 s): a length fixed after the first epoch overran its budget by a fifth.
+
 The plan is written to ``settings.json``; a resume reads it back instead of measuring again, so
-the resumed run is the same run (size, batch, steps, schedule) on any machine.
+the resumed run keeps its recipe (size, batch) and schedule on any machine, and counts the time
+its committed epochs took as spent (``time_used``).
 """
 
 from __future__ import annotations
@@ -37,9 +43,12 @@ from cnnkit.train.optim import make_optimizer
 #: Below this many steps of the defaults, the short-budget recipe did better at equal time.
 SHORT_BUDGET_STEPS = DEFAULT_MIN_STEPS // 2
 SHORT_BATCH_SIZE = 8
-#: Of the time left after measuring, the share planned: the rest covers the end of the run (the last
-#: commit, the plots) and epochs slower than the measured steps (a busy disk, a warm-up).
+#: The share of the budget planned for epochs: the rest is kept for the end of the run (the last
+#: commit, the test split, the plots and the report).
 PLANNED_SHARE = 0.95
+#: The re-count paces the epochs left by the mean time of this many recent ones: recent enough to
+#: follow a machine that slows down, enough of them not to chase one slow epoch.
+PACE_EPOCHS = 5
 
 WARMUP_STEPS = 2  # not timed: the first batches pay for lazy start-up (allocator, caches, kernels)
 MIN_TIMED_STEPS = 8
@@ -85,7 +94,8 @@ class TimePlan:
     step_s: float
     epoch_s: float
     default_steps: int  # the steps the default recipe would have had in the same time
-    recounted: bool = False  # the epochs re-counted from the first epoch's real time (``recount``)
+    setup_s: float = 0.0  # from the run's start to the end of planning (start-up and measuring)
+    recounted: bool = False  # the epochs re-counted from the real epochs' pace (``recount``)
 
     @property
     def steps(self) -> int:
@@ -114,11 +124,11 @@ def plan_time(budget_s: float, default: Candidate, short: Candidate | None,
     class runs). ``elapsed_s`` is the time the run has taken so far (start-up and measuring count).
     """
     default_speed = speed = default.measure()
-    default_epochs = epochs = _epochs_that_fit(budget_s - elapsed_s(), speed)
+    default_epochs = epochs = _epochs_that_fit(budget_s, budget_s - elapsed_s(), speed.epoch_s)
     default_steps, chosen = default_epochs * default_speed.steps_per_epoch, default
     if short is not None and default_steps < SHORT_BUDGET_STEPS:
         chosen, speed = short, short.measure()
-        epochs = _epochs_that_fit(budget_s - elapsed_s(), speed)
+        epochs = _epochs_that_fit(budget_s, budget_s - elapsed_s(), speed.epoch_s)
     if epochs < 1:
         raise ConfigError(
             f"train.time {_minutes(budget_s)} is too short: one epoch takes about {speed.epoch_s:.0f} s here "
@@ -126,20 +136,34 @@ def plan_time(budget_s: float, default: Candidate, short: Candidate | None,
             f"{elapsed_s():.0f} s went on start-up and measuring. Give more time, or set train.steps instead.")
     return TimePlan(budget_s=budget_s, recipe=chosen.recipe, size=chosen.size, batch_size=chosen.batch_size,
                     epochs=epochs, steps_per_epoch=speed.steps_per_epoch, step_s=speed.step_s,
-                    epoch_s=speed.epoch_s, default_steps=default_steps)
+                    epoch_s=speed.epoch_s, default_steps=default_steps, setup_s=elapsed_s())
 
 
-def recount(plan: TimePlan, first_epoch_s: float, left_s: float) -> TimePlan:
-    """``plan`` with its epochs re-counted after the first one, from that epoch's real time and the
-    ``left_s`` seconds of the budget left: a few timed steps miss what only a whole epoch shows (the
-    loader's start, every validation row), and were off by up to 15% on the 2-core CPU."""
-    epochs = 1 + _epochs_that_fit(left_s, Speed(step_s=first_epoch_s / plan.steps_per_epoch, val_s=0.0,
-                                                 steps_per_epoch=plan.steps_per_epoch))
-    return dataclasses.replace(plan, epochs=epochs, epoch_s=first_epoch_s, recounted=True)
+def recount(plan: TimePlan, epochs_done: int, epoch_s: float, left_s: float) -> TimePlan:
+    """``plan`` re-counted after an epoch: the ``epochs_done`` plus those that fit in the ``left_s``
+    seconds of the budget left at ``epoch_s`` an epoch (the recent epochs' mean). A few timed steps
+    miss what only a whole epoch shows (the loader's start, every validation row; off by up to 15%
+    on the 2-core CPU), and a shared machine's speed drifts. Out of time, it ends the run now."""
+    epochs = epochs_done + _epochs_that_fit(plan.budget_s, left_s, epoch_s)
+    return dataclasses.replace(plan, epochs=epochs, epoch_s=epoch_s, recounted=True)
 
 
-def _epochs_that_fit(seconds_left: float, speed: Speed) -> int:
-    return max(0, math.floor(seconds_left * PLANNED_SHARE / max(speed.epoch_s, 1e-9)))
+def recent_pace(epoch_times: list[float]) -> float:
+    """Seconds an epoch, from the last ``PACE_EPOCHS`` epochs' times."""
+    recent = epoch_times[-PACE_EPOCHS:]
+    return sum(recent) / len(recent)
+
+
+def time_used(plan: TimePlan, epoch_times: list[float]) -> float:
+    """What a resumed run counts as spent: the first start's set-up and the committed epochs (the
+    work lost to the interruption, and the resume's own start-up, come on top of the budget)."""
+    return plan.setup_s + sum(epoch_times)
+
+
+def _epochs_that_fit(budget_s: float, seconds_left: float, epoch_s: float) -> int:
+    """Whole epochs in ``seconds_left``, less the end's share of the budget (``PLANNED_SHARE``)."""
+    usable = seconds_left - (1 - PLANNED_SHARE) * budget_s
+    return max(0, math.floor(usable / max(epoch_s, 1e-9)))
 
 
 def _minutes(seconds: float) -> str:

@@ -37,7 +37,7 @@ from cnnkit.io.checkpoint import (
 )
 from cnnkit.rng import make_generator
 from cnnkit.train import commit as C
-from cnnkit.train.budget import SHORT_BUDGET_STEPS, recount
+from cnnkit.train.budget import SHORT_BUDGET_STEPS, recent_pace, recount, time_used
 from cnnkit.train.distributed import DistContext, merge_outputs
 from cnnkit.train.ema import WeightAverage
 from cnnkit.train.loop import EpochBar, train_one_epoch
@@ -132,6 +132,8 @@ class EpochRunner:
         if extra.get("shape_sum") is not None:
             state.shape_sum = np.asarray(extra["shape_sum"], dtype=np.float64)
             state.shape_count = np.asarray(extra["shape_count"], dtype=np.float64)
+        if self.time_plan is not None:  # train.time: what the committed epochs took is spent
+            self.started_s -= time_used(self.time_plan, [row.get("time_s", 0.0) for row in state.history])
         if not self.cfg.quiet and self.dist.is_main:
             log.info(f"resuming {run_dir} after epoch {state.epochs_done}")
         return state
@@ -196,23 +198,27 @@ class EpochRunner:
         row["time_s"] = time.perf_counter() - start
         state.history.append(row)
         state.epochs_done = epoch + 1
-        if self.time_plan is not None and not self.time_plan.recounted and self.cfg.schedule != "onecycle":
-            self._recount_plan(row["time_s"])
+        if self.time_plan is not None and self.cfg.schedule != "onecycle":
+            self._recount_plan(state)
         self._record(state, row)
 
-    def _recount_plan(self, first_epoch_s: float) -> None:
-        """train.time: the epochs re-counted from the first epoch's real time, the schedule laid over
-        them, and the plan saved to settings.json before this epoch's commit (a resume reads it there)."""
+    def _recount_plan(self, state: RunState) -> None:
+        """train.time: the epochs re-counted after every epoch from the recent epochs' pace and the time
+        left, the schedule laid over them, and the plan saved to settings.json before this epoch's
+        commit (a resume reads it there)."""
         plan = self.time_plan
         assert plan is not None
+        pace = recent_pace([row["time_s"] for row in state.history if "time_s" in row])
         # rank 0's clock for every rank, so all ranks agree on the length
-        epoch_s, elapsed_s = self.dist.gather((first_epoch_s, time.monotonic() - self.started_s))[0]
-        self.time_plan = recount(plan, epoch_s, plan.budget_s - elapsed_s)
+        pace, elapsed_s = self.dist.gather((pace, time.monotonic() - self.started_s))[0]
+        first = not plan.recounted
+        self.time_plan = recount(plan, state.epochs_done, pace, plan.budget_s - elapsed_s)
         if self.time_plan.epochs != self.epochs:
             self.epochs = self.time_plan.epochs
             stretch_schedule(self.sched, self.cfg, max(1, len(self.loaders["train"])), self.epochs)
-            if not self.cfg.quiet and self.dist.is_main:
-                log.info(f"train.time: the first epoch took {epoch_s:.3g} s; training {self.epochs} epochs in all")
+        if first and not self.cfg.quiet and self.dist.is_main:
+            log.info(f"train.time: the first epoch took {pace:.3g} s; training {self.epochs} epochs in all "
+                     "(re-counted after every epoch from the recent epochs' pace)")
         if self.dist.is_main:
             C.update_settings(self.out, time_plan=self.time_plan.to_dict(), epochs=self.epochs)
 
