@@ -149,8 +149,9 @@ def test_only_a_whole_frame_landmark_run_with_size_and_batch_left_unset_may_shor
 
 def test_a_time_budget_measures_itself_and_lays_the_schedule_over_what_fits(lips_tables, tmp_path) -> None:
     train, val = lips_tables
-    # ResNet-18 (the default): at 0.1-0.5 s a step on a CPU, its 30 s hold far fewer than 1,000 steps
-    run = fit("resnet18", train, val, out_dir=tmp_path, time="30s", device="cpu", **QUIET)
+    # ResNet-18 (the default): at 0.1-1.5 s a step on a CPU, 90 s hold far fewer than 1,000 steps. (Start-up
+    # and measuring both recipes took 35 s in CI, with two test workers on two cores: 30 s was too short.)
+    run = fit("resnet18", train, val, out_dir=tmp_path, time="90s", device="cpu", **QUIET)
     settings = json.loads((tmp_path / "settings.json").read_text())
     plan = B.TimePlan.from_dict(settings["time_plan"])
     # so the short-budget recipe: half the pixels, batch 8
@@ -162,7 +163,7 @@ def test_a_time_budget_measures_itself_and_lays_the_schedule_over_what_fits(lips
     assert run.history["lr"].iloc[-1] == pytest.approx(0.0, abs=1e-12)  # the cosine ends with the planned steps
     # re-counted after every epoch, from the recent epochs' real pace: the last re-count is in the folder
     assert plan.recounted and plan.epoch_s == pytest.approx(run.history["time_s"].iloc[-B.PACE_EPOCHS:].mean())
-    assert 0 < plan.setup_s < 30
+    assert 0 < plan.setup_s < 90
 
 
 def _fixed_speed(step_s: float):
