@@ -158,9 +158,11 @@ def test_a_time_budget_measures_itself_and_lays_the_schedule_over_what_fits(lips
     assert plan.recipe == "short" and plan.default_steps < B.SHORT_BUDGET_STEPS
     assert plan.size == (112, 88) and settings["data"]["size"] == [112, 88]  # 320x240 frames at 160*120/2 pixels
     assert plan.batch_size == 8 == settings["train"]["batch_size"] and plan.steps_per_epoch == 5
-    assert plan.step_s > 0 and plan.epoch_s > plan.step_s * 5  # validation is part of an epoch
+    assert plan.step_s > 0  # (epoch_s is now the re-counted real pace: test_the_plan_fills_the_time... covers the measured one)
     assert len(run.history) == plan.epochs == settings["epochs"] >= 1
-    assert run.history["lr"].iloc[-1] == pytest.approx(0.0, abs=1e-12)  # the cosine ends with the planned steps
+    # the cosine decays over the run (to zero when the last re-count keeps the length, as in the resume test below;
+    # on a clock that slows at the very end, a re-count may end it one epoch early)
+    assert run.history["lr"].iloc[-1] < run.history["lr"].iloc[0]
     # re-counted after every epoch, from the recent epochs' real pace: the last re-count is in the folder
     assert plan.recounted and plan.epoch_s == pytest.approx(run.history["time_s"].iloc[-B.PACE_EPOCHS:].mean())
     assert 0 < plan.setup_s < 90
