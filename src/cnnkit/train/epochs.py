@@ -217,7 +217,7 @@ class EpochRunner:
             self.epochs = self.time_plan.epochs
             stretch_schedule(self.sched, self.cfg, max(1, len(self.loaders["train"])), self.epochs)
         if first and not self.cfg.quiet and self.dist.is_main:
-            log.info(f"train.time: the first epoch took {pace:.3g} s; training {self.epochs} epochs in all "
+            log.info(f"train.time: the first epoch took {pace:.3g} s; training {_epochs(self.epochs)} in all "
                      "(re-counted after every epoch from the recent epochs' pace)")
         if self.dist.is_main:
             C.update_settings(self.out, time_plan=self.time_plan.to_dict(), epochs=self.epochs)
@@ -340,7 +340,7 @@ class EpochRunner:
                else f"the default: at least {DEFAULT_MIN_STEPS:,} steps and {DEFAULT_MIN_EPOCHS} epochs; "
                     f"set train.epochs, train.steps or train.time to change it")
         steps = self.epochs * per_epoch
-        log.info(f"training {self.epochs} epochs x {per_epoch} steps = {steps:,} optimizer "
+        log.info(f"training {_epochs(self.epochs)} x {per_epoch} steps = {steps:,} optimizer "
                  f"steps ({why}); the time left is shown after each epoch")
         shortened = plan is not None and plan.recipe == "short"
         if self.setup.task == "landmarks" and self.setup.crop is None and steps < SHORT_BUDGET_STEPS and not shortened:
@@ -400,3 +400,7 @@ class _ShapeTap:
             self.state.shape_sum, self.state.shape_count = s, c
         else:
             self.state.shape_sum, self.state.shape_count = self.state.shape_sum + s, self.state.shape_count + c
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
