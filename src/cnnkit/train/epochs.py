@@ -349,9 +349,9 @@ class EpochRunner:
                      "train.time chooses the first two by itself when you leave data.size and batch_size unset)")
 
     def _eta_s(self, state: RunState) -> float:
-        """Seconds left at the mean epoch time of this session so far."""
-        times = [row["time_s"] for row in state.history[-5:] if "time_s" in row]
-        return float(np.mean(times)) * (self.epochs - state.epochs_done) if times else float("nan")
+        """Seconds left at the recent epochs' pace (the one train.time re-counts by)."""
+        times = [row["time_s"] for row in state.history if "time_s" in row]
+        return recent_pace(times) * (self.epochs - state.epochs_done) if times else float("nan")
 
     def _plots(self, state: RunState) -> None:
         from cnnkit.train.report import write_run_plots
