@@ -162,7 +162,7 @@ def test_a_time_budget_measures_itself_and_lays_the_schedule_over_what_fits(lips
     assert len(run.history) == plan.epochs == settings["epochs"] >= 1
     # the cosine decays over the run (to zero when the last re-count keeps the length, as in the resume test below;
     # on a clock that slows at the very end, a re-count may end it one epoch early)
-    assert run.history["lr"].iloc[-1] < 0.5 * TrainConfig().lr  # (a one-epoch run on a busy CI ends at 0)
+    assert run.history["lr"].iloc[-1] < 0.7 * TrainConfig().lr  # decayed (one epoch on a busy CI ends at 0)
     # re-counted after every epoch, from the recent epochs' real pace: the last re-count is in the folder
     assert plan.recounted and plan.epoch_s == pytest.approx(run.history["time_s"].iloc[-B.PACE_EPOCHS:].mean())
     assert 0 < plan.setup_s < 90
