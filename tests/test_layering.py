@@ -20,7 +20,8 @@ ALLOWED: dict[str, set[str]] = {
     "model": {"errors", "spec", "layers"},
     "data": BOTTOM,
     "io": BOTTOM | {"spec", "layers", "model"},
-    "engine": BOTTOM | {"data"},  # the step set-up, inference, device, metrics: shared by train and infer
+    # the step set-up, the inference pipeline (it reads heatmap heads), device, metrics: shared by train and infer
+    "engine": BOTTOM | {"data", "spec", "layers", "model"},
     "train": BOTTOM | {"spec", "layers", "model", "data", "io", "engine", "viz"},
     "infer": BOTTOM | {"spec", "layers", "model", "data", "io", "engine"},  # never train
     "viz": {"errors", "geometry", "atomic"},
@@ -105,3 +106,66 @@ def test_atomic_files_get_the_usual_permissions(tmp_path) -> None:
         os.umask(umask)
     # Before: 0600 from mkstemp, so a report or checkpoint on a shared drive was private.
     assert {oct((tmp_path / n).stat().st_mode & 0o777) for n in ("a.txt", "b.png")} == {"0o644"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(path: Path, known: set[str]) -> set[str]:
+    """The cnnkit modules ``path`` imports when it runs: top-level and deferred (inside functions) alike,
+    ``if TYPE_CHECKING:`` blocks left out (they never execute)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+               for n in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped or not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        found |= {n for n in names if n in known}
+    return found
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (module -> modules it imports), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def test_no_import_cycles_between_modules() -> None:
+    """No module imports, at any depth, one that imports it back, deferred imports included (a cycle hidden
+    in a function is still a cycle: two modules that only make sense together). Package ``__init__``
+    files are left out: they re-export their package's modules by design."""
+    paths = {_module_name(p): p for p in SRC.rglob("*.py") if p.name != "__init__.py"}
+    known = set(paths)
+    graph = {name: _runtime_imports(path, known) - {name} for name, path in paths.items()}
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None

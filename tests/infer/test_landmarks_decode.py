@@ -1,4 +1,4 @@
-"""LandmarkScorer's ``decode``: the named decoder places the points; the default is the head's own output."""
+"""PointReader's ``decode``: the named decoder places the points; the default is the head's own output."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from cnnkit import geometry
+from cnnkit.engine.readout import PointReader, heatmap_logits, unmirror_points
 from cnnkit.errors import ConfigError
-from cnnkit.infer.landmarks import LandmarkScorer, _maps, unmirror
 from cnnkit.model.builder import build_model
 from cnnkit.model.heads import DECODERS
 
@@ -25,11 +25,11 @@ def _heatmap_net() -> torch.nn.Module:
 @torch.no_grad()
 def test_scorer_points_come_from_the_named_decoder() -> None:
     net, images = _heatmap_net(), torch.randn(2, 3, 24, 32)
-    maps = _maps(net, images)
-    default, _ = LandmarkScorer(net, perm=None, tta_flip=False, size=(32, 24))(images)
+    maps = heatmap_logits(net, images)
+    default, _ = PointReader(net, perm=None, tta_flip=False, size=(32, 24))(images)
     assert torch.allclose(default, geometry.flat_to_points(net(images)), atol=1e-6)  # the head's own output
     for name, decoder in DECODERS.items():
-        points, lik = LandmarkScorer(net, perm=None, tta_flip=False, size=(32, 24), decode=name)(images)
+        points, lik = PointReader(net, perm=None, tta_flip=False, size=(32, 24), decode=name)(images)
         assert torch.allclose(points, geometry.flat_to_points(decoder(maps)), atol=1e-6), name
         assert lik.shape == (2, 2)
 
@@ -38,12 +38,12 @@ def test_scorer_points_come_from_the_named_decoder() -> None:
 def test_flip_averages_the_decoded_points_of_both_passes() -> None:
     net, images = _heatmap_net(), torch.randn(2, 3, 24, 32)
     perm = torch.tensor([1, 0])
-    points, _ = LandmarkScorer(net, perm=[1, 0], tta_flip=True, size=(32, 24), decode="dark")(images)
-    one = geometry.flat_to_points(DECODERS["dark"](_maps(net, images)))
-    mirrored = unmirror(geometry.flat_to_points(DECODERS["dark"](_maps(net, images.flip(-1)))), perm)
+    points, _ = PointReader(net, perm=[1, 0], tta_flip=True, size=(32, 24), decode="dark")(images)
+    one = geometry.flat_to_points(DECODERS["dark"](heatmap_logits(net, images)))
+    mirrored = unmirror_points(geometry.flat_to_points(DECODERS["dark"](heatmap_logits(net, images.flip(-1)))), perm)
     assert torch.allclose(points, (one + mirrored) / 2, atol=1e-6)
 
 
 def test_unknown_decoder_is_refused_when_the_scorer_is_made() -> None:
     with pytest.raises(ConfigError, match="Did you mean 'local'"):
-        LandmarkScorer(_heatmap_net(), perm=None, tta_flip=False, size=(32, 24), decode="locall")
+        PointReader(_heatmap_net(), perm=None, tta_flip=False, size=(32, 24), decode="locall")

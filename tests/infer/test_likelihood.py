@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from cnnkit.engine.inference import run_inference, validation_strategy
+from cnnkit.engine.readout import FLIP_AGREEMENT_SCALE
 from cnnkit.infer.inputs import images_table
-from cnnkit.infer.landmarks import FLIP_AGREEMENT_SCALE
 from cnnkit.infer.predict import Predictor, predict
 from cnnkit.io.checkpoint import save_model
 from cnnkit.model.builder import build_model
@@ -73,7 +74,8 @@ def test_heatmap_model_likelihood_columns_beside_points(tmp_path) -> None:
     assert len(np.unique(lik.round(6))) > 1  # it depends on the image, not a constant
     # the points equal the model's own forward output (the likelihood reads maps, changes nothing)
     pred = Predictor.from_checkpoint(ckpt, device="cpu")
-    outputs = pred.run(images_table([_image(tmp_path, s) for s in range(3)]))
+    loader = pred.loader(images_table([_image(tmp_path, s) for s in range(3)]))
+    outputs = run_inference(validation_strategy(pred.net, pred.setup), loader)
     np.testing.assert_allclose(preds[["left_x", "right_x"]].to_numpy(), outputs.pred[:, :, 0], rtol=1e-5)
 
 

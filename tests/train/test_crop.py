@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from cnnkit.config import CropConfig
+from cnnkit.data.sources import read_annotations
 from cnnkit.errors import ConfigError
 from cnnkit.experiment import load_experiment
 from cnnkit.infer.evaluate import evaluate
@@ -157,8 +159,8 @@ def test_crop_resume_gives_the_same_weights_as_one_run(tmp_path) -> None:
 
 
 def test_full_frame_tiles_find_the_same_points(trained) -> None:
+    from cnnkit.engine.full_frame import score_full_frame
     from cnnkit.infer.predict import Predictor
-    from cnnkit.infer.views import score_full_frame
 
     run, _, val, _ = trained
     pred = Predictor.from_checkpoint(run.best, device="cpu", views="full-frame")
@@ -170,27 +172,62 @@ def test_full_frame_tiles_find_the_same_points(trained) -> None:
     assert ((lik > 0) & (lik <= 1)).all()
 
 
-def test_views_auto_is_full_frame_for_small_subjects_of_heatmap_crop_models_else_two_pass(trained) -> None:
-    from torch import nn
-
+def test_views_auto_takes_the_strategy_the_run_measured_and_its_figure_is_what_evaluate_gives(trained) -> None:
     from cnnkit.infer.predict import Predictor
-    from cnnkit.infer.views import check_views
 
-    run = trained[0]
+    run, _, val, _ = trained
     meta = Predictor.from_checkpoint(run.best, device="cpu").meta
     assert meta["subject_share"] == pytest.approx(40 / 240, abs=1e-4)  # the 40 px box in 320x240 frames
-    assert Predictor.from_checkpoint(run.best, device="cpu").views == "full-frame"
-    heatmap = nn.Module()
-    heatmap.head = "heatmap"  # type: ignore[assignment]
-    assert check_views("auto", heatmap, CropConfig(), subject_share=0.45) == "two-pass"  # lips-via, faces68
-    assert check_views("auto", heatmap, CropConfig(), subject_share=0.10) == "full-frame"  # the small-subject set
-    assert check_views("auto", heatmap, CropConfig(), subject_share=None) == "full-frame"
-    assert check_views("auto", heatmap, None, subject_share=0.10) == "two-pass"  # not crop-trained
-    direct = nn.Module()
-    direct.head = "gap"  # type: ignore[assignment]
-    assert check_views("auto", direct, CropConfig()) == "two-pass"
-    with pytest.raises(ConfigError, match="needs a crop-trained model"):
-        check_views("full-frame", direct, CropConfig())
+    record = meta["views_measured"]
+    figures = record["val_error_px"]
+    assert set(figures) == {"two-pass", "full-frame"} and record["rows"] == len(val)
+    assert record["views"] == min(figures, key=figures.get)
+    assert Predictor.from_checkpoint(run.best, device="cpu").views == record["views"]
+    assert Predictor.from_checkpoint(run.last, device="cpu").meta["views_measured"] == record
+    for views, figure in figures.items():  # each figure is what evaluate delivers with those views
+        assert evaluate(run.best, val, device="cpu", views=views).metrics["error_px_mean"] == pytest.approx(
+            figure, abs=1e-3)
+    default = evaluate(run.best, val, device="cpu").metrics["error_px_mean"]
+    assert default == pytest.approx(figures[record["views"]], abs=1e-3)
+
+
+def test_a_crop_run_where_full_frame_loses_is_scored_two_pass_though_its_subject_is_small(tmp_path, caplog) -> None:
+    """An almost untrained heatmap model on subjects at the frame's centre: two passes find the centre, the
+    full-frame peaks land anywhere. The subject spans 0.17 of the frame, under the old 0.25 threshold
+    that sent such models to full-frame."""
+    import logging
+
+    from cnnkit.engine.inference import resolve_views
+    from cnnkit.infer.predict import Predictor
+
+    table = _centred_subjects(tmp_path / "img", 12)
+    train, val = table.split((0.5, 0.5), seed=0)
+    with caplog.at_level(logging.INFO, logger="cnnkit"):
+        run = fit(SPEC, train, val, out_dir=tmp_path / "run", head={"type": "heatmap", "width": 32}, crop=CROP,
+                  epochs=1, lr=1e-9, batch_size=4, plots=False, augment=None, device="cpu")
+    record = Predictor.from_checkpoint(run.best, device="cpu").meta["views_measured"]
+    figures = record["val_error_px"]
+    assert record["views"] == "two-pass" and figures["full-frame"] > 2 * figures["two-pass"], figures
+    assert resolve_views("auto", crop=CropConfig(), heatmap=True, subject_share=40 / 240) == "full-frame"  # the old rule
+    delivered = evaluate(run.best, val, device="cpu").metrics["error_px_mean"]
+    assert delivered == pytest.approx(figures["two-pass"], abs=1e-3)
+    assert f"two-pass {figures['two-pass']:.3g} px, full-frame {figures['full-frame']:.3g} px" in caplog.text
+    assert "predict and evaluate use two-pass" in caplog.text
+
+
+def _centred_subjects(folder: Path, n: int):
+    """320x240 frames with the 40 px subject within 4 px of the centre."""
+    folder.mkdir(parents=True)
+    rng, rows = np.random.default_rng(7), []
+    for i in range(n):
+        img, pts = subject_image(rng, 320, 240)
+        shift = np.array([140.0, 100.0]) + rng.uniform(-4, 4, 2) - pts[0]
+        moved = np.roll(img, (int(round(shift[1])), int(round(shift[0]))), axis=(0, 1))
+        pts = pts + np.round(shift)
+        Image.fromarray(moved).save(folder / f"f{i:02d}.png")
+        rows.append({"image": str(folder / f"f{i:02d}.png"),
+                     **{f"{n}_{c}": pts[k, j] for k, n in enumerate("abc") for j, c in enumerate("xy")}})
+    return read_annotations(pd.DataFrame(rows), flip_pairs="none")
 
 
 def test_fit_crops_by_default_only_where_the_subject_is_small(tmp_path) -> None:

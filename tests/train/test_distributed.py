@@ -24,7 +24,7 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
-from cnnkit.engine.step import Outputs
+from cnnkit.engine.scored import Outputs
 from cnnkit.errors import ConfigError
 from cnnkit.experiment import load_experiment, run_experiment
 from cnnkit.infer.evaluate import evaluate

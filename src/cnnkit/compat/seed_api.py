@@ -80,8 +80,9 @@ from cnnkit.data.table import AnnotationTable
 from cnnkit.data.views import ViewDataset, collate_frames
 from cnnkit.engine import tensors as T
 from cnnkit.engine.device import resolve_device
+from cnnkit.engine.inference import run_inference, validation_strategy
 from cnnkit.engine.metrics import class_metrics
-from cnnkit.engine.step import StepSetup, run_inference
+from cnnkit.engine.step import StepSetup
 from cnnkit.errors import ConfigError, DataError, did_you_mean
 from cnnkit.io.checkpoint import FORMAT_VERSION, load_model
 from cnnkit.io.checkpoint import save_model as _save_checkpoint
@@ -197,9 +198,9 @@ def _setup(meta: Mapping[str, Any], device: torch.device) -> StepSetup:
 
 
 def _crop_batch(net: nn.Module, setup: StepSetup, batch: Mapping[str, Any], frames: ViewDataset) -> Any:
-    """A crop-trained model on a seed batch: two passes over the rows' frames (cnnkit.engine.views), the
+    """A crop-trained model on a seed batch: two passes over the rows' frames (cnnkit.engine.two_pass), the
     points then placed in the batch's resized pixels, as the seed API reports them."""
-    res = run_inference(net, [collate_frames([frames[int(i)] for i in batch["index"]])], setup)
+    res = run_inference(validation_strategy(net, setup), [collate_frames([frames[int(i)] for i in batch["index"]])])
     res.pred_input_px = geometry.original_to_input(res.pred, batch["scale"].numpy().astype(np.float64),
                                                    batch["offset"].numpy().astype(np.float64))
     return res
@@ -327,7 +328,8 @@ def predict_model(df_xy_args: Mapping[str, Any], model_dir: str | None = None, o
     table = args.table(opt_mode, targets=False)
     frames = None if setup.crop is None else ViewDataset(table, crop=setup.crop, grayscale=args.gray, mode="frames")
     for batch in _batches(args, table):
-        res = run_inference(net, [batch], setup) if frames is None else _crop_batch(net, setup, batch, frames)
+        res = (run_inference(validation_strategy(net, setup), [batch]) if frames is None
+               else _crop_batch(net, setup, batch, frames))
         if setup.task == "landmarks":
             pts = res.pred_input_px if res.pred_input_px is not None else np.zeros((0, 0, 2))
             item: Any = np.concatenate([pts[:, :, 0], pts[:, :, 1]], axis=1)
@@ -366,7 +368,7 @@ def test_model(df_xy_args: Mapping[str, Any], model_name: str | None = None, opt
     frames = None if setup.crop is None else ViewDataset(table, crop=setup.crop, grayscale=args.gray, mode="frames")
     for batch in _batches(args, table):
         if frames is None:
-            res = run_inference(net, [batch], setup, loss_fn)
+            res = run_inference(validation_strategy(net, setup), [batch], loss_fn)
         else:  # the seed's loss: MSE in the batch's resized pixels
             res = _crop_batch(net, setup, batch, frames)
             pred = torch.from_numpy(geometry.input_to_norm(res.pred_input_px, setup.size)).float()

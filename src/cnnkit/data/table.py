@@ -73,10 +73,7 @@ class AnnotationTable:
 
     def points(self) -> np.ndarray:
         """Landmarks as a float64 array (N, K, 2) of (x, y) pixels; NaN where missing."""
-        xs, ys = self.point_columns
-        x = self.df[xs].to_numpy(dtype=np.float64)
-        y = self.df[ys].to_numpy(dtype=np.float64)
-        return np.stack([x, y], axis=-1)
+        return columns_to_points(self.df, self.landmarks)
 
     def labels(self) -> np.ndarray:
         """Class indices (N,) int64, positions in ``self.classes``."""
@@ -121,6 +118,35 @@ class AnnotationTable:
         bounds = np.round(np.cumsum(fr) * len(unique)).astype(int)
         parts = np.split(unique, bounds[:-1])
         return tuple(self.subset(np.flatnonzero(np.isin(keys, p))) for p in parts)
+
+
+def columns_to_points(df: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """``<name>_x``, ``<name>_y`` columns -> a float64 array (N, K, 2), in ``names`` order.
+
+    Example:
+        >>> columns_to_points(pd.DataFrame({"a_x": [1.0], "a_y": [2.0]}), ["a"]).tolist()
+        [[[1.0, 2.0]]]
+    """
+    x = df[[f"{n}_x" for n in names]].to_numpy(dtype=np.float64)
+    y = df[[f"{n}_y" for n in names]].to_numpy(dtype=np.float64)
+    return np.stack([x, y], axis=-1).reshape(len(df), len(names), 2)
+
+
+def points_to_columns(points: np.ndarray, names: Sequence[str],
+                      likelihood: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """(N, K, 2) points (and (N, K) likelihoods) -> ``<name>_x``, ``<name>_y`` (``<name>_likelihood``) per
+    landmark, in that order: the columns of tables, predictions and evaluations.
+
+    Example:
+        >>> list(points_to_columns(np.zeros((1, 1, 2)), ["nose"], np.ones((1, 1))))
+        ['nose_x', 'nose_y', 'nose_likelihood']
+    """
+    columns: dict[str, np.ndarray] = {}
+    for k, name in enumerate(names):
+        columns[f"{name}_x"], columns[f"{name}_y"] = points[:, k, 0], points[:, k, 1]
+        if likelihood is not None:
+            columns[f"{name}_likelihood"] = likelihood[:, k]
+    return columns
 
 
 def _check_schema(table: AnnotationTable) -> None:

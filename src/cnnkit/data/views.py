@@ -26,7 +26,6 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from cnnkit import geometry
 from cnnkit.config import CropConfig
 from cnnkit.data.cache import DecodedCache, build_cache
 from cnnkit.data.decode import Geometry, decode_frame, frame_size
@@ -201,7 +200,7 @@ class ViewDataset(Dataset[dict[str, Any]]):
         ``train``: a random view per (seed, epoch, row) (index ``epoch * n + row``, :class:`ViewSampler`);
         ``whole``: the whole view of each row;
         ``frames``: the frame itself (at ``crop.scale``, or as cached), for two-pass inference
-        (:mod:`cnnkit.engine.views`); batch these with :func:`collate_frames`.
+        (:mod:`cnnkit.engine.two_pass`); batch these with :func:`collate_frames`.
 
     Items (train, whole) hold the keys of :class:`cnnkit.data.dataset.TableDataset` (points in view
     px, NaN outside the view) plus ``shape_points``: the points in the whole view (the mean shape).
@@ -213,7 +212,7 @@ class ViewDataset(Dataset[dict[str, Any]]):
     whole view is the one view that is the same every epoch, and the only costly one (a large
     frame's antialiased resize, ~10 ms for 1280x960, against a slice for a native view); fit turns
     it on for training and validation, where rows come back every epoch. In ``frames`` mode the
-    items then carry it as ``whole`` for the coarse pass (:func:`cnnkit.engine.views.two_pass`).
+    items then carry it as ``whole`` for the coarse pass (:func:`cnnkit.engine.two_pass.two_pass`).
     """
 
     def __init__(self, table: AnnotationTable, *, crop: CropConfig, grayscale: bool = False,
@@ -258,7 +257,7 @@ class ViewDataset(Dataset[dict[str, Any]]):
         rows of the points' box extent over the frame's, on the box's larger axis. None without points.
 
         Recorded in the checkpoint at fit so ``views='auto'`` can choose between finding a small
-        subject over the whole frame and two passes for a large one (:func:`cnnkit.infer.views.check_views`).
+        subject over the whole frame and two passes for a large one (:func:`cnnkit.engine.inference.resolve_views`).
         """
         return subject_share(self._points, self.frame_wh, sample)
 
@@ -332,7 +331,3 @@ def views_geometry(views: Sequence[View]) -> tuple[torch.Tensor, torch.Tensor]:
     offset = torch.tensor([list(v.offset) for v in views], dtype=torch.float32)
     return scale, offset
 
-
-def original_points(points_view: np.ndarray, view: View) -> np.ndarray:
-    """(K, 2) view px -> original px (inverse of :func:`view_points` where finite)."""
-    return geometry.input_to_original(points_view[None], np.array([[view.scale] * 2]), np.array([view.offset]))[0]

@@ -1,19 +1,21 @@
-"""Full-frame inference for crop-trained heatmap models (``views='full-frame'``; docs/resolution.md).
+"""The full-frame strategy for crop-trained heatmap models (``views='full-frame'``; docs/resolution.md).
 
 The network runs once over the whole frame at ``crop.scale`` (zero padded to a multiple of
 ``PAD_MULTIPLE``), in overlapping tiles when the frame exceeds ``max_pixels``; per landmark the
 highest heatmap peak over all tiles wins and is refined by
 :func:`cnnkit.model.heads.local_soft_argmax`. The likelihood is the heatmap likelihood in a
 window of the training map's size around that peak. Test-time flip averages each tile's maps
-with its mirror image's (partners swapped). ``views='auto'`` uses it for crop-trained heatmap
-models whose subject is small in the frame, and two passes (:mod:`cnnkit.engine.views`) otherwise:
-two passes work with every head and cost two views per frame.
+with its mirror image's (partners swapped). The full-frame peaks place every landmark (the agreeing
+ones give the subject's box, :func:`subject_box`); a training view around it, read by the same
+soft-argmax as in training, gives the points and likelihoods returned. Which strategy ``views='auto'``
+takes: :func:`cnnkit.engine.inference.resolve_views`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,41 +23,17 @@ from torch import nn
 
 from cnnkit.config import CropConfig
 from cnnkit.data.decode import Geometry
-from cnnkit.data.views import SMALL_SUBJECT_SHARE, View, cut_view, subject_view
+from cnnkit.data.views import View, cut_view, subject_view, views_geometry, whole_view
 from cnnkit.engine.device import autocast
+from cnnkit.engine.readout import PointReader, heatmap_logits, unmirror_maps
+from cnnkit.engine.scored import LossFn, Scored
 from cnnkit.engine.step import StepSetup
-from cnnkit.errors import ConfigError
-from cnnkit.infer.landmarks import _maps, network_input
+from cnnkit.engine.two_pass import score_views
 from cnnkit.model.heads import heatmap_likelihood, local_soft_argmax
 
-VIEWS = ("auto", "two-pass", "full-frame")
 PAD_MULTIPLE = 32  # the coarsest stride of the presets: padded frames keep maps aligned
 MAX_PIXELS = 2048 * 2048  # above this, tiles
 TILE_OVERLAP = 128  # view pixels shared by neighbouring tiles
-
-
-#: ``views='auto'`` scores crop-trained heatmap models in two passes where the subject spans at least
-#: this share of the frame in training (``subject_share`` in the checkpoint), else full-frame.
-#: Chosen on validation splits (docs/resolution.md, "Measured"): full-frame wins on the small-subject
-#: set (share 0.10: 2.55 vs 129.85 px), two passes on lips-via (share 0.47: 7.26 vs 9.29 px).
-AUTO_TWO_PASS_SHARE = SMALL_SUBJECT_SHARE
-
-
-def check_views(views: str, model: nn.Module, crop: CropConfig | None, subject_share: float | None = None) -> str:
-    """``views`` checked against the model and resolved: 'auto' is full-frame for crop-trained heatmap
-    models whose subject is small in the frame (``subject_share`` below :data:`AUTO_TWO_PASS_SHARE`,
-    or not recorded), else two-pass."""
-    if views not in VIEWS:
-        raise ConfigError(f"views: expected one of {', '.join(VIEWS)}. Received: {views!r}")
-    full_frame_ok = crop is not None and getattr(model, "head", None) == "heatmap"
-    if views == "auto":
-        small = subject_share is None or subject_share < AUTO_TWO_PASS_SHARE
-        return "full-frame" if full_frame_ok and small else "two-pass"
-    if views == "full-frame" and not full_frame_ok:
-        raise ConfigError("views='full-frame' needs a crop-trained model (data.crop) with a heatmap head; "
-                          "this one is " + ("not crop-trained" if crop is None else "a direct-head model") +
-                          ". Use views='two-pass' (the default).")
-    return views
 
 
 def _tiles(extent: int, tile: int) -> list[int]:
@@ -68,12 +46,11 @@ def _tiles(extent: int, tile: int) -> list[int]:
 
 @torch.no_grad()
 def _tile_maps(net: nn.Module, setup: StepSetup, image_u8: torch.Tensor, perm: torch.Tensor | None) -> torch.Tensor:
-    images = network_input(setup, image_u8)
+    images = setup.network_input(image_u8)
     with autocast(setup.device, setup.precision):
-        maps = _maps(net, images)
+        maps = heatmap_logits(net, images)
         if perm is not None:  # test-time flip: the mirror image's maps, flipped back, partners swapped
-            mirrored = _maps(net, images.flip(-1)).flip(-1)[:, perm.to(maps.device)]
-            maps = (maps + mirrored) / 2
+            maps = (maps + unmirror_maps(heatmap_logits(net, images.flip(-1)), perm)) / 2
     return maps.float()
 
 
@@ -161,3 +138,49 @@ def refine_views(points: Sequence[np.ndarray], geos: Sequence[Geometry], crop: C
         box = subject_box(p)
         views.append(None if box is None else subject_view(box, g.orig_size, crop))
     return views
+
+
+class FullFrame:
+    """Score batches of frames (as :class:`cnnkit.engine.two_pass.TwoPass` takes them) over the whole frame.
+
+    ``net``: the plain network (its heatmaps are read tile by tile); ``reader``: the same network as a
+    :class:`PointReader` for the refining view; ``perm``: the flip permutation when test-time flip is
+    on, else None.
+    """
+
+    name = "full-frame"
+
+    def __init__(self, reader: PointReader, net: nn.Module, setup: StepSetup, crop: CropConfig,
+                 perm: Sequence[int] | None = None) -> None:
+        self.reader, self.net, self.setup, self.crop, self.perm = reader, net, setup, crop, perm
+
+    def eval(self) -> None:
+        self.reader.eval()
+        self.net.eval()
+
+    def score(self, batch: Mapping[str, Any], loss_fn: LossFn | None = None) -> Scored:
+        """``Scored.scale``/``offset`` are the whole views' (where the mean-shape baseline is placed, as in
+        two-pass); no loss (the frame has no training-sized view to measure it in)."""
+        points, lik = self.points(batch["frame"], batch["geometry"])
+        scale, offset = views_geometry([whole_view(g.orig_size, self.crop.size) for g in batch["geometry"]])
+        return Scored(index=np.asarray(batch["index"], dtype=np.int64), pred=points,
+                      true=np.stack(batch["points"]) if "points" in batch else None,
+                      scale=scale.numpy().astype(np.float64), offset=offset.numpy().astype(np.float64),
+                      likelihood=lik)
+
+    def points(self, frames: Sequence[np.ndarray], geos: Sequence[Geometry]) -> tuple[np.ndarray, np.ndarray]:
+        """Frames -> (points (B, K, 2) ORIGINAL px, likelihood (B, K)): found over the whole frame, then
+        refined in the training view around the subject."""
+        crop = self.crop
+        found = [score_full_frame(self.net, self.setup, crop, f, g, perm=self.perm)
+                 for f, g in zip(frames, geos, strict=True)]
+        points, lik = np.stack([p for p, _ in found]), np.stack([q for _, q in found])
+        views = refine_views(list(points), geos, crop)
+        todo = [i for i, v in enumerate(views) if v is not None]
+        chosen = [v for v in views if v is not None]
+        if todo:
+            images = np.stack([cut_view(frames[i], geos[i], v, crop.size) for i, v in zip(todo, chosen, strict=True)])
+            fine, fine_lik, _ = score_views(self.reader, self.setup,
+                                            torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), chosen)
+            points[todo], lik[todo] = fine, fine_lik
+        return points, lik

@@ -10,10 +10,8 @@ Convention (landmarks):
 
 Meters:
     ``LandmarkMeter`` and ``ClassMeter`` take batches and compute from sums and counts, so
-    results do not depend on how the data was batched. ``state()`` returns those sums as
-    float64 tensors and ``merge(state)`` adds another meter's state (e.g. from another DDP
-    rank: all-reduce every key except ``errors``, which has one entry per present point and
-    needs a gather).
+    results do not depend on how the data was batched. Under DDP the ranks' inference outputs
+    are gathered and merged first (``cnnkit.train.distributed.merge_outputs``), then scored once.
 """
 
 from __future__ import annotations
@@ -31,6 +29,9 @@ from cnnkit.errors import ConfigError, did_you_mean
 ArrayLike = Tensor | np.ndarray | Sequence[Any]
 Norm = str | tuple[str, str]
 
+
+#: A point counts as correct (PCK) when its error over the normaliser is below this.
+PCK_THRESHOLD = 0.05
 
 def to_numpy(x: ArrayLike, dtype: Any = np.float64) -> np.ndarray:
     """A numpy copy of a tensor (any device, detached) or array, cast to ``dtype``."""
@@ -119,7 +120,7 @@ class LandmarkMeter:
         names: Sequence[str],
         *,
         norm: Norm = "diagonal",
-        pck_threshold: float = 0.05,
+        pck_threshold: float = PCK_THRESHOLD,
         baseline_px: ArrayLike | None = None,
     ) -> None:
         self.names = tuple(names)
@@ -189,7 +190,7 @@ def landmark_metrics(
     *,
     names: Sequence[str],
     norm: Norm = "diagonal",
-    pck_threshold: float = 0.05,
+    pck_threshold: float = PCK_THRESHOLD,
     baseline_px: ArrayLike | None = None,
 ) -> dict[str, float]:
     """Landmark errors in original pixels.

@@ -11,6 +11,7 @@ Several videos: the same columns after a ``video`` column, the videos one after 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import threading
@@ -23,10 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cnnkit.data.decode import Geometry
 from cnnkit.data.video import VideoFrame, iter_frames, resize_frame, video_info
-from cnnkit.engine.device import autocast
-from cnnkit.infer.landmarks import network_input, score_batch
+from cnnkit.engine.inference import INFERENCE_BATCH, Outputs
 
 #: ``on_batch(frames, points (B, K, 2) original px, likelihood (B, K))`` e.g. a labelled-video writer.
 BatchSink = Callable[[list[VideoFrame], np.ndarray, np.ndarray], None]
@@ -34,52 +33,45 @@ BatchSink = Callable[[list[VideoFrame], np.ndarray, np.ndarray], None]
 
 @dataclass
 class FrameBatch:
-    """Frames made ready for the network. ``images``: uint8 ``[B, C, H, W]``; scale, offset: ``[B, 2]``."""
+    """Frames made ready for the network: ``inputs`` is the batch the predictor's strategy takes.
+
+    Whole-frame models: ``image`` uint8 ``[B, C, H, W]`` resized as training resized its images,
+    ``scale``/``offset`` ``[B, 2]``; crop models: the whole ``frame`` s (grey if the model is) and their
+    ``geometry``, to cut views from. Both carry ``index`` (the frame numbers).
+    """
 
     frames: list[VideoFrame]
-    images: torch.Tensor
-    scale: torch.Tensor
-    offset: torch.Tensor
-    bases: list[tuple[np.ndarray, Geometry]] | None = None  # crop models: whole frames to cut views from
+    inputs: dict[str, Any]
 
 
-def crop_frame_batches(frames: Iterable[VideoFrame], *, grayscale: bool, batch_size: int) -> Iterator[FrameBatch]:
-    """Batches of whole frames (grey if the model is) for two-pass inference of crop models."""
+def frame_batches(frames: Iterable[VideoFrame], *, size: tuple[int, int] | None, grayscale: bool,
+                  letterbox: bool, batch_size: int) -> Iterator[FrameBatch]:
+    """Group frames into batches; ``size`` None: whole frames for a crop model's views."""
     chunk: list[VideoFrame] = []
     for frame in itertools.chain(frames, [None]):
         if frame is not None:
             chunk.append(frame)
         if chunk and (frame is None or len(chunk) == batch_size):
-            bases = [resize_frame(f.image, size=(f.image.shape[1], f.image.shape[0]), grayscale=grayscale)
-                     for f in chunk]
-            empty = torch.zeros(0)
-            yield FrameBatch(chunk, empty, empty, empty, bases)
+            yield FrameBatch(chunk, _frames_batch(chunk, grayscale) if size is None
+                             else _resized_batch(chunk, size, grayscale, letterbox))
             chunk = []
 
 
-def frame_batches(frames: Iterable[VideoFrame], *, size: tuple[int, int], grayscale: bool, letterbox: bool,
-                  batch_size: int) -> Iterator[FrameBatch]:
-    """Group frames into batches resized as training resized its images."""
-    chunk: list[VideoFrame] = []
-    for frame in frames:
-        chunk.append(frame)
-        if len(chunk) == batch_size:
-            yield _collate(chunk, size, grayscale, letterbox)
-            chunk = []
-    if chunk:
-        yield _collate(chunk, size, grayscale, letterbox)
+def _frames_batch(chunk: list[VideoFrame], grayscale: bool) -> dict[str, Any]:
+    bases = [resize_frame(f.image, size=(f.image.shape[1], f.image.shape[0]), grayscale=grayscale) for f in chunk]
+    return {"frame": [b[0] for b in bases], "geometry": [b[1] for b in bases], "index": [f.index for f in chunk]}
 
 
-def _collate(chunk: list[VideoFrame], size: tuple[int, int], grayscale: bool, letterbox: bool) -> FrameBatch:
+def _resized_batch(chunk: list[VideoFrame], size: tuple[int, int], grayscale: bool, letterbox: bool) -> dict[str, Any]:
     arrays, scales, offsets = [], [], []
     for frame in chunk:
         arr, geo = resize_frame(frame.image, size=size, grayscale=grayscale, letterbox=letterbox)
         arrays.append(arr)
         scales.append(geo.scale)
         offsets.append(geo.offset)
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return FrameBatch(chunk, images, torch.tensor(scales, dtype=torch.float32),
-                      torch.tensor(offsets, dtype=torch.float32))
+    return {"image": torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(),
+            "scale": torch.tensor(scales, dtype=torch.float32), "offset": torch.tensor(offsets, dtype=torch.float32),
+            "index": [f.index for f in chunk]}
 
 
 def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
@@ -128,7 +120,7 @@ def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
         thread.join(timeout=5)
 
 
-def predict_frames(predictor: Any, frames: Iterable[VideoFrame], *, batch_size: int = 32,
+def predict_frames(predictor: Any, frames: Iterable[VideoFrame], *, batch_size: int = INFERENCE_BATCH,
                    on_batch: BatchSink | None = None, progress: Any = None) -> pd.DataFrame:
     """Predict every frame of ``frames`` (decoded video frames, or arrays already in memory).
 
@@ -143,55 +135,26 @@ def predict_frames(predictor: Any, frames: Iterable[VideoFrame], *, batch_size: 
         One row per frame: ``frame, time_s`` then the prediction columns.
     """
     meta = predictor.meta
-    if predictor.setup.crop is not None:
-        batches = prefetch(crop_frame_batches(frames, grayscale=bool(meta.get("grayscale")), batch_size=batch_size))
-    else:
-        batches = prefetch(frame_batches(frames, size=tuple(meta["size"]), grayscale=bool(meta.get("grayscale")),
-                                         letterbox=bool(meta.get("letterbox")), batch_size=batch_size))
-    index, times, outs, liks = [], [], [], []
+    size = None if predictor.setup.crop is not None else tuple(meta["size"])
+    batches = prefetch(frame_batches(frames, size=size, grayscale=bool(meta.get("grayscale")),
+                                     letterbox=bool(meta.get("letterbox")), batch_size=batch_size))
+    index, times, scored = [], [], []
     with torch.inference_mode():
         for batch in batches:
-            out, lik = _predict_batch(predictor, batch)
+            part = predictor.score_batch(batch.inputs)
             index += [f.index for f in batch.frames]
             times += [f.time_s for f in batch.frames]
-            outs.append(out)
-            liks.append(lik)
-            if on_batch is not None and lik is not None:
-                on_batch(batch.frames, out, lik)
+            scored.append(part)
+            if on_batch is not None and part.likelihood is not None:
+                on_batch(batch.frames, part.pred, part.likelihood)
             if progress is not None:
                 progress.update(len(batch.frames))
+    outputs = Outputs.join(scored)
     head = {"frame": np.asarray(index, dtype=np.int64), "time_s": np.asarray(times, dtype=np.float64)}
-    return pd.DataFrame({**head, **_columns(predictor, outs, liks)})
+    return pd.DataFrame({**head, **predictor.columns(outputs.pred, outputs.likelihood)})
 
 
-def _predict_batch(predictor: Any, batch: FrameBatch) -> tuple[np.ndarray, np.ndarray | None]:
-    if batch.bases is not None:
-        return predictor.score_batch({"frame": [b[0] for b in batch.bases], "geometry": [b[1] for b in batch.bases]})
-    if predictor.scorer is not None:
-        points, lik = score_batch(predictor.scorer, predictor.setup, batch.images, batch.scale, batch.offset)
-        return points.numpy(), lik.numpy()
-    setup = predictor.setup
-    images = network_input(setup, batch.images)
-    with autocast(setup.device, setup.precision):
-        logits = predictor.model(images)
-    return torch.softmax(logits.float(), dim=-1).cpu().numpy(), None
-
-
-def _columns(predictor: Any, outs: list[np.ndarray], liks: list[np.ndarray | None]) -> dict[str, Any]:
-    if predictor.scorer is not None:
-        k = len(predictor.landmarks)
-        points = np.concatenate(outs) if outs else np.zeros((0, k, 2))
-        lik = np.concatenate(liks) if liks else np.zeros((0, k))  # type: ignore[arg-type]
-        return predictor.landmark_columns(points, lik)
-    probs = np.concatenate(outs) if outs else np.zeros((0, len(predictor.classes)))
-    columns: dict[str, Any] = {"label": [predictor.classes[i] for i in probs.argmax(-1)],
-                               "confidence": probs.max(-1) if len(probs) else probs[:, 0]}
-    for c, name in enumerate(predictor.classes):
-        columns[f"prob_{name}"] = probs[:, c]
-    return columns
-
-
-def predict_video(predictor: Any, path: str | Path, *, batch_size: int = 32, on_batch: BatchSink | None = None,
+def predict_video(predictor: Any, path: str | Path, *, batch_size: int = INFERENCE_BATCH, on_batch: BatchSink | None = None,
                   progress: bool = True) -> pd.DataFrame:
     """Every decoded frame of one video -> one row each (see :func:`predict_frames`)."""
     path = Path(path)
@@ -210,12 +173,19 @@ def predict_video(predictor: Any, path: str | Path, *, batch_size: int = 32, on_
             bar.close()
 
 
-def predict_videos(predictor: Any, paths: Iterable[str | Path], *, batch_size: int = 32,
-                   progress: bool = True) -> pd.DataFrame:
-    """Several videos, one after another: ``video`` (the path as given), then :func:`predict_video`'s columns."""
+def predict_videos(predictor: Any, paths: Iterable[str | Path], *, batch_size: int = INFERENCE_BATCH,
+                   progress: bool = True, sink: Callable[[Path], Any] | None = None) -> pd.DataFrame:
+    """Several videos, one after another: ``video`` (the path as given), then :func:`predict_video`'s columns.
+
+    ``sink(path)``: a context manager whose ``write_batch`` receives each video's batches as they are
+    predicted (e.g. :class:`cnnkit.viz.video.LabeledVideoWriter`), or None for that video.
+    """
     parts = []
     for path in paths:
-        df = predict_video(predictor, path, batch_size=batch_size, progress=progress)
+        writer = None if sink is None else sink(Path(path))
+        with contextlib.nullcontext() if writer is None else writer:
+            df = predict_video(predictor, path, batch_size=batch_size, progress=progress,
+                               on_batch=None if writer is None else writer.write_batch)
         df.insert(0, "video", str(path))
         parts.append(df)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -99,7 +99,7 @@ def snapshot_model(model: nn.Module, meta: Mapping[str, Any], tensors: dict[str,
         text = json.dumps(record, default=_json_default, allow_nan=True)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"save_model: metadata is not JSON serialisable: {err}") from None
-    # clone(): safetensors refuses tensors that share memory (tied weights, views).
+    # Copies, not views: safetensors refuses tensors that share memory (tied weights, views).
     if tensors is None:
         tensors = {k: to_cpu(v, staging, k) for k, v in model.state_dict().items()}
     return ModelSnapshot(tensors, text)
@@ -256,6 +256,20 @@ def load_model(
         raise CheckpointError(f"{p}: cannot rebuild the model from its metadata: {err}") from None
     _load_weights(p, model, _read_tensors(p))
     return model.to(device).eval(), meta
+
+
+def update_meta(path: PathLike, **values: Any) -> Path:
+    """Set top-level metadata keys of a model file (weights unchanged), rewriting it atomically.
+
+    For facts known only after the file was written, e.g. the inference strategy a run measured
+    at its end (``views_measured``). ``format_version`` and ``model`` cannot be changed this way.
+    """
+    p = Path(path)
+    meta = read_meta(p)
+    if {"format_version", "model"} & values.keys():
+        raise CheckpointError(f"update_meta({p}): format_version and model describe the weights; they are not updated")
+    text = json.dumps({**meta, **values}, default=_json_default, allow_nan=True)
+    return write_model(p, ModelSnapshot(_read_tensors(p), text))
 
 
 # -- training state -------------------------------------------------------------------

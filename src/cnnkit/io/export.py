@@ -8,10 +8,11 @@ raw network output: landmarks as ``[x0..xK-1, y0..yK-1]`` normalised to the inpu
 
 Crop-trained models (metadata ``crop``, docs/resolution.md): the graph is the network, one
 VIEW in, points in that view out. The two-pass logic (whole view, then a view around the points
-found) lives in cnnkit's predictor (``cnnkit.engine.views.two_pass``), not in the graph; the
+found) lives in cnnkit's predictor (``cnnkit.engine.two_pass``), not in the graph; the
 JSON records the crop settings (``crop``) and ``"inference": "two-pass"``: what a deployment of
-this fixed-size graph can repeat. (cnnkit's own default for a heatmap crop model is full-frame,
-which runs the network on the whole frame at any size: use cnnkit's predictor for that.)
+this fixed-size graph can repeat. (cnnkit's own predictor scores a crop model as its run measured
+best on its validation split, ``views_measured``; full-frame runs the network on the whole frame at
+any size: use cnnkit's predictor for that.)
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def export_model(model_path: str | Path, out: str | Path | None = None, *, forma
                               f"the file was written but should not be trusted")
     if meta.get("crop") is not None:  # what a deployment must repeat around the graph (module docstring)
         meta = {**meta, "inference": "two-pass", "inference_note": "the graph scores one fixed-size view; see "
-                "docs/resolution.md for the whole view and the subject view to cut (cnnkit's own default for "
-                "heatmap crop models, full-frame, needs the network on the whole frame)"}
+                "docs/resolution.md for the whole view and the subject view to cut (cnnkit's full-frame strategy, "
+                "which the run may have measured best, needs the network on the whole frame)"}
     atomic_write_text(target.with_name(target.name + ".json"), json.dumps(meta, indent=2))
     return Exported(target, format, diff)
 

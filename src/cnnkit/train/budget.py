@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from cnnkit.config import DEFAULT_MIN_STEPS, TrainConfig
-from cnnkit.engine.step import run_inference
+from cnnkit.engine.inference import run_inference, validation_strategy
 from cnnkit.errors import ConfigError
 from cnnkit.rng import make_generator
 from cnnkit.train.loop import train_one_epoch
@@ -202,7 +202,7 @@ def _val_seconds(model: torch.nn.Module, setup: Any, loader: Any, loss_fn: Any) 
     if loader is None:
         return 0.0
     start = time.perf_counter()
-    run_inference(model, _First(loader, VAL_PROBE_BATCHES), setup, loss_fn)
+    run_inference(validation_strategy(model, setup), _First(loader, VAL_PROBE_BATCHES), loss_fn)
     probed = min(len(loader), VAL_PROBE_BATCHES)
     return (time.perf_counter() - start) * len(loader) / max(1, probed)
 

@@ -30,7 +30,7 @@ import torch.distributed as tdist
 from torch import nn
 
 from cnnkit.engine.device import resolve_device
-from cnnkit.engine.step import Outputs
+from cnnkit.engine.scored import Outputs
 from cnnkit.errors import ConfigError
 
 log = logging.getLogger("cnnkit")
@@ -254,13 +254,14 @@ def merge_outputs(parts: list[Outputs]) -> Outputs:
 
     n = np.array([len(p.index) for p in parts], dtype=np.float64)
     losses = np.array([p.loss for p in parts], dtype=np.float64)
-    px = [p.pred_input_px for p in parts]
+    px, lik = [p.pred_input_px for p in parts], [p.likelihood for p in parts]
     return Outputs(
         index=cat([p.index for p in parts]), pred=cat([p.pred for p in parts]),
         true=None if any(p.true is None for p in parts) else cat([p.true for p in parts]),  # type: ignore[misc]
         scale=cat([p.scale for p in parts]), offset=cat([p.offset for p in parts]),
         pred_input_px=None if any(x is None for x in px) else cat(px),  # type: ignore[arg-type]
         loss=float((losses * n).sum() / n.sum()),
+        likelihood=None if any(x is None for x in lik) else cat(lik),  # type: ignore[arg-type]
     )
 
 

@@ -22,8 +22,9 @@ from torch import nn
 
 from cnnkit import geometry
 from cnnkit.config import DEFAULT_MIN_EPOCHS, DEFAULT_MIN_STEPS, TrainConfig
+from cnnkit.engine.inference import Outputs, run_inference, validation_strategy
 from cnnkit.engine.metrics import class_metrics, landmark_metrics
-from cnnkit.engine.step import Outputs, StepSetup, run_inference
+from cnnkit.engine.step import StepSetup
 from cnnkit.errors import CheckpointError, ConfigError, did_you_mean
 from cnnkit.io.background import BackgroundWriter
 from cnnkit.io.checkpoint import (
@@ -97,6 +98,7 @@ class EpochRunner:
         self.eval_model: Any = self.model if dist.is_distributed else self.step_model
         if self.ema is not None:
             self.eval_model = self.ema.module
+        self.validation = validation_strategy(self.eval_model, setup)
         self.writer = BackgroundWriter()
         self.identity = C.run_identity(cfg, self.meta, self.model, {k: len(v.dataset) for k, v in self.loaders.items()})
         self._staging: dict[str, Any] = {"best": {}, "state": {}}  # CPU buffers reused by every commit
@@ -240,7 +242,7 @@ class EpochRunner:
         state.shape_sum, state.shape_count = total[0], total[1]
 
     def _validate(self, state: RunState) -> dict[str, float]:
-        outputs = run_inference(self.eval_model, self.loaders["val"], self.setup, self.loss_fn)
+        outputs = run_inference(self.validation, self.loaders["val"], self.loss_fn)
         outputs = merge_outputs(self.dist.gather(outputs))  # every rank: all val rows, in table order
         return {"val_loss": outputs.loss, **{f"val_{k}": v for k, v in self._metrics(outputs, state).items()}}
 
@@ -354,7 +356,7 @@ class EpochRunner:
         return recent_pace(times) * (self.epochs - state.epochs_done) if times else float("nan")
 
     def _plots(self, state: RunState) -> None:
-        from cnnkit.train.report import write_run_plots
+        from cnnkit.train.plots import write_run_plots
 
         write_run_plots(self.out, state.history_frame(), self.kept_model, self.loaders.get("val"), self.setup,
                         self.meta)

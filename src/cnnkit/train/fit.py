@@ -46,6 +46,7 @@ from cnnkit.train.budget import (
     plan_time,
     timed_seconds,
 )
+from cnnkit.train.choose_views import choose_views
 from cnnkit.train.distributed import DistContext, distributed
 from cnnkit.train.epochs import EpochRunner, RunState
 from cnnkit.train.parts import assemble_parts, build_for_table
@@ -173,6 +174,9 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
             if ctx.is_main:
                 _prepare_folder(job, net, device, runner.epochs, extra_files or {})
             state = runner.run(state)
+            if ctx.is_main and not state.interrupted:  # crop models: two-pass or full-frame, measured on val
+                choose_views(job.out_dir, runner.setup, job.val, grayscale=job.data.grayscale, files=(C.BEST, C.LAST),
+                             batch_size=job.cfg.resolved_batch_size, quiet=job.cfg.quiet)
     out = job.out_dir
     return Run(out, state.history_frame(), out / "best.safetensors", out / "last.safetensors",
                interrupted=state.interrupted, model=runner.model)

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from cnnkit.engine.device import autocast
-from cnnkit.engine.step import LossFn, StepSetup
+from cnnkit.engine.scored import LossFn
+from cnnkit.engine.step import StepSetup
 from cnnkit.errors import TrainingError
 
 Progress = Callable[[int, Mapping[str, float]], None]

@@ -103,7 +103,7 @@ def assemble_parts(net: nn.Module, job: TrainingJob, device: torch.device, dist:
     freeze_bn = job.cfg.freeze_bn if job.cfg.freeze_bn is not None else job.pretrained is not None
     loaders = _loaders(train, job.val, job.data, job.cfg, dist)
     meta = _checkpoint_meta(train, job.data, norm, aug)
-    if job.data.crop_settings is not None:  # views='auto' chooses the inference by it (cnnkit.infer.views.check_views)
+    if job.data.crop_settings is not None:  # views='auto' chooses the inference by it (cnnkit.engine.inference.resolve_views)
         share = loaders["train"].dataset.subject_share()
         meta["subject_share"] = None if share is None else round(share, 4)
     return RunParts(model=net, setup=setup, loaders=loaders, loss_fn=make_loss_for(train, job.cfg, net, job.data.crop_settings),

@@ -10,7 +10,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cnnkit.engine.step import StepSetup, run_inference
+from cnnkit.engine.inference import run_inference, validation_strategy
+from cnnkit.engine.step import StepSetup
 
 GRID_IMAGES = 16
 
@@ -25,15 +26,16 @@ def write_run_plots(out: Path, history: pd.DataFrame, model: nn.Module, val_load
         return written
     ds = val_loader.dataset
     rows = list(range(min(GRID_IMAGES, len(ds))))
+    strategy = validation_strategy(model, setup)
     if setup.crop is not None:  # crop model: two passes over the frames, drawn on the whole views
         from cnnkit.data.views import collate_frames
 
-        outputs = run_inference(model, [collate_frames([ds[i] for i in rows])], setup)
+        outputs = run_inference(strategy, [collate_frames([ds[i] for i in rows])])
         ds = ds.with_mode("whole")
     items = [ds[i] for i in rows]
     batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
     if setup.crop is None:
-        outputs = run_inference(model, [batch], setup)
+        outputs = run_inference(strategy, [batch])
     images = np.stack([it["image"].permute(1, 2, 0).numpy() for it in items])
     if setup.task == "landmarks":
         true_in = batch["points"].numpy()
