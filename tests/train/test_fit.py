@@ -144,7 +144,7 @@ def test_auto_augment_flips_only_sets_with_declared_pairs(lips_tables) -> None:
     from cnnkit.train.fit import resolve_augment
 
     train, _ = lips_tables
-    assert train.flip_pairs == ()
+    train = dataclasses.replace(train, flip_pairs=())
     plain = resolve_augment("auto", train)
     assert not plain.flip and plain.rotate == 15.0
     paired = dataclasses.replace(train, flip_pairs=(("leftLip", "rightLip"),))

@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -152,6 +153,8 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
     started = time.monotonic()  # train.time counts from here: start-up and measuring are part of the run
     job = _with_auto_crop(job)
     _check_tables(job.train, job.val, job.data.crop_settings)
+    if not job.cfg.quiet and os.environ.get("RANK", "0") == "0":
+        _log_flip_pairs(job.train, job.augment)
     job = _with_pretrained_rates(job)
     with distributed(dist, job.cfg.device) as ctx:
         device = ctx.device or resolve_device(job.cfg.device)
@@ -180,6 +183,21 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
     out = job.out_dir
     return Run(out, state.history_frame(), out / "best.safetensors", out / "last.safetensors",
                interrupted=state.interrupted, model=runner.model)
+
+
+def _log_flip_pairs(train: AnnotationTable, augment: Augment) -> None:
+    """One line: the left/right pairs of the landmarks (inferred from the names by default) and whether
+    training mirrors images with them."""
+    if train.task != "landmarks":
+        return
+    if not train.flip_pairs:
+        log.info(f"landmarks: {len(train.landmarks)} points, no left/right pairs in their names, so no mirrored "
+                 "images (declare them: data.flip_pairs: [[left_x, right_x], ...])")
+        return
+    pairs = ", ".join(f"{a}/{b}" for a, b in train.flip_pairs)
+    mirrored = "training mirrors images, partners swapped" if augment.flip else "augment.flip is off"
+    log.info(f"landmarks: {len(train.landmarks)} points, left/right pairs {pairs} ({mirrored}; "
+             "data.flip_pairs: none turns the pairs off)")
 
 
 def _with_auto_crop(job: TrainingJob) -> TrainingJob:

@@ -79,3 +79,15 @@ def test_flip_pairs_explicit_and_checked(tmp_path: Path) -> None:
     assert read_annotations(df, images=tmp_path).flip_pairs == ()
     with pytest.raises(DataError, match=r"flip pair \('l', 'x'\) names a landmark not in"):
         read_annotations(df, images=tmp_path, flip_pairs=[("l", "x")])
+
+
+def test_flip_pairs_are_inferred_from_names_by_default_for_every_format(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    df = pd.DataFrame({"image": ["a.png"], **{f"{n}_{c}": [1.0] for n in ("nose", "leftear", "rightear", "tailbase")
+                                               for c in "xy"}})
+    assert read_annotations(df, images=tmp_path).flip_pairs == (("leftear", "rightear"),)
+    df.to_csv(tmp_path / "labels.csv", index=False)
+    assert read_annotations(tmp_path / "labels.csv").flip_pairs == (("leftear", "rightear"),)
+    assert read_annotations(tmp_path / "labels.csv", flip_pairs="none").flip_pairs == ()
+    with pytest.raises(ConfigError, match="flip_pairs must be 'auto', 'none' or a list"):
+        read_annotations(df, images=tmp_path, flip_pairs="off")

@@ -51,13 +51,15 @@ def test_lips_project_counts_names_and_missing_point(lips_dir: Path, caplog: pyt
     first = t.df.iloc[0]
     assert first["image"] == str(lips_dir / "images/002_cal/img018.png")
     assert (first["leftLip_x"], first["leftLip_y"]) == (95.834, 107.79)
-    assert t.flip_pairs == ()
 
 
-def test_lips_flip_pairs_auto(lips_dir: Path) -> None:
-    t = read_annotations(lips_dir / "via_project.json", flip_pairs="auto")
-    assert ("leftLip", "rightLip") in t.flip_pairs
-    assert ("topleftinner", "toprightinner") in t.flip_pairs
+def test_lips_flip_pairs_are_inferred_by_default_and_none_turns_them_off(lips_dir: Path) -> None:
+    t = read_annotations(lips_dir / "via_project.json")
+    assert t.flip_pairs == (("leftLip", "rightLip"), ("topleftinner", "toprightinner"),
+                            ("bottomleftinner", "bottomrightinner"))
+    assert read_annotations(lips_dir / "via_project.json", flip_pairs="auto").flip_pairs == t.flip_pairs
+    for off in ("none", None, [], False):
+        assert read_annotations(lips_dir / "via_project.json", flip_pairs=off).flip_pairs == ()
 
 
 def test_via1_named_points_reordered_and_unannotated(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

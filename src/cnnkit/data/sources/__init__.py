@@ -37,7 +37,7 @@ __all__ = ["FORMATS", "read_annotations"]
 log = logging.getLogger("cnnkit")
 
 FORMATS = ("csv", "via", "dlc", "coco", "folder")
-FlipPairs = Literal["auto"] | Sequence[tuple[str, str]] | None
+FlipPairs = Literal["auto", "none"] | Sequence[tuple[str, str]] | None
 
 
 def read_annotations(
@@ -51,7 +51,7 @@ def read_annotations(
     label_column: str | Sequence[str] | None = None,
     unannotated: Literal["drop", "keep"] = "drop",
     format: str | None = None,  # noqa: A002
-    flip_pairs: FlipPairs = None,
+    flip_pairs: FlipPairs = "auto",
 ) -> AnnotationTable:
     """Read annotations from a file, a folder or a DataFrame into an ``AnnotationTable``.
 
@@ -68,8 +68,10 @@ def read_annotations(
         unannotated: images without any point: ``'drop'`` (reported) or ``'keep'`` (NaN row;
             a VIA file with no region at all then gives a table of images only).
         format: force one of ``FORMATS`` instead of detecting it.
-        flip_pairs: ``'auto'`` infers left/right pairs from names, or give the pairs.
-            Default: none, except COCO files (inferred, since COCO names its sides).
+        flip_pairs: ``'auto'`` (the default) infers left/right pairs from the landmark names
+            (``left_eye``/``right_eye``, ``leftear``/``rightear``, ``ear_l``/``ear_r``, ``LHand``/``RHand``;
+            :func:`cnnkit.data.table.infer_flip_pairs`); ``'none'`` (or None, or ``[]``) declares none;
+            or give the pairs. Pairs turn on mirrored images in training (with the partners swapped).
 
     Returns:
         The table; ``image`` holds absolute paths (or zip member names), all checked.
@@ -85,7 +87,7 @@ def read_annotations(
     if fmt != "folder" or zip is not None:
         table = _resolve(table, extra_roots, where, images, zip)
     _report_duplicates(table)
-    pairs = _flip_pairs(flip_pairs, table, fmt)
+    pairs = _flip_pairs(flip_pairs, table)
     return dataclasses.replace(table, flip_pairs=pairs, zip=Path(zip) if zip is not None else None)
 
 
@@ -198,13 +200,13 @@ def _report_duplicates(table: AnnotationTable) -> None:
                       f"(first: {first!r}); check for duplicated annotations", UserWarning, stacklevel=3)
 
 
-def _flip_pairs(flip_pairs: FlipPairs, table: AnnotationTable, fmt: str) -> tuple[tuple[str, str], ...]:
-    if flip_pairs == "auto" or (flip_pairs is None and fmt == "coco"):
+def _flip_pairs(flip_pairs: FlipPairs, table: AnnotationTable) -> tuple[tuple[str, str], ...]:
+    if flip_pairs == "auto":
         return infer_flip_pairs(table.landmarks)
-    if flip_pairs is None:
+    if flip_pairs is None or flip_pairs is False or flip_pairs == "none":
         return ()
     if isinstance(flip_pairs, str) or isinstance(flip_pairs, Mapping):
-        raise ConfigError(f"flip_pairs must be 'auto', None or a list of (left, right) names. Received: {flip_pairs!r}")
+        raise ConfigError(f"flip_pairs must be 'auto', 'none' or a list of (left, right) names. Received: {flip_pairs!r}")
     pairs = []
     for i, pair in enumerate(flip_pairs):
         if isinstance(pair, (str, Mapping)) or not isinstance(pair, Sequence) or len(pair) != 2:
