@@ -12,9 +12,13 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+from cnnkit.data.sources import read_annotations
+from cnnkit.data.table import columns_to_points
 
 SMALL = [["conv", {"filter_size": 3, "layer_depth": 8, "strides": [1, 2, 2, 1]}], ["bn"], ["relu"],
          ["res_33", {"depths": [16, 16], "stride": 2}], ["global_avg_pool"]]
@@ -78,7 +82,9 @@ def test_train_predict_evaluate_export_round_trip(small_lips_csv, tmp_path) -> N
     assert len(pd.read_csv(run / "metrics.csv")) == 3  # --set took effect
     saved = yaml.safe_load((run / "experiment.yaml").read_text())
     assert saved["train"]["epochs"] == 3
-    assert json.loads((run / "test_metrics.json").read_text())["error_px_mean"] > 0
+    per_image = pd.read_csv(run / "test_per_image.csv")  # the printed test figure is the per-image one's mean
+    errors = per_image[[c for c in per_image.columns if c.startswith("error_px/")]].to_numpy()
+    assert json.loads((run / "test_metrics.json").read_text())["error_px_mean"] == pytest.approx(np.nanmean(errors))
     preds_csv, via = tmp_path / "preds.csv", tmp_path / "review.json"
     done = cnnkit("predict", str(run / "best.safetensors"), str(small_lips_csv), "--out", str(preds_csv),
                   "--via", str(via))
@@ -89,7 +95,9 @@ def test_train_predict_evaluate_export_round_trip(small_lips_csv, tmp_path) -> N
     done = cnnkit("evaluate", str(run / "best.safetensors"), str(small_lips_csv), "--json", str(tmp_path / "m.json"))
     assert done.returncode == 0, done.stderr
     plain = json.loads((tmp_path / "m.json").read_text())["error_px_mean"]
-    assert plain > 0
+    truth = read_annotations(small_lips_csv)  # evaluate's figure is predict's points against the labels
+    errors = np.linalg.norm(columns_to_points(preds, truth.landmarks) - truth.points(), axis=-1)
+    assert plain == pytest.approx(np.nanmean(errors), rel=1e-5)
     done = cnnkit("evaluate", str(run / "best.safetensors"), str(small_lips_csv), "--tta-flip",
                   "--json", str(tmp_path / "tta.json"))
     assert done.returncode == 0, done.stderr  # data.flip_pairs: auto put the lips' pairs in the checkpoint
@@ -136,8 +144,10 @@ def test_summary_spec_and_check_data(lips_dir, tmp_path) -> None:
 def test_demo_quick(tmp_path) -> None:
     done = cnnkit("demo", "--out", str(tmp_path / "demo"), "--quick")
     assert done.returncode == 0, done.stderr
-    assert "baseline" in done.stdout
-    assert (tmp_path / "demo" / "last.safetensors").is_file() or any((tmp_path / "demo").rglob("*.safetensors"))
+    metrics = json.loads((tmp_path / "demo" / "test_metrics.json").read_text())
+    assert f"test error        {metrics['error_px_mean']:.1f} px" in done.stdout
+    assert f"mean-shape baseline {metrics['baseline_px_mean']:.1f} px" in done.stdout
+    assert (tmp_path / "demo" / "run" / "best.safetensors").is_file()
 
 
 def test_cache_command_writes_one_file(small_lips_csv, tmp_path) -> None:
@@ -155,3 +165,15 @@ def test_bad_spec_in_experiment_is_reported_with_layer_index(small_lips_csv, tmp
     done = cnnkit("train", str(exp))
     assert done.returncode == 2
     assert "layer 0" in done.stderr and "layer_depth" in done.stderr
+
+
+def test_version_is_the_installed_distributions(capsys) -> None:
+    from importlib.metadata import version
+
+    import cnnkit as package
+    from cnnkit.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"cnnkit {version('cnnkit')}" == f"cnnkit {package.__version__}"

@@ -55,7 +55,7 @@ def options(parts: set[str], epochs: int, size: int, seed: int) -> dict:
     if "frozen" in parts:
         opts["freeze_backbone"] = True
     if "wu" in parts:
-        opts.update(schedule="warmup_cosine", warmup_epochs=1)
+        opts.update(schedule="cosine", warmup_epochs=1)
     return opts
 
 

@@ -15,7 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cnnkit import __version__
+from cnnkit.engine.inference import INFERENCE_BATCH, VIEWS
 from cnnkit.errors import CnnkitError
+from cnnkit.viz.video import DEFAULT_THRESHOLD as LIKELIHOOD_THRESHOLD
 
 EXAMPLES = {
     "train": "cnnkit train exp.yaml --set train.epochs=5 --set data.size=96x96",
@@ -59,22 +62,30 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark")
 
 
+def _device_args(p: argparse.ArgumentParser) -> None:
+    """How a model runs: images per forward pass and the device."""
+    p.add_argument("--batch-size", type=int, default=INFERENCE_BATCH,
+                   help=f"images per forward pass (default {INFERENCE_BATCH})")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
+
+
 def _inference_args(p: argparse.ArgumentParser) -> None:
-    """What predict and evaluate share: batch size, device and test-time flip."""
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
+    """What predict, evaluate and report share: batch size, device, test-time flip and views."""
+    _device_args(p)
     p.add_argument("--tta-flip", action="store_true",
                    help="average the outputs on the image and its mirror image (landmarks need flip pairs)")
-    p.add_argument("--views", choices=("auto", "two-pass", "full-frame"), default="auto",
-                   help="crop-trained models (data.crop): auto (default: full-frame for a heatmap head, else "
-                        "two-pass), full-frame (the network over the whole frame finds the subject, a training view "
-                        "around it gives the points) or two-pass (the whole frame shrunk into one view first)")
+    p.add_argument("--views", choices=VIEWS, default="auto",
+                   help="crop-trained models (data.crop): auto (default: what the run measured best on its "
+                        "validation split, recorded in the model), full-frame (the network over the whole frame "
+                        "finds the subject, a training view around it gives the points) or two-pass (the whole "
+                        "frame shrunk into one view first, then a view around the points found)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnkit", description="Build CNNs from a layer list; train them on "
                                      "images streamed from disk (landmarks or classes).")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars or info lines")
+    parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = _add(sub, "train", "train from an experiment file (YAML)")
     p.add_argument("experiment")
@@ -89,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--via", help="also write a VIA 2 project to review and correct the predictions")
     p.add_argument("--labeled-video", metavar="PATH", help="videos: also write each video with the points "
                    "drawn (H.264 .mp4); a folder when several videos are given")
-    p.add_argument("--likelihood-threshold", type=float, default=0.05, metavar="P",
-                   help="labelled video: points with a lower likelihood are drawn faded (default 0.05, "
+    p.add_argument("--likelihood-threshold", type=float, default=LIKELIHOOD_THRESHOLD, metavar="P",
+                   help=f"labelled video: points with a lower likelihood are drawn faded (default {LIKELIHOOD_THRESHOLD}, "
                    "chosen on lips-via; see docs/video.md)")
     p.add_argument("--hide-unsure", action="store_true", help="labelled video: hide those points instead")
     p.add_argument("--images", help="folder that paths in an annotation file are relative to")
@@ -164,8 +175,7 @@ def _loop_parsers(sub: Any) -> None:
     p.add_argument("--exclude", help="a labels file: its images are not suggested")
     p.add_argument("--min-gap", type=int, default=10, help="frames between two suggestions in a video (10)")
     p.add_argument("--no-flip", action="store_true", help="skip the mirror-image disagreement (one pass less)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
+    _device_args(p)
     p = _add(sub, "merge", "add corrected/new annotations to a labels file (conflicts listed; a backup is kept)")
     p.add_argument("corrected", help="the corrected annotations, e.g. a VIA project saved after review")
     p.add_argument("--into", required=True, help="the training labels file (.csv table or VIA .json project)")
@@ -235,33 +245,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _predict_videos(args: argparse.Namespace, videos: list[Path]) -> Any:
     """Each video in turn; with --labeled-video its frames are drawn as they are predicted (one decode)."""
-    import pandas as pd
-
-    from cnnkit.data.video import video_info
     from cnnkit.infer.predict import Predictor
-    from cnnkit.infer.video_predict import predict_video
-    from cnnkit.viz.video import LabeledVideoWriter
+    from cnnkit.infer.video_predict import predict_videos
 
     predictor = Predictor.from_checkpoint(args.model, device=args.device, tta_flip=args.tta_flip, views=args.views)
     if args.labeled_video and not predictor.landmarks:
         raise CnnkitError("--labeled-video needs a landmark model; this model predicts classes")
-    parts = []
-    for video in videos:
-        if not args.labeled_video:
-            df = predict_video(predictor, video, batch_size=args.batch_size, progress=not args.quiet)
-        else:
-            out = Path(args.labeled_video)
-            out = out / f"{video.stem}_labeled.mp4" if len(videos) > 1 else out
-            with LabeledVideoWriter(out, fps=video_info(video).fps, names=predictor.landmarks,
-                                    threshold=args.likelihood_threshold,
-                                    below="hide" if args.hide_unsure else "fade") as writer:
-                df = predict_video(predictor, video, batch_size=args.batch_size, on_batch=writer.write_batch,
-                                   progress=not args.quiet)
-            print(f"labelled video -> {out}")
-        if len(videos) > 1:
-            df.insert(0, "video", str(video))
-        parts.append(df)
-    return pd.concat(parts, ignore_index=True)
+    sink = _labeled_video_sink(args, predictor.landmarks, several=len(videos) > 1) if args.labeled_video else None
+    preds = predict_videos(predictor, videos, batch_size=args.batch_size, progress=not args.quiet, sink=sink)
+    return preds if len(videos) > 1 else preds.drop(columns="video")
+
+
+def _labeled_video_sink(args: argparse.Namespace, names: list[str], *, several: bool) -> Any:
+    """``video path -> LabeledVideoWriter`` for --labeled-video (a folder of ``<stem>_labeled.mp4`` for several)."""
+    from cnnkit.data.video import video_info
+    from cnnkit.viz.video import LabeledVideoWriter
+
+    def sink(video: Path) -> LabeledVideoWriter:
+        out = Path(args.labeled_video)
+        out = out / f"{video.stem}_labeled.mp4" if several else out
+        print(f"labelled video -> {out}")
+        return LabeledVideoWriter(out, fps=video_info(video).fps, names=names, threshold=args.likelihood_threshold,
+                                  below="hide" if args.hide_unsure else "fade")
+
+    return sink
 
 
 def _write_frame(frame: Any, path: Path) -> None:
@@ -358,7 +365,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from cnnkit.reporting import report
 
     page = report(args.run, args.data, out=args.out, images=args.images, batch_size=args.batch_size,
-                  device=args.device, tta_flip=args.tta_flip or None)
+                  device=args.device, tta_flip=args.tta_flip or None, views=args.views)
     print(f"report: {page}")
     return 0
 

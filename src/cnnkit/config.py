@@ -18,7 +18,9 @@ from cnnkit.errors import ConfigError, check_keys, did_you_mean
 T = TypeVar("T")
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("none", "cosine", "onecycle", "warmup_cosine")
+SCHEDULES = ("none", "cosine", "onecycle")
+#: Earlier names of a schedule, read as the schedule they always were (warmup is ``warmup_epochs``, for every schedule).
+SCHEDULE_ALIASES = {"warmup_cosine": "cosine"}
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -291,6 +293,8 @@ class TrainConfig:
         _check(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0. Received: {self.warmup_epochs}")
         _check(self.select in ("auto", "last") or self.select.startswith(("val_", "train_")),
                f"select: expected 'auto', 'last' or a recorded metric such as 'val_nme'. Received: {self.select!r}")
+        if self.schedule in SCHEDULE_ALIASES:  # frozen: the one place a value is rewritten, as it is made
+            object.__setattr__(self, "schedule", SCHEDULE_ALIASES[self.schedule])
         for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS)):
             value = getattr(self, key)
             _check(value in allowed, f"{key}: unknown value {value!r}.{did_you_mean(value, allowed)} "

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cnnkit import cli
@@ -174,3 +175,26 @@ def test_every_image_is_listed_worst_first(landmark_run, parse_page, as_number, 
     shown = [as_number(r["mean px"]) for r in listed]
     assert shown == pytest.approx(ev.per_image["error_px_mean"].tolist(), rel=1e-3, nan_ok=True)
     assert listed[0]["image"] == "/".join(Path(ev.per_image["image"][0]).parts[-2:])
+
+
+def test_the_late_overfit_note_reads_the_pixel_error_and_never_divides_by_zero() -> None:
+    from cnnkit.reporting.common import late_overfit_note
+
+    # a crop run: its first epoch measured no validation loss (0 in cnnkit 0.2), its error fell 236 -> 6 px
+    falling = pd.DataFrame({"epoch": [1, 2, 3, 4], "val_loss": [0.0, 0.02, 0.01, 0.009],
+                            "val_error_px_mean": [236.0, 40.0, 8.0, 6.0]})
+    assert late_overfit_note(falling) == ""
+    rising = falling.assign(val_error_px_mean=[236.0, 5.0, 6.0, 8.0])
+    assert late_overfit_note(rising).startswith("Validation error was lowest at epoch 2 and is 1.60x that at the end")
+    classes = pd.DataFrame({"epoch": [1, 2, 3], "val_loss": [0.0, 0.5, 0.9]})
+    assert late_overfit_note(classes) == ""  # a best value of 0 says nothing
+    assert late_overfit_note(classes.assign(val_loss=[0.4, 0.2, 0.3])).startswith("Validation loss was lowest at epoch 2")
+
+
+def test_cli_report_passes_views_on(landmark_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cnnkit.reporting as reporting
+
+    seen: dict = {}
+    monkeypatch.setattr(reporting, "report", lambda *a, **kw: seen.update(kw) or tmp_path / "r.html")
+    assert cli.main(["--quiet", "report", str(landmark_run["run"].out_dir), "--views", "two-pass"]) == 0
+    assert seen["views"] == "two-pass"

@@ -7,6 +7,7 @@ folder work as written; the overrides only make the model, image size and epochs
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def test_lips_example(tmp_path: Path, parse_page, as_number) -> None:
     assert page.sections[-1] == "confusions" and "per-landmark" in page.sections
     assert "test split of" in page.text and "splits.csv" in page.text  # the split file's test rows
     assert len(page.table("confusions")) == 3  # the lips' three left/right pairs, from flip_pairs: auto
-    assert as_number(_metrics(page)["error_px_mean"]) > 0
+    test_metrics = json.loads((run / "test_metrics.json").read_text())  # the figure `cnnkit train` printed
+    assert as_number(_metrics(page)["error_px_mean"]) == pytest.approx(test_metrics["error_px_mean"], rel=1e-3)
 
 
 def test_hymenoptera_example(tmp_path: Path, parse_page, as_number) -> None:

@@ -13,7 +13,8 @@ import torch
 
 from cnnkit import geometry
 from cnnkit.data.table import AnnotationTable
-from cnnkit.engine.metrics import class_metrics, landmark_metrics, point_errors
+from cnnkit.engine.inference import INFERENCE_BATCH
+from cnnkit.engine.metrics import PCK_THRESHOLD, class_metrics, landmark_metrics, point_errors
 from cnnkit.errors import DataError
 from cnnkit.infer.predict import Predictor
 
@@ -34,8 +35,8 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def evaluate(model_path: str | Path, table: AnnotationTable, *, batch_size: int = 32, device: str = "auto",
-             workers: int = 0, pck_threshold: float = 0.05, norm: Any = "diagonal",
+def evaluate(model_path: str | Path, table: AnnotationTable, *, batch_size: int = INFERENCE_BATCH, device: str = "auto",
+             workers: int = 0, pck_threshold: float = PCK_THRESHOLD, norm: Any = "diagonal",
              tta_flip: bool = False, views: str = "auto") -> Evaluation:
     """Score a checkpoint on an annotated table; errors are in ORIGINAL image pixels.
 

@@ -3,7 +3,7 @@
 Three signals, each computed where it exists (columns of the result):
 
 - ``doubt_likelihood``: ``1 -`` the lowest ``<name>_likelihood`` of the image's points
-  (the model's own confidence; its meaning per head: ``cnnkit.infer.landmarks``);
+  (the model's own confidence; its meaning per head: ``cnnkit.engine.readout``);
 - ``doubt_flip``: the largest distance (original pixels) between a point predicted on the
   image and on its mirror image (mapped back, left/right partners swapped); needs flip
   pairs in the model. Obtained from ``predict`` with and without test-time flip, which
@@ -35,6 +35,7 @@ from cnnkit.data.sources import read_annotations
 from cnnkit.data.sources.writers import write_via
 from cnnkit.data.table import AnnotationTable
 from cnnkit.data.video import is_video, iter_frames
+from cnnkit.engine.inference import INFERENCE_BATCH
 from cnnkit.errors import ConfigError, DataError
 from cnnkit.infer.inputs import images_table
 from cnnkit.infer.predict import predict
@@ -47,7 +48,7 @@ SIGNALS = ("doubt_likelihood", "doubt_flip", "doubt_jump")
 
 def suggest(model: str | Path, inputs: Any, *, n: int = 50, via: str | Path | None = None,
             exclude: str | Path | AnnotationTable | None = None, flip: bool = True, min_gap: int = 10,
-            batch_size: int = 32, device: str = "auto") -> pd.DataFrame:
+            batch_size: int = INFERENCE_BATCH, device: str = "auto") -> pd.DataFrame:
     """The ``n`` images or video frames the model is least sure about, most doubtful first.
 
     Args:

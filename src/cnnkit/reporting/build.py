@@ -11,6 +11,7 @@ import numpy as np
 
 from cnnkit.atomic import atomic_write_text
 from cnnkit.data.images import ImageSource
+from cnnkit.engine.inference import INFERENCE_BATCH
 from cnnkit.errors import CnnkitError, ConfigError
 from cnnkit.infer.evaluate import Evaluation, evaluate
 from cnnkit.reporting import classes as C
@@ -28,8 +29,9 @@ log = logging.getLogger("cnnkit")
 
 def report(run_dir: str | Path, data: Any = None, *, out: str | Path | None = None,
            images: str | Path | None = None, evaluation: Evaluation | None = None,
-           experiment: Experiment | None = None, data_label: str | None = None, batch_size: int = 32,
-           device: str = "auto", workers: int = 0, tta_flip: bool | None = None) -> Path:
+           experiment: Experiment | None = None, data_label: str | None = None,
+           batch_size: int = INFERENCE_BATCH, device: str = "auto", workers: int = 0, tta_flip: bool | None = None,
+           views: str = "auto") -> Path:
     """Write one HTML page about a run: settings, curves, and how the model does on a held-out table.
 
     Everything is embedded (images as ``data:`` URIs, no script, font or URL), so the file opens
@@ -48,6 +50,7 @@ def report(run_dir: str | Path, data: Any = None, *, out: str | Path | None = No
         data_label: how the page names ``data`` (e.g. 'test split of demo_via.json'); default: its source.
         batch_size, device, workers: for the evaluation.
         tta_flip: test-time flip for the evaluation; None = as the experiment's ``evaluate.tta_flip``.
+        views: how a crop-trained model is scored ('auto': as its run measured; ``evaluate``'s ``views``).
 
     Returns:
         The path written.
@@ -63,7 +66,7 @@ def report(run_dir: str | Path, data: Any = None, *, out: str | Path | None = No
     flip = tta_flip if tta_flip is not None else bool(((run.experiment or {}).get("evaluate") or {})
                                                       .get("tta_flip", False))
     return _write(run, scored, evaluation, Path(out) if out is not None else run.path / REPORT_NAME, start,
-                  batch_size=batch_size, device=device, workers=workers, tta_flip=flip)
+                  batch_size=batch_size, device=device, workers=workers, tta_flip=flip, views=views)
 
 
 def _write(run: RunFolder, scored: EvalData | None, ev: Evaluation | None, target: Path, start: float,

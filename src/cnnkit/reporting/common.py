@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cnnkit.reporting.run_folder import EvalData, RunFolder
@@ -112,18 +113,34 @@ def _yaml_text(settings: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(settings), sort_keys=False)
 
 
+def late_overfit_note(history: pd.DataFrame) -> str:
+    """A note when the validation error (landmarks) or loss ended well above its best: over-fitting late.
+
+    The landmark error in pixels is the figure that means the same every epoch (a crop model's
+    validation loss is measured in views that move with its predictions). Nothing is said about a
+    curve whose best value is not a positive number.
+    """
+    key = "val_error_px_mean" if "val_error_px_mean" in history.columns else "val_loss"
+    if key not in history.columns or len(history) < 3:
+        return ""
+    values = pd.to_numeric(history[key], errors="coerce").reset_index(drop=True)
+    if not values.notna().any():
+        return ""
+    best = int(values.idxmin())
+    low, end = float(values.iloc[best]), float(values.iloc[-1])
+    if not (np.isfinite(low) and low > 0 and np.isfinite(end)) or best == len(values) - 1 or end <= 1.1 * low:
+        return ""
+    what = "Validation error" if key == "val_error_px_mean" else "Validation loss"
+    return (f"{what} was lowest at epoch {history['epoch'].iloc[best]} and is {end / low:.2f}x that at the end: "
+            "the model over-fits late in training (the best checkpoint is kept).")
+
+
 def curves_section(history: pd.DataFrame) -> H.Section:
     """Loss and the main validation metric per epoch, plus the last epoch's numbers."""
     if history.empty or "epoch" not in history.columns:
         return H.Section("curves", "Training curves", H.note("metrics.csv is missing or empty: no curves."))
     body = H.img(curves_png(history), "loss and validation metric per epoch")
-    notes = []
-    if "val_loss" in history.columns and len(history) >= 3:
-        best = int(history["val_loss"].idxmin())
-        if best < len(history) - 1 and history["val_loss"].iloc[-1] > 1.1 * history["val_loss"].iloc[best]:
-            notes.append(f"Validation loss was lowest at epoch {history['epoch'].iloc[best]} and is "
-                         f"{history['val_loss'].iloc[-1] / history['val_loss'].iloc[best]:.2f}x that at the end: "
-                         "the model over-fits late in training (the best checkpoint is kept).")
+    notes = [note for note in [late_overfit_note(history)] if note]
     if "time_s" in history.columns:
         notes.append(f"{len(history)} epoch{'s' if len(history) != 1 else ''} in {history['time_s'].sum():.0f} s.")
     last = history.iloc[[-1]].drop(columns=[c for c in history.columns if "/" in str(c)])

@@ -16,14 +16,13 @@ import pandas as pd
 
 from cnnkit.data.images import ImageSource
 from cnnkit.data.table import AnnotationTable
-from cnnkit.engine.metrics import normalisers, point_errors
+from cnnkit.engine.metrics import PCK_THRESHOLD, normalisers, point_errors
 from cnnkit.infer.evaluate import Evaluation
 from cnnkit.reporting import analysis as A
 from cnnkit.reporting.thumbs import landmark_thumbnail, short_name
 from cnnkit.viz import html as H
 from cnnkit.viz import report_figures as F
 
-PCK_THRESHOLD = 0.05  # evaluate's default: the page marks it on the normalised curve
 N_WORST, N_TYPICAL = 8, 4
 MAX_LISTED = 1000  # rows of the every-image table (about 100 bytes each)
 MAX_ARROWS, MIN_ARROW_RATE = 30, 0.02  # confusions drawn on the skeleton (the table lists the rest)

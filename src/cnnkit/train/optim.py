@@ -64,7 +64,7 @@ def _lr_factor(cfg: TrainConfig, steps_per_epoch: int, epochs: int) -> Callable[
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / (warmup + 1)
-        if cfg.schedule in ("cosine", "warmup_cosine"):
+        if cfg.schedule == "cosine":
             progress = (step - warmup) / max(1, total - warmup)
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
         return 1.0
