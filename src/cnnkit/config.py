@@ -268,6 +268,7 @@ class TrainConfig:
     quiet: bool = False
     plots: bool = True
     checkpoint_every: int | str = 1  # commit the resume state every N epochs, or every 'Mmin' minutes
+    log: str = "none"  # 'tensorboard': also write <run>/tensorboard/ events (train/tensorboard.py); the CSV always
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -291,7 +292,8 @@ class TrainConfig:
         _check(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0. Received: {self.warmup_epochs}")
         _check(self.select in ("auto", "last") or self.select.startswith(("val_", "train_")),
                f"select: expected 'auto', 'last' or a recorded metric such as 'val_nme'. Received: {self.select!r}")
-        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS)):
+        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS),
+                             ("log", ("none", "tensorboard"))):
             value = getattr(self, key)
             _check(value in allowed, f"{key}: unknown value {value!r}.{did_you_mean(value, allowed)} "
                    f"Allowed: {', '.join(allowed)}.")
