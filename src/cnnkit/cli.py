@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="images, folders, a .zip, an annotation file, or videos "
                    "(.mp4 .avi .mov .mkv ...: one row per decoded frame)")
     p.add_argument("--out", default="predictions.csv")
+    p.add_argument("--format", default="csv", metavar="FORMATS", help="comma-separated: csv (the default, at "
+                   "--out), dlc (DeepLabCut CSV + .h5, for movement and napari), nwb (videos: NWB with ndx-pose); "
+                   "dlc and nwb files are written beside --out (docs/video.md)")
     p.add_argument("--via", help="also write a VIA 2 project to review and correct the predictions")
     p.add_argument("--labeled-video", metavar="PATH", help="videos: also write each video with the points "
                    "drawn (H.264 .mp4); a folder when several videos are given")
@@ -225,6 +228,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     videos = video_paths(source)
     if (args.labeled_video and not videos) or (args.via and videos):
         raise CnnkitError("--labeled-video takes videos and --via takes images; predict them in separate calls")
+    from cnnkit.infer.formats import PredictionMeta, check_outputs, write_predictions
+
+    meta = PredictionMeta.from_checkpoint(args.model, videos, views=args.views, tta_flip=args.tta_flip)
+    formats = check_outputs(args.out, args.format, meta)  # before any work: formats apply, no user file in the way
     if videos:
         preds = _predict_videos(args, videos)
     else:
@@ -232,8 +239,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                         tta_flip=args.tta_flip, views=args.views)
     from cnnkit.data.sources.writers import write_via
 
-    _write_frame(preds, Path(args.out))
-    print(f"{len(preds)} predictions -> {args.out}")
+    for path in write_predictions(preds, args.out, formats, meta):
+        print(f"{len(preds)} predictions -> {path}")
     if args.via:
         landmarks = [c[:-2] for c in preds.columns if c.endswith("_x")]
         if not landmarks:

@@ -270,6 +270,7 @@ class TrainConfig:
     quiet: bool = False
     plots: bool = True
     checkpoint_every: int | str = 1  # commit the resume state every N epochs, or every 'Mmin' minutes
+    log: str = "none"  # 'tensorboard': also write <run>/tensorboard/ events (train/tensorboard.py); the CSV always
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -295,7 +296,8 @@ class TrainConfig:
                f"select: expected 'auto', 'last' or a recorded metric such as 'val_nme'. Received: {self.select!r}")
         if self.schedule in SCHEDULE_ALIASES:  # frozen: the one place a value is rewritten, as it is made
             object.__setattr__(self, "schedule", SCHEDULE_ALIASES[self.schedule])
-        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS)):
+        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS),
+                             ("log", ("none", "tensorboard"))):
             value = getattr(self, key)
             _check(value in allowed, f"{key}: unknown value {value!r}.{did_you_mean(value, allowed)} "
                    f"Allowed: {', '.join(allowed)}.")

@@ -33,7 +33,8 @@ STATE, LAST, BEST, METRICS, INTERRUPTED = (
     "last.state.pt", "last.safetensors", "best.safetensors", "metrics.csv", "interrupted.safetensors")
 RUN_FILES = (METRICS, BEST, STATE, LAST, INTERRUPTED)
 #: Settings a resume may change: how long, where and how verbosely the same run continues.
-FREE_TRAIN_KEYS = ("epochs", "steps", "device", "quiet", "plots", "compile", "channels_last", "checkpoint_every")
+FREE_TRAIN_KEYS = ("epochs", "steps", "device", "quiet", "plots", "compile", "channels_last", "checkpoint_every",
+                   "log")
 
 
 def commit_due(every: int | str, epochs_done: int, epochs: int, last_commit_s: float,

@@ -104,6 +104,7 @@ class EpochRunner:
         self._staging: dict[str, Any] = {"best": {}, "state": {}}  # CPU buffers reused by every commit
         self._best: Any = None  # the best weights (a CPU snapshot) not yet written
         self._last_commit_s = time.monotonic()
+        self.tensorboard = _tensorboard(cfg, out, dist, parts)  # train.log: tensorboard (main process only)
 
     @property
     def kept_model(self) -> nn.Module:
@@ -273,6 +274,9 @@ class EpochRunner:
             return
         if not self.cfg.quiet:
             log.info(format_epoch_line(row, self.epochs, eta_s=self._eta_s(state)))
+        if self.tensorboard is not None:
+            self.tensorboard.on_epoch_end(state.epochs_done, row, [g["lr"] for g in self.opt.param_groups],
+                                          self.kept_model)
         meta = self._meta(state, state.epochs_done)
         value = self._selection_value(row)
         kept = None
@@ -402,6 +406,14 @@ class _ShapeTap:
             self.state.shape_sum, self.state.shape_count = s, c
         else:
             self.state.shape_sum, self.state.shape_count = self.state.shape_sum + s, self.state.shape_count + c
+
+
+def _tensorboard(cfg: TrainConfig, out: Path, dist: DistContext, parts: RunParts) -> Any:
+    if cfg.log != "tensorboard" or not dist.is_main:
+        return None
+    from cnnkit.train.tensorboard import TensorBoardLog
+
+    return TensorBoardLog(out, val_loader=parts.loaders.get("val"), setup=parts.setup)
 
 
 def _epochs(n: int) -> str:

@@ -71,7 +71,7 @@ def test_bad_cell_and_forced_format(tmp_path: Path) -> None:
         read_annotations(other, format="dlc")
     h5 = tmp_path / "CollectedData_x.h5"
     h5.write_bytes(b"\x89HDF")
-    with pytest.raises(DataError, match=r"HDF5 files are not read; use the CollectedData_\*\.csv"):
+    with pytest.raises(DataError, match=r"not an HDF5 file \(cut short, or renamed\?\)"):
         read_annotations(h5)
 
 
@@ -82,3 +82,85 @@ def test_collected_data_moved_away_from_its_project(tmp_path: Path) -> None:
     csv.rename(moved)
     t = read_annotations(moved, images=csv.parent)  # --images <the folder of frames>
     assert t.images == [str(csv.parent / "img001.png"), str(csv.parent / "img007.png")]
+
+
+# --- CollectedData_*.h5: written here exactly as DeepLabCut writes it (pandas' fixed layout, key
+# df_with_missing: generate_training_dataset/trainingsetmanipulation.py, DC.to_hdf(fn, key="df_with_missing",
+# mode="w")), read back without pandas/PyTables.
+
+def _dlc_frame(index, individuals=None):
+    import pandas as pd
+
+    levels = [["Mackenzie"], ["snout", "leftear", "rightear"], ["x", "y"]]
+    names = ["scorer", "bodyparts", "coords"]
+    if individuals:
+        levels.insert(1, individuals)
+        names.insert(1, "individuals")
+    columns = pd.MultiIndex.from_product(levels, names=names)
+    values = np.arange(len(index) * len(columns), dtype=float).reshape(len(index), -1) + 0.25
+    values[1, 2:4] = np.nan  # img007's first individual's leftear: not labelled
+    return pd.DataFrame(values, index=index, columns=columns)
+
+
+@pytest.mark.parametrize("layout", ["multiindex", "path"])
+def test_collected_data_h5_gives_the_same_table_as_its_csv_twin(tmp_path: Path, layout: str) -> None:
+    pytest.importorskip("tables")
+    import pandas as pd
+
+    csv = _project(tmp_path, CLASSIC)
+    parts = [("labeled-data", "reach1", "img001.png"), ("labeled-data", "reach1", "img007.png")]
+    index = pd.MultiIndex.from_tuples(parts) if layout == "multiindex" else ["/".join(p) for p in parts]
+    frame = _dlc_frame(index)
+    h5 = csv.with_suffix(".h5")
+    frame.to_hdf(h5, key="df_with_missing", mode="w")
+    csv.write_text(frame.to_csv())  # DeepLabCut writes the CSV twin with to_csv
+    from_h5, from_csv = read_annotations(h5), read_annotations(csv)
+    assert from_h5.landmarks == from_csv.landmarks == ("snout", "leftear", "rightear")
+    assert from_h5.images == from_csv.images == [str(csv.parent / "img001.png"), str(csv.parent / "img007.png")]
+    np.testing.assert_array_equal(from_h5.points(), from_csv.points())
+    expected = frame.to_numpy().reshape(2, 3, 2)
+    np.testing.assert_array_equal(from_h5.points(), expected)
+    assert np.isnan(from_h5.points()[1, 1]).all() and not np.isnan(from_h5.points()[0]).any()
+
+
+def test_collected_data_h5_multi_animal_and_napari_key(tmp_path: Path) -> None:
+    pytest.importorskip("tables")
+    csv = _project(tmp_path, CLASSIC)
+    frame = _dlc_frame(["labeled-data/reach1/img001.png", "labeled-data/reach1/img007.png"], ["m1", "m2"])
+    h5 = csv.parent / "CollectedData_Mackenzie.h5"
+    frame.to_hdf(h5, key="keypoints", mode="w")  # napari-deeplabcut's writer uses this key
+    t = read_annotations(h5)
+    assert t.landmarks[:3] == ("m1_snout", "m1_leftear", "m1_rightear") and len(t.landmarks) == 6
+    np.testing.assert_array_equal(t.points(), frame.to_numpy().reshape(2, 6, 2))
+
+
+def test_collected_data_h5_with_pickled_labels_is_refused_unread(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("tables")
+    import pickle
+
+    import pandas as pd
+
+    csv = _project(tmp_path, CLASSIC)
+    frame = _dlc_frame(pd.Index(["labeled-data/reach1/img001.png", 7], dtype=object))  # mixed: pandas pickles it
+    h5 = csv.with_suffix(".h5")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas' PerformanceWarning about pickling
+        frame.to_hdf(h5, key="df_with_missing", mode="w")
+
+    def no_unpickling(*args, **kwargs):
+        raise AssertionError("a user's file was unpickled")
+
+    monkeypatch.setattr(pickle, "loads", no_unpickling)
+    with pytest.raises(DataError, match=r"pickled Python objects are not read\); read the CollectedData CSV"):
+        read_annotations(h5)
+
+
+def test_an_h5_that_is_not_deeplabcut_labels(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "CollectedData_x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("df_with_missing").create_dataset("table", data=np.zeros(3))
+    with pytest.raises(DataError, match="not in pandas' fixed layout"):
+        read_annotations(path)

@@ -6,6 +6,8 @@ The format is detected from the content (never from the file name alone):
 - other JSON -> VIA 1/2/3 (``via``);
 - text whose header has ``region_shape_attributes`` -> VIA CSV export (``via``);
 - text starting with ``scorer`` -> DeepLabCut CollectedData (``dlc``);
+- HDF5 holding ``df_with_missing`` (or ``keypoints``) -> DeepLabCut CollectedData ``.h5`` (``dlc``);
+- other HDF5 (``.slp``, ``.pkg.slp``) -> SLEAP labels (``slp``, through sleap-io);
 - other text -> a plain CSV table (``csv``); a DataFrame is read like a CSV.
 
 See docs/data.md for layouts, options and path rules.
@@ -25,9 +27,10 @@ import pandas as pd
 
 from cnnkit.data.sources.coco import coco_table, is_coco
 from cnnkit.data.sources.csv import Landmarks, load_csv, read_csv_table
-from cnnkit.data.sources.dlc import read_dlc
+from cnnkit.data.sources.dlc import H5_KEYS, read_dlc, read_dlc_h5
 from cnnkit.data.sources.folder import read_folder
 from cnnkit.data.sources.paths import resolve_members, resolve_paths
+from cnnkit.data.sources.sleap import read_sleap
 from cnnkit.data.sources.via import parse_via_csv, parse_via_json, via_table
 from cnnkit.data.table import AnnotationTable, infer_flip_pairs
 from cnnkit.errors import ConfigError, DataError, did_you_mean
@@ -36,7 +39,8 @@ __all__ = ["FORMATS", "read_annotations"]
 
 log = logging.getLogger("cnnkit")
 
-FORMATS = ("csv", "via", "dlc", "coco", "folder")
+FORMATS = ("csv", "via", "dlc", "coco", "folder", "slp")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 FlipPairs = Literal["auto", "none"] | Sequence[tuple[str, str]] | None
 
 
@@ -70,8 +74,9 @@ def read_annotations(
         format: force one of ``FORMATS`` instead of detecting it.
         flip_pairs: ``'auto'`` (the default) infers left/right pairs from the landmark names
             (``left_eye``/``right_eye``, ``leftear``/``rightear``, ``ear_l``/``ear_r``, ``LHand``/``RHand``;
-            :func:`cnnkit.data.table.infer_flip_pairs`); ``'none'`` (or None, or ``[]``) declares none;
-            or give the pairs. Pairs turn on mirrored images in training (with the partners swapped).
+            :func:`cnnkit.data.table.infer_flip_pairs`), or takes the pairs the file declares (a SLEAP
+            skeleton's symmetries); ``'none'`` (or None, or ``[]``) declares none; or give the pairs.
+            Pairs turn on mirrored images in training (with the partners swapped).
 
     Returns:
         The table; ``image`` holds absolute paths (or zip member names), all checked.
@@ -116,11 +121,16 @@ def _read(
         if not path.is_dir():
             raise DataError(f"{path}: format='folder' needs a folder of class folders, not a file")
         return read_folder(path), [], path, "folder"
-    if path.suffix.lower() in (".h5", ".hdf5"):
-        raise DataError(f"{path}: HDF5 files are not read; use the CollectedData_*.csv file DeepLabCut "
-                        f"writes beside it")
+    if path.suffix.lower() in (".h5", ".hdf5", ".slp") and not _is_hdf5(path):
+        raise DataError(f"{path}: not an HDF5 file (cut short, or renamed?); SLEAP .slp and DeepLabCut .h5 "
+                        f"label files are HDF5")
     fmt = fmt or _sniff(path)
     base = path.parent
+    if fmt in ("hdf5-dlc", "slp") or (fmt == "dlc" and _is_hdf5(path)):
+        if fmt == "slp":
+            return read_sleap(path), [], base, fmt
+        table, roots = read_dlc_h5(path)
+        return table, roots, base, "dlc"
     if fmt == "csv":
         return read_csv_table(load_csv(path), source=str(path), **csv_opts), [], base, fmt
     if fmt == "dlc":
@@ -137,7 +147,9 @@ def _read(
 
 
 def _sniff(path: Path) -> str:
-    """'json', 'via' (VIA CSV export), 'dlc' or 'csv', from the first bytes."""
+    """'json', 'via' (VIA CSV export), 'dlc', 'csv', or for HDF5 'hdf5-dlc' or 'slp', from the first bytes."""
+    if _is_hdf5(path):
+        return _sniff_hdf5(path)
     head = path.read_bytes()[:4096].decode("utf-8", errors="replace").lstrip("\ufeff")
     if head.lstrip()[:1] in ("{", "["):
         return "json"
@@ -145,6 +157,25 @@ def _sniff(path: Path) -> str:
     if "region_shape_attributes" in first:
         return "via"
     return "dlc" if first.startswith("scorer") else "csv"
+
+
+def _is_hdf5(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+
+
+def _sniff_hdf5(path: Path) -> str:
+    """DeepLabCut's table keys -> 'hdf5-dlc'; any other HDF5 is taken as SLEAP labels ('slp')."""
+    try:
+        import h5py
+    except ImportError:
+        raise ConfigError(f"{path}: reading HDF5 label files (SLEAP .slp, DeepLabCut .h5) needs h5py and "
+                          f"sleap-io: pip install 'cnnkit[formats]'") from None
+    try:
+        with h5py.File(path, "r") as f:
+            return "hdf5-dlc" if any(k in f for k in H5_KEYS) else "slp"
+    except OSError as exc:
+        raise DataError(f"{path}: unreadable HDF5 file ({exc}); was it cut short?") from None
 
 
 def load_json(path: Path) -> Any:
@@ -201,8 +232,8 @@ def _report_duplicates(table: AnnotationTable) -> None:
 
 
 def _flip_pairs(flip_pairs: FlipPairs, table: AnnotationTable) -> tuple[tuple[str, str], ...]:
-    if flip_pairs == "auto":
-        return infer_flip_pairs(table.landmarks)
+    if flip_pairs == "auto":  # the pairs the file declares (SLEAP's symmetries), else those the names show
+        return table.flip_pairs or infer_flip_pairs(table.landmarks)
     if flip_pairs is None or flip_pairs is False or flip_pairs == "none":
         return ()
     if isinstance(flip_pairs, str) or isinstance(flip_pairs, Mapping):
