@@ -1,0 +1,1 @@
+"""Trajectories: smoothing and uncertainty of per-frame predictions (numpy and pandas only)."""
