@@ -7,8 +7,12 @@ number is rounded up). Missing values (NaN) are handled the same way by both:
 - a frame's value comes from the finite values inside its window only;
 - a run of missing frames no longer than ``max_gap`` (default: half the window) is filled from
   its neighbours; a longer run stays NaN: the filter does not invent a trajectory where the
-  model saw nothing for that long;
-- at the ends of the video the window is cut, not padded.
+  model saw nothing for that long (nor can it fill a frame whose whole window is missing);
+- at the ends of the video the window is cut, not padded (never zeros, as scipy's ``medfilt`` pads).
+
+On a straight line (constant speed) Savitzky-Golay is exact everywhere, across filled gaps and at
+the ends; the median is exact where its window is whole, and elsewhere (ends, windows with a
+missing frame) takes a neighbouring frame's value: off by up to a quarter window's motion.
 
 The median is robust: a single-frame failure (a point that jumps to the wrong place for one
 frame) is removed whole, and an edge stays sharp; it flattens motion that turns within a window.

@@ -71,11 +71,13 @@ def reliability_table(predicted_px: np.ndarray, observed_px: np.ndarray, *, n_bi
     obs = np.asarray(observed_px, dtype=np.float64).ravel()
     if pred.shape != obs.shape:
         raise DataError(f"predicted and observed differ in size: {pred.size} and {obs.size}")
+    if n_bins < 1:
+        raise DataError(f"n_bins must be >= 1. Received {n_bins}")
     keep = np.isfinite(pred) & np.isfinite(obs)
     order = np.argsort(pred[keep], kind="stable")
     pred, obs = pred[keep][order], obs[keep][order]
     rows = []
-    for i, idx in enumerate(np.array_split(np.arange(len(pred)), min(n_bins, len(pred)))):
+    for i, idx in enumerate(np.array_split(np.arange(len(pred)), min(n_bins, len(pred))) if len(pred) else []):
         rows.append({"bin": i, "n": len(idx), "predicted_from": pred[idx[0]], "predicted_to": pred[idx[-1]],
                      "predicted_px": pred[idx].mean(), "observed_px": obs[idx].mean(),
                      "observed_p90_px": np.percentile(obs[idx], 90)})
