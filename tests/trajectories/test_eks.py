@@ -70,6 +70,15 @@ def test_frames_no_member_saw_are_bridged_with_a_larger_variance() -> None:
     assert np.isfinite(out.mean[300:320, 1]).all() and out.sd[300:320, 1].max() < gap_sd.min()
 
 
+def test_a_landmark_no_member_ever_saw_stays_missing_and_the_others_are_smoothed() -> None:
+    rng = np.random.default_rng(8)
+    points = observe(random_walk(100, 2, rng), rng, n_members=3).points
+    points[:, :, 1] = np.nan
+    out = ensemble_kalman_smoother(points)
+    assert np.isnan(out.mean[:, 1]).all() and np.isnan(out.strength[1])
+    assert np.isfinite(out.mean[:, 0]).all() and np.isfinite(out.strength[0])
+
+
 def test_a_lone_member_gets_the_landmarks_largest_variance() -> None:
     rng = np.random.default_rng(4)
     points = observe(random_walk(100, 1, rng), rng, n_members=3, noise_px=2.0).points

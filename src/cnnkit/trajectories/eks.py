@@ -100,13 +100,14 @@ def ensemble_kalman_smoother(points: np.ndarray, likelihood: np.ndarray | None =
     points = np.asarray(points, dtype=np.float64)
     _check_shapes(points, likelihood)
     centre, variance, spread, mean_lik = ensemble_statistics(points, likelihood, average=average)
-    with warnings.catch_warnings():  # a landmark no member ever saw stays NaN
+    with warnings.catch_warnings():  # a landmark no member ever saw stays NaN, its strength too
         warnings.simplefilter("ignore", RuntimeWarning)
         m0 = np.nanmean(centre, axis=0)
         p0 = np.clip(np.nanvar(centre, axis=0), FINAL_VARIANCE_FLOOR, None)
-    if strength is None:
         typical = np.clip(np.nanmedian(variance, axis=0), TUNING_VARIANCE_FLOOR, None)  # (K, 2)
+    if strength is None:
         s, _ = tune_strength(centre, typical[None], m0, p0)
+        s = np.where(np.isfinite(m0).all(axis=-1), s, np.nan)
     else:
         s = np.broadcast_to(np.asarray(strength, dtype=np.float64), (points.shape[2],)).copy()
     filtered = kalman_filter(centre, np.clip(variance, FINAL_VARIANCE_FLOOR, None), s[:, None], m0, p0)

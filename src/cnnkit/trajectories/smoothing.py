@@ -99,7 +99,7 @@ def smooth(predictions: Source | Sequence[Source], *, out: str | os.PathLike[str
         columns, s = _smooth_video(traj, names, method, window, strength, max_gap)
         parts.append(pd.concat([_head(first), pd.DataFrame(columns, index=first.index)], axis=1))
         if s is not None:
-            strengths[video] = {n: float(v) for n, v in zip(names, s, strict=True)}
+            strengths[video] = {n: float(v) for n, v in zip(names, s, strict=True) if np.isfinite(v)}
     result = Smoothed(pd.concat(parts, ignore_index=True), method, window, sources, strengths, strength is None)
     if out is not None:
         atomic_write_text(out, result.table.to_csv(index=False))
