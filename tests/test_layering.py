@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "cnnkit"
@@ -25,6 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     "train": BOTTOM | {"spec", "layers", "model", "data", "io", "engine", "viz"},
     "infer": BOTTOM | {"spec", "layers", "model", "data", "io", "engine"},  # never train
     "viz": {"errors", "geometry", "atomic"},
+    # trajectory maths (smoothing, EKS, calibration): numpy/pandas only, just above the bottom
+    "trajectories": {"errors", "atomic"},
     # the run report scores a table with infer.evaluate and lays it out with viz; it reads a run's
     # experiment.yaml through experiment (which never imports it back: cli hooks it in after training)
     "reporting": BOTTOM | {"spec", "layers", "model", "data", "io", "engine", "infer", "viz", "experiment"},
@@ -62,6 +65,16 @@ def test_import_rules_hold() -> None:
         bad = used - ALLOWED.get(pkg, set())
         problems += [f"{path.relative_to(SRC)} imports cnnkit.{b}" for b in sorted(bad)]
     assert not problems, "\n".join(problems)
+
+
+def test_trajectories_import_only_numpy_and_pandas() -> None:
+    allowed = {"numpy", "pandas", "cnnkit", "__future__"}
+    for path in (SRC / "trajectories").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
+            third_party = {n.split(".")[0] for n in names} - allowed - set(sys.stdlib_module_names)
+            assert not third_party, (path, third_party)  # no torch, no scipy: any caller can use it
 
 
 def test_spec_is_torch_free() -> None:

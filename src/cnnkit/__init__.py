@@ -27,6 +27,7 @@ from cnnkit.model.summary import summary
 from cnnkit.reporting import report
 from cnnkit.spec.parse import load_spec
 from cnnkit.train.fit import Run, fit
+from cnnkit.trajectories.smoothing import Smoothed, smooth
 from cnnkit.viz.video import write_labeled_video
 
 
@@ -49,4 +50,6 @@ __all__ = [
     "register", "report", "summary", "video_info", "write_csv", "write_labeled_video", "write_via",
     # the label -> train -> refine loop
     "ExtractedFrames", "MergeReport", "extract_frames", "merge_annotations", "suggest",
+    # trajectories: smoothing video predictions (cnnkit.trajectories has the maths)
+    "Smoothed", "smooth",
 ]

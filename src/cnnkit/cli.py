@@ -36,6 +36,8 @@ EXAMPLES = {
     "merge": "cnnkit merge review/via_project.json --into labels.csv --prefer corrected",
     "extract-frames": "cnnkit extract-frames mouse1.mp4 mouse2.mp4 --n 50 --landmarks nose,tail --out to_label/",
     "suggest": "cnnkit suggest runs/exp/best.safetensors mouse3.mp4 --n 50 --via review/review.json",
+    "smooth": "cnnkit smooth clip_m1.csv clip_m2.csv clip_m3.csv clip_m4.csv --out clip_eks.csv\n"
+              "  cnnkit smooth clip.csv --method savgol --window 11 --out clip_smoothed.csv",
 }
 
 
@@ -154,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the HTML file (default: RUN/report.html)")
     _inference_args(p)
     _loop_parsers(sub)
+    _smooth_parser(sub)
     return parser
 
 
@@ -187,6 +190,20 @@ def _loop_parsers(sub: Any) -> None:
     p.add_argument("--out", help="write the merged labels here and leave --into untouched")
     p.add_argument("--images", help="folder that paths in the corrected file are relative to")
     p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark")
+
+
+def _smooth_parser(sub: Any) -> None:
+    p = _add(sub, "smooth", "smooth video predictions: one CSV -> a median (or savgol) filter; several CSVs of the "
+             "same video (an ensemble) -> the ensemble Kalman smoother with a posterior sd per point")
+    p.add_argument("predictions", nargs="+", help="prediction CSVs of `cnnkit predict MODEL VIDEO` (same frames)")
+    p.add_argument("--out", help="the smoothed CSV (default: <first>_smoothed.csv beside it); never an input")
+    p.add_argument("--method", choices=("auto", "eks", "median", "savgol"), default="auto",
+                   help="auto (default): eks for 2+ CSVs, median for one; savgol: Savitzky-Golay, order 2")
+    p.add_argument("--window", type=int, help="filter window in frames (default: median 5, savgol 11; at 30 fps)")
+    p.add_argument("--max-gap", type=int, help="filters: fill runs of missing frames up to this long "
+                   "(default: half the window); longer ones stay empty")
+    p.add_argument("--strength", type=float, help="eks: fix the process variance s (px² per frame) of every "
+                   "landmark instead of choosing it per landmark (smaller = smoother)")
 
 
 def _read(args: argparse.Namespace) -> Any:
@@ -420,10 +437,27 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_smooth(args: argparse.Namespace) -> int:
+    from cnnkit.data.guard import refuse_to_overwrite_labels
+    from cnnkit.trajectories.smoothing import check_target, is_smoothing_output, sidecar_path, smooth
+
+    first = Path(args.predictions[0])
+    out = Path(args.out) if args.out else first.with_name(f"{first.stem}_smoothed.csv")
+    check_target(out, args.predictions)
+    if not is_smoothing_output(out):  # a file smooth wrote before may be replaced; anything else is checked
+        refuse_to_overwrite_labels(out, what="--out")
+    result = smooth(args.predictions, out=out, method=args.method, window=args.window, strength=args.strength,
+                    max_gap=args.max_gap)
+    print("\n".join(result.lines()))
+    print(f"smoothed -> {out} (settings -> {sidecar_path(out)}); the raw predictions are unchanged")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "summary": cmd_summary,
             "spec": cmd_spec, "check-data": cmd_check_data, "convert": cmd_convert, "cache": cmd_cache,
             "export": cmd_export, "demo": cmd_demo, "report": cmd_report,
-            "merge": cmd_merge, "extract-frames": cmd_extract_frames, "suggest": cmd_suggest}
+            "merge": cmd_merge, "extract-frames": cmd_extract_frames, "suggest": cmd_suggest,
+            "smooth": cmd_smooth}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
