@@ -1,7 +1,9 @@
 """The ``cnnkit`` command: parse arguments, build configs, call library functions.
 
 User errors (``cnnkit.CnnkitError``) print one line and exit with code 2; Ctrl-C exits
-with 130; anything else is a bug and keeps its traceback.
+with 130; anything else is a bug and keeps its traceback. A command that read a video
+ending before its declared length (its frames kept and reported) exits with 3 unless
+``--accept-partial``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cnnkit.data.video import partial_videos
 from cnnkit.errors import CnnkitError
 
 EXAMPLES = {
@@ -71,6 +74,12 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
                         "around it gives the points) or two-pass (the whole frame shrunk into one view first)")
 
 
+def _accept_partial_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accept-partial", action="store_true",
+                   help="a video that ends before its declared length (truncated, damaged): use its decoded frames "
+                   "and exit 0 (default: the same, but exit status 3)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnkit", description="Build CNNs from a layer list; train them on "
                                      "images streamed from disk (landmarks or classes).")
@@ -93,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="labelled video: points with a lower likelihood are drawn faded (default 0.05, "
                    "chosen on lips-via; see docs/video.md)")
     p.add_argument("--hide-unsure", action="store_true", help="labelled video: hide those points instead")
+    _accept_partial_option(p)
     p.add_argument("--images", help="folder that paths in an annotation file are relative to")
     _inference_args(p)
     p = _add(sub, "evaluate", "score a model on annotated images (errors in original pixels)")
@@ -154,6 +164,7 @@ def _loop_parsers(sub: Any) -> None:
     p.add_argument("--landmarks", help="landmark names to label, comma-separated")
     p.add_argument("--model", help="take the landmark names from this model (.safetensors)")
     p.add_argument("--seed", type=int, default=0)
+    _accept_partial_option(p)
     p = _add(sub, "suggest", "rank unlabelled images or video frames by the model's doubt; write the top ones "
              "with their predictions as a VIA project to correct")
     p.add_argument("model")
@@ -166,6 +177,7 @@ def _loop_parsers(sub: Any) -> None:
     p.add_argument("--no-flip", action="store_true", help="skip the mirror-image disagreement (one pass less)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
+    _accept_partial_option(p)
     p = _add(sub, "merge", "add corrected/new annotations to a labels file (conflicts listed; a backup is kept)")
     p.add_argument("corrected", help="the corrected annotations, e.g. a VIA project saved after review")
     p.add_argument("--into", required=True, help="the training labels file (.csv table or VIA .json project)")
@@ -406,6 +418,16 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _partial_video_status(args: argparse.Namespace, ended: list[Any]) -> int:
+    """0, or 3 when a video ended early (each already said so in one line) and it was not accepted."""
+    if not ended or getattr(args, "accept_partial", False):
+        return 0
+    print(f"cnnkit {args.command}: {len(ended)} video(s) ended before their declared length (lines above); "
+          f"their decoded frames were used. Exit status 3: pass --accept-partial to accept partial videos.",
+          file=sys.stderr)
+    return 3
+
+
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "summary": cmd_summary,
             "spec": cmd_spec, "check-data": cmd_check_data, "convert": cmd_convert, "cache": cmd_cache,
             "export": cmd_export, "demo": cmd_demo, "report": cmd_report,
@@ -417,7 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
     try:
-        return COMMANDS[args.command](args)
+        with partial_videos() as ended:
+            code = COMMANDS[args.command](args)
+        return _partial_video_status(args, ended) if code == 0 else code
     except CnnkitError as exc:
         print(f"cnnkit {args.command}: error: {str(exc).strip()}", file=sys.stderr)
         return 2

@@ -9,13 +9,33 @@ frames carry no timestamps it is ``index / fps``. Frames are returned as stored:
 rotation metadata of phone videos is not applied, so frames extracted for labelling and frames
 seen by ``predict`` always agree.
 
+A video that ends before its declared length (a camera that crashed, a copy cut short)
+keeps every frame that decoded, and says so in one line (``VideoEnd``: frames decoded,
+frames declared) logged as a warning; ``partial_videos()`` collects those lines for the
+command line's exit status 3. Three signs, the same with and without decoder threads: the
+demuxer marks a packet cut by the end of the file as corrupt (it is not decoded; the frames
+the decoder still holds are flushed out), a frame fails to decode, or the packets cover less
+time than the stream declares. A file without any frame is an error.
+
+Why the corrupt packet is never decoded: with frame threads, FFmpeg reports a worker's
+decode error on a later ``avcodec_receive_frame`` call, after the frames other workers
+finished; PyAV's ``CodecContext.decode`` (``_decode``) drops an ``InvalidDataError`` that
+arrives after a frame in the same call (``except InvalidDataError: if out: break``), and stops
+asking for the frames still queued. At the end of a file (the flush delivers every queued
+frame in one call) the error of a cut last packet was lost, with the frames queued behind
+it: 175 frames and no error for lips-video's ``002_cal.avi`` cut in half, against
+"Invalid data" single-threaded. Not decoding the cut packet and flushing gives 177 frames
+and the same report in both modes.
+
 Memory: one decoded frame at a time (plus the decoder's own reference frames).
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +45,8 @@ import numpy as np
 
 from cnnkit.data.decode import Geometry, _content_box, _pad, _resized_array
 from cnnkit.errors import DataError
+
+log = logging.getLogger("cnnkit")
 
 #: File name endings read as videos (case-insensitive).
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
@@ -44,6 +66,8 @@ class VideoInfo:
             state 120 frames/s and hold a frame in every other slot, 60 frames/s.
         width, height: frame size in pixels.
         duration_s: duration of the video stream in seconds (``frames / fps`` if unknown).
+        end: set when counting found that the video ends before its declared length
+            (``frames`` is then the number decoded); None otherwise and with ``count=False``.
     """
 
     path: Path
@@ -52,6 +76,34 @@ class VideoInfo:
     width: int
     height: int
     duration_s: float
+    end: VideoEnd | None = None
+
+
+@dataclass(frozen=True)
+class VideoEnd:
+    """A video that ended before its declared length: what was decoded, what the file declares.
+
+    Attributes:
+        path: the file.
+        decoded: frames decoded (all of them are kept).
+        declared: frames the container states (0: it states none; AVI counts frame slots).
+        decoded_s, declared_s: seconds of stream the decoded packets cover, and the
+            seconds the stream declares (0.0: unknown).
+        reason: what ended it, e.g. "the file stops inside frame 177".
+    """
+
+    path: Path
+    decoded: int
+    declared: int
+    decoded_s: float
+    declared_s: float
+    reason: str
+
+    def __str__(self) -> str:
+        declared = f"{self.declared} declared" if self.declared else "an unknown number declared"
+        seconds = f" ({self.decoded_s:.2f} s of {self.declared_s:.2f} s)" if self.declared_s else ""
+        return (f"{self.path}: partial video: {self.decoded} frames decoded, {declared}{seconds}; {self.reason}. "
+                f"Every decoded frame is kept; the file is truncated or damaged.")
 
 
 @dataclass(frozen=True)
@@ -88,8 +140,12 @@ def video_info(path: str | Path, *, count: bool = True) -> VideoInfo:
             several times faster than playing the video). False: trust the container's
             count (instant; 0 when it states none, and possibly wrong).
 
+    A count that finds the video ending early returns the frames decoded and sets ``end``
+    (it logs nothing: the caller reports it with ``report_partial``).
+
     Raises:
-        DataError: the file is missing, is not a readable video, or has no video stream.
+        DataError: the file is missing, is not a readable video, has no video stream, or
+            (``count=True``) holds no frame.
     """
     path = Path(path)
     with _open(path) as container:
@@ -100,14 +156,16 @@ def video_info(path: str | Path, *, count: bool = True) -> VideoInfo:
         if duration <= 0 and container.duration:
             duration = container.duration / 1_000_000  # container.duration is in microseconds
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)
-    frames = sum(1 for _ in _decoded(path, want=None)) if count else stated
+    counted = VideoFrames(_decoded(path, want=None, report=False)) if count else None
+    frames = sum(1 for _ in counted) if counted is not None else stated
     fps = frames / duration if duration > 0 and frames > 0 else (float(rate) if rate else 0.0)
     if duration <= 0 and fps > 0:
         duration = frames / fps
-    return VideoInfo(path=path, frames=frames, fps=fps, width=width, height=height, duration_s=duration)
+    return VideoInfo(path=path, frames=frames, fps=fps, width=width, height=height, duration_s=duration,
+                     end=counted.end if counted is not None else None)
 
 
-def iter_frames(path: str | Path, *, indices: Iterable[int] | None = None) -> Iterator[VideoFrame]:
+def iter_frames(path: str | Path, *, indices: Iterable[int] | None = None) -> VideoFrames:
     """Decode a video from its start and yield its frames (all, or those in ``indices``).
 
     Args:
@@ -115,16 +173,80 @@ def iter_frames(path: str | Path, *, indices: Iterable[int] | None = None) -> It
         indices: frame numbers to return (any order, repeats ignored); they come back in
             decode order, and decoding stops after the last one. None: every frame.
 
-    Yields:
-        ``VideoFrame`` s in decode order; frame ``i`` is the ``i``-th decoded frame.
+    Returns:
+        A ``VideoFrames`` iterator of ``VideoFrame`` s in decode order (frame ``i`` is the
+        ``i``-th decoded frame). Once it has run to the end, ``.end`` tells whether the
+        video ended early; that is also logged as one warning line (see ``VideoEnd``).
 
     Raises:
-        DataError: the file is missing or unreadable, a frame cannot be decoded, or an
-            index lies past the last frame (raised once the video has ended).
+        DataError: the file is missing or unreadable, holds no frame, or an index lies
+            past the last frame (raised once the video has ended).
     """
     path = Path(path)
     want = None if indices is None else _wanted(indices, path)
-    yield from _decoded(path, want=want, rgb=True)
+    return VideoFrames(_decoded(path, want=want, rgb=True))
+
+
+class VideoFrames(Iterator[VideoFrame]):
+    """The frames of one video in decode order; after the last one, ``end`` says how it ended."""
+
+    def __init__(self, frames: Generator[VideoFrame, None, VideoEnd | None]) -> None:
+        self._frames = frames
+        self.finished = False  # ran to the end (not stopped early, not failed)
+        self.end: VideoEnd | None = None  # set when the video ended before its declared length
+
+    def __iter__(self) -> VideoFrames:
+        return self
+
+    def __next__(self) -> VideoFrame:
+        try:
+            return next(self._frames)
+        except StopIteration as stop:
+            self.finished, self.end = True, stop.value
+            raise
+
+    def close(self) -> None:
+        """Stop decoding and release the file (as a generator's ``close``)."""
+        self._frames.close()
+
+    @property
+    def complete(self) -> bool:
+        """True once every frame the file declares has been decoded."""
+        return self.finished and self.end is None
+
+
+def report_partial(end: VideoEnd) -> None:
+    """Log the one line that says a video ended early (``partial_videos`` collects it)."""
+    log.warning("%s", end, extra={"video_end": end})
+
+
+@contextlib.contextmanager
+def partial_videos() -> Iterator[list[VideoEnd]]:
+    """Collect the ``VideoEnd`` of every partial video reported while the block runs.
+
+    The command line uses it to exit with status 3 after a partial video: the line is
+    logged where the video is read (a background thread, several commands), so the log
+    record is the one channel every path already shares.
+    """
+    found: list[VideoEnd] = []
+    handler = _EndCollector(found)
+    logger = logging.getLogger("cnnkit")
+    logger.addHandler(handler)
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
+
+
+class _EndCollector(logging.Handler):
+    def __init__(self, found: list[VideoEnd]) -> None:
+        super().__init__()
+        self.found = found
+
+    def emit(self, record: logging.LogRecord) -> None:
+        end = getattr(record, "video_end", None)
+        if isinstance(end, VideoEnd):
+            self.found.append(end)
 
 
 def resize_frame(image: np.ndarray, *, size: tuple[int, int], grayscale: bool = False,
@@ -156,32 +278,97 @@ def _wanted(indices: Iterable[int], path: Path) -> set[int]:
     return want
 
 
-def _decoded(path: Path, *, want: set[int] | None, rgb: bool = False) -> Iterator[VideoFrame]:
-    """The decode loop: every frame is decoded, only the wanted ones converted to RGB."""
-    import av
+def _decoded(path: Path, *, want: set[int] | None, rgb: bool = False,
+             report: bool = True) -> Generator[VideoFrame, None, VideoEnd | None]:
+    """The decode loop: every frame is decoded, only the wanted ones converted to RGB.
 
+    Returns (as the generator's value) the ``VideoEnd`` of a video that ended early, after
+    logging it when ``report``; None when it is complete or decoding stopped at ``want``.
+    """
     last = max(want) if want else -1
     index = -1
     with _open(path) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"  # frame threads: same frames, same order, decoded in parallel
-        clock = _Clock(stream, reorder=container.format.name == "avi")
-        try:
-            for packet in container.demux(stream):
-                clock.feed(packet)
-                for frame in packet.decode():
-                    index += 1
-                    if want is not None and index > last:
-                        return
-                    time_s = clock.time_s(frame, index)
-                    if want is None or index in want:
-                        image = frame.to_ndarray(format="rgb24") if rgb else _NO_IMAGE
-                        yield VideoFrame(index, time_s, image)
-        except av.FFmpegError as exc:
-            raise DataError(f"{path}: cannot decode frame {index + 1} ({exc}); the file may be truncated "
-                            "or damaged. Re-encode it (e.g. with ffmpeg) and try again.") from exc
+        reading = _Reading(stream, reorder=container.format.name == "avi")
+        for frame in reading.frames(container):
+            index += 1
+            if want is not None and index > last:
+                return None
+            time_s = reading.clock.time_s(frame, index)
+            if want is None or index in want:
+                image = frame.to_ndarray(format="rgb24") if rgb else _NO_IMAGE
+                yield VideoFrame(index, time_s, image)
+        end = reading.end(path, index + 1)
+    if index < 0:
+        why = f"; {end.reason}" if end is not None and end.reason else ""
+        raise DataError(f"{path}: no frame could be decoded (0 decoded, {reading.declared_frames()} declared{why}): "
+                        f"an empty or damaged video. Check that the recording finished, or leave the file out.")
     if want and last > index:
         raise DataError(f"{path}: asked for frame {last}, but the video has {index + 1} frames (0-{index})")
+    if end is not None and report:
+        report_partial(end)
+    return end
+
+
+class _Reading:
+    """One pass over a video stream: packets to frames, and how the stream ended.
+
+    A packet the demuxer marks corrupt (cut by the end of the file) ends the pass without
+    being decoded; the frames the decoder still holds are flushed out. A decode error ends
+    it too. ``end`` compares what was read with what the stream declares.
+    """
+
+    def __init__(self, stream: Any, *, reorder: bool) -> None:
+        self.stream = stream
+        self.clock = _Clock(stream, reorder=reorder)
+        self.first_pts: int | None = None
+        self.end_pts: int | None = None  # largest pts + duration of the packets read
+        self.fed = 0  # packets with data given to the decoder
+        self.stopped = ""  # why the pass ended early, if it did
+
+    def frames(self, container: Any) -> Iterator[Any]:
+        import av
+
+        try:
+            for packet in container.demux(self.stream):
+                if packet.is_corrupt:
+                    self.stopped = f"the file ends inside frame {self.fed}"
+                    yield from self.stream.codec_context.decode(None)  # flush the frames before the cut
+                    return
+                self._feed(packet)
+                yield from packet.decode()
+        except av.FFmpegError as exc:
+            self.stopped = self.stopped or f"a frame could not be decoded ({exc})"
+
+    def end(self, path: Path, decoded: int) -> VideoEnd | None:
+        declared, declared_s, covered_s = self._declared()
+        short = declared_s > 0 and covered_s < declared_s - max(2 * covered_s / max(decoded, 1), 0.01 * declared_s)
+        if not self.stopped and not short:
+            return None
+        reason = self.stopped or f"the packets stop at {covered_s:.2f} s"
+        return VideoEnd(path, decoded, declared, covered_s, declared_s, reason)
+
+    def _feed(self, packet: Any) -> None:
+        self.clock.feed(packet)
+        if packet.size and packet.pts is not None:
+            self.first_pts = packet.pts if self.first_pts is None else min(self.first_pts, packet.pts)
+            stop = packet.pts + (packet.duration or 0)
+            self.end_pts = stop if self.end_pts is None else max(self.end_pts, stop)
+            self.fed += 1
+
+    def declared_frames(self) -> int:
+        return int(self.stream.frames or 0)
+
+    def _declared(self) -> tuple[int, float, float]:
+        """(frames the container states, seconds it declares, seconds the packets read cover)."""
+        s, base = self.stream, self.stream.time_base
+        declared = self.declared_frames()
+        rate = s.average_rate or s.guessed_rate
+        by_count = declared / float(rate) if declared and rate else 0.0
+        by_duration = float(s.duration * base) if s.duration and base else 0.0
+        covered = float((self.end_pts - self.first_pts) * base) if self.end_pts is not None and base else 0.0
+        return declared, max(by_count, by_duration), covered
 
 
 _NO_IMAGE = np.empty((0, 0, 3), np.uint8)  # placeholder for frames that are only counted, never shown
