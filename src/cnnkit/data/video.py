@@ -367,7 +367,8 @@ class _Reading:
         rate = s.average_rate or s.guessed_rate
         by_count = declared / float(rate) if declared and rate else 0.0
         by_duration = float(s.duration * base) if s.duration and base else 0.0
-        covered = float((self.end_pts - self.first_pts) * base) if self.end_pts is not None and base else 0.0
+        read = (self.end_pts - self.first_pts) if self.end_pts is not None and self.first_pts is not None else 0
+        covered = float(read * base) if base else 0.0
         return declared, max(by_count, by_duration), covered
 
 
