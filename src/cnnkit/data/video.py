@@ -100,9 +100,9 @@ class VideoEnd:
     reason: str
 
     def __str__(self) -> str:
-        declared = f"{self.declared} declared" if self.declared else "an unknown number declared"
-        seconds = f" ({self.decoded_s:.2f} s of {self.declared_s:.2f} s)" if self.declared_s else ""
-        return (f"{self.path}: partial video: {self.decoded} frames decoded, {declared}{seconds}; {self.reason}. "
+        seconds = f", {self.decoded_s:.2f} s of the {self.declared_s:.2f} s it declares" if self.declared_s else ""
+        header = f" ({self.declared} frames in its header)" if self.declared else ""
+        return (f"{self.path}: partial video: {self.decoded} frames decoded{seconds}{header}; {self.reason}. "
                 f"Every decoded frame is kept; the file is truncated or damaged.")
 
 
@@ -278,18 +278,19 @@ def _wanted(indices: Iterable[int], path: Path) -> set[int]:
     return want
 
 
-def _decoded(path: Path, *, want: set[int] | None, rgb: bool = False,
-             report: bool = True) -> Generator[VideoFrame, None, VideoEnd | None]:
+def _decoded(path: Path, *, want: set[int] | None, rgb: bool = False, report: bool = True,
+             threads: str = "AUTO") -> Generator[VideoFrame, None, VideoEnd | None]:
     """The decode loop: every frame is decoded, only the wanted ones converted to RGB.
 
     Returns (as the generator's value) the ``VideoEnd`` of a video that ended early, after
     logging it when ``report``; None when it is complete or decoding stopped at ``want``.
+    ``threads``: FFmpeg's thread type ("NONE": one thread; the tests compare both).
     """
     last = max(want) if want else -1
     index = -1
     with _open(path) as container:
         stream = _video_stream(container, path)
-        stream.thread_type = "AUTO"  # frame threads: same frames, same order, decoded in parallel
+        stream.thread_type = threads  # frame threads: same frames, same order, decoded in parallel
         reading = _Reading(stream, reorder=container.format.name == "avi")
         for frame in reading.frames(container):
             index += 1
