@@ -176,7 +176,8 @@ def iter_frames(path: str | Path, *, indices: Iterable[int] | None = None) -> Vi
     Returns:
         A ``VideoFrames`` iterator of ``VideoFrame`` s in decode order (frame ``i`` is the
         ``i``-th decoded frame). Once it has run to the end, ``.end`` tells whether the
-        video ended early; that is also logged as one warning line (see ``VideoEnd``).
+        video ended early; without ``indices`` that is also logged as one warning line
+        (see ``VideoEnd``).
 
     Raises:
         DataError: the file is missing or unreadable, holds no frame, or an index lies
@@ -283,7 +284,8 @@ def _decoded(path: Path, *, want: set[int] | None, rgb: bool = False, report: bo
     """The decode loop: every frame is decoded, only the wanted ones converted to RGB.
 
     Returns (as the generator's value) the ``VideoEnd`` of a video that ended early, after
-    logging it when ``report``; None when it is complete or decoding stopped at ``want``.
+    logging it when ``report`` and every frame was asked for (a pass that picks frames leaves
+    the line to the pass that chose them); None when it is complete or stopped at ``want``.
     ``threads``: FFmpeg's thread type ("NONE": one thread; the tests compare both).
     """
     last = max(want) if want else -1
@@ -306,8 +308,9 @@ def _decoded(path: Path, *, want: set[int] | None, rgb: bool = False, report: bo
         raise DataError(f"{path}: no frame could be decoded (0 decoded, {reading.declared_frames()} declared{why}): "
                         f"an empty or damaged video. Check that the recording finished, or leave the file out.")
     if want and last > index:
-        raise DataError(f"{path}: asked for frame {last}, but the video has {index + 1} frames (0-{index})")
-    if end is not None and report:
+        cut = f"; it ends early: {end.reason}, the file is truncated or damaged" if end is not None else ""
+        raise DataError(f"{path}: asked for frame {last}, but the video has {index + 1} frames (0-{index}){cut}")
+    if end is not None and report and want is None:  # a full pass says it; picking frames leaves it to that pass
         report_partial(end)
     return end
 
