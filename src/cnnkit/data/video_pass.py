@@ -71,27 +71,34 @@ def partial_videos() -> Iterator[list[VideoEnd]]:
 
     The command line uses it to exit with status 3 after a partial video: the line is
     logged where the video is read (a background thread, several commands), so the log
-    record is the one channel every path already shares.
+    record is the one channel every path already shares. A video read twice in the block
+    (``suggest``'s second, mirrored pass) is reported once.
     """
     found: list[VideoEnd] = []
-    handler = _EndCollector(found)
+    once = _FirstReportOnly(found)
     logger = logging.getLogger("cnnkit")
-    logger.addHandler(handler)
+    logger.addFilter(once)
     try:
         yield found
     finally:
-        logger.removeHandler(handler)
+        logger.removeFilter(once)
 
 
-class _EndCollector(logging.Handler):
+class _FirstReportOnly(logging.Filter):
+    """Passes every record but a second report of the same video; collects the first ones."""
+
     def __init__(self, found: list[VideoEnd]) -> None:
         super().__init__()
         self.found = found
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
         end = getattr(record, "video_end", None)
-        if isinstance(end, VideoEnd):
-            self.found.append(end)
+        if not isinstance(end, VideoEnd):
+            return True
+        if any(seen.path == end.path for seen in self.found):
+            return False
+        self.found.append(end)
+        return True
 
 
 class StreamPass:
