@@ -59,7 +59,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="annotation file (CSV, VIA, COCO, DeepLabCut) or a folder of class folders")
     p.add_argument("--images", help="folder that image paths are relative to")
     p.add_argument("--zip", help="zip archive holding the images")
-    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark")
+    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark "
+                   "(@order: unnamed points by click order)")
 
 
 def _inference_args(p: argparse.ArgumentParser) -> None:
@@ -185,7 +186,8 @@ def _loop_parsers(sub: Any) -> None:
                    help="which side wins where an image is labelled differently in both (default: stop)")
     p.add_argument("--out", help="write the merged labels here and leave --into untouched")
     p.add_argument("--images", help="folder that paths in the corrected file are relative to")
-    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark")
+    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark, in both files "
+                   "(default: the one named landmark/bodypart, or the only one)")
 
 
 def _read(args: argparse.Namespace) -> Any:
