@@ -1,7 +1,9 @@
 """The ``cnnkit`` command: parse arguments, build configs, call library functions.
 
 User errors (``cnnkit.CnnkitError``) print one line and exit with code 2; Ctrl-C exits
-with 130; anything else is a bug and keeps its traceback.
+with 130; anything else is a bug and keeps its traceback. A command that read a video
+ending before its declared length (its frames kept and reported) exits with 3 unless
+``--accept-partial``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnkit import __version__
+from cnnkit.data.video import partial_videos
 from cnnkit.engine.inference import INFERENCE_BATCH, VIEWS
 from cnnkit.errors import CnnkitError
 from cnnkit.viz.video import DEFAULT_THRESHOLD as LIKELIHOOD_THRESHOLD
@@ -61,7 +64,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="annotation file (CSV, VIA, COCO, DeepLabCut) or a folder of class folders")
     p.add_argument("--images", help="folder that image paths are relative to")
     p.add_argument("--zip", help="zip archive holding the images")
-    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark")
+    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark "
+                   "(@order: unnamed points by click order)")
 
 
 def _device_args(p: argparse.ArgumentParser) -> None:
@@ -81,6 +85,12 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
                         "validation split, recorded in the model), full-frame (the network over the whole frame "
                         "finds the subject, a training view around it gives the points) or two-pass (the whole "
                         "frame shrunk into one view first, then a view around the points found)")
+
+
+def _accept_partial_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accept-partial", action="store_true",
+                   help="a video that ends before its declared length (truncated, damaged): use its decoded frames "
+                   "and exit 0 (default: the same, but exit status 3)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"labelled video: points with a lower likelihood are drawn faded (default {LIKELIHOOD_THRESHOLD}, "
                    "chosen on lips-via; see docs/video.md)")
     p.add_argument("--hide-unsure", action="store_true", help="labelled video: hide those points instead")
+    _accept_partial_option(p)
     p.add_argument("--images", help="folder that paths in an annotation file are relative to")
     _inference_args(p)
     p = _add(sub, "evaluate", "score a model on annotated images (errors in original pixels)")
@@ -171,6 +182,7 @@ def _loop_parsers(sub: Any) -> None:
     p.add_argument("--landmarks", help="landmark names to label, comma-separated")
     p.add_argument("--model", help="take the landmark names from this model (.safetensors)")
     p.add_argument("--seed", type=int, default=0)
+    _accept_partial_option(p)
     p = _add(sub, "suggest", "rank unlabelled images or video frames by the model's doubt; write the top ones "
              "with their predictions as a VIA project to correct")
     p.add_argument("model")
@@ -182,6 +194,7 @@ def _loop_parsers(sub: Any) -> None:
     p.add_argument("--min-gap", type=int, default=10, help="frames between two suggestions in a video (10)")
     p.add_argument("--no-flip", action="store_true", help="skip the mirror-image disagreement (one pass less)")
     _device_args(p)
+    _accept_partial_option(p)
     p = _add(sub, "merge", "add corrected/new annotations to a labels file (conflicts listed; a backup is kept)")
     p.add_argument("corrected", help="the corrected annotations, e.g. a VIA project saved after review")
     p.add_argument("--into", required=True, help="the training labels file (.csv table or VIA .json project)")
@@ -189,7 +202,8 @@ def _loop_parsers(sub: Any) -> None:
                    help="which side wins where an image is labelled differently in both (default: stop)")
     p.add_argument("--out", help="write the merged labels here and leave --into untouched")
     p.add_argument("--images", help="folder that paths in the corrected file are relative to")
-    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark")
+    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark, in both files "
+                   "(default: the one named landmark/bodypart, or the only one)")
 
 
 def _smooth_parser(sub: Any) -> None:
@@ -453,6 +467,16 @@ def cmd_smooth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _partial_video_status(args: argparse.Namespace, ended: list[Any]) -> int:
+    """0, or 3 when a video ended early (each already said so in one line) and it was not accepted."""
+    if not ended or getattr(args, "accept_partial", False):
+        return 0
+    print(f"cnnkit {args.command}: {len(ended)} video(s) ended before their declared length (lines above); "
+          f"their decoded frames were used. Exit status 3: pass --accept-partial to accept partial videos.",
+          file=sys.stderr)
+    return 3
+
+
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "summary": cmd_summary,
             "spec": cmd_spec, "check-data": cmd_check_data, "convert": cmd_convert, "cache": cmd_cache,
             "export": cmd_export, "demo": cmd_demo, "report": cmd_report,
@@ -465,7 +489,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
     try:
-        return COMMANDS[args.command](args)
+        with partial_videos() as ended:
+            code = COMMANDS[args.command](args)
+        return _partial_video_status(args, ended) if code == 0 else code
     except CnnkitError as exc:
         print(f"cnnkit {args.command}: error: {str(exc).strip()}", file=sys.stderr)
         return 2

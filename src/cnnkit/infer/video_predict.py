@@ -164,12 +164,13 @@ def predict_video(predictor: Any, path: str | Path, *, batch_size: int = INFEREN
 
         stated = video_info(path, count=False).frames  # the container's count: instant, may be off
         bar = tqdm(total=stated or None, desc=path.name, unit="frame", leave=True)
+    frames = iter_frames(path)  # a video that ends early logs one line and keeps its frames
     try:
-        return predict_frames(predictor, iter_frames(path), batch_size=batch_size, on_batch=on_batch,
-                              progress=bar)
+        return predict_frames(predictor, frames, batch_size=batch_size, on_batch=on_batch, progress=bar)
     finally:
         if bar is not None:
-            bar.total = bar.n  # the decoded count is the true one
+            if frames.complete:  # a partial or failed video keeps its bar short of 100 %
+                bar.total = bar.n  # the decoded count is the true one
             bar.close()
 
 
