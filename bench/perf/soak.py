@@ -5,8 +5,8 @@ RSS of this process and of its child processes (DataLoader workers), open file
 descriptors (``/proc/self/fd``) and the number of child processes. After ``fit`` returns
 it checks that the workers are gone and the descriptors are back to the count before.
 
-    .venv/bin/python bench/soak.py --quick          # ~20 epochs, well under a minute
-    .venv/bin/python bench/soak.py --epochs 300     # the recorded run (docs/RELIABILITY.md)
+    .venv/bin/python bench/perf/soak.py --quick          # 20 epochs, well under a minute
+    .venv/bin/python bench/perf/soak.py --epochs 300     # the recorded run (docs/RELIABILITY.md)
 
 Verdict "flat": after a warm-up (the first quarter of the epochs), RSS grows by less than
 max(5 %, 24 MiB) from the second to the last quarter (medians), the child count never
@@ -17,7 +17,6 @@ file descriptor until it is freed), see a few more: jitter, not a leak. Exit cod
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import statistics
@@ -31,21 +30,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import children, machine_line, markdown_table  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import flags  # noqa: E402
+from bench.harness.machine import children, machine_line, rss_mb  # noqa: E402
+from bench.harness.results import markdown_table  # noqa: E402
 
 TINY_SPEC = [["conv", {"filter_size": 3, "layer_depth": 8}], ["bn"], ["relu"],
              ["max_pool", {"kernel": [1, 2, 2, 1], "strides": [1, 2, 2, 1]}], ["conv", {"layer_depth": 8}], ["relu"]]
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return 0.0
 
 
 def open_fds() -> int:
@@ -117,11 +108,10 @@ def verdict(rows: list[dict[str, float]], before: dict[str, float], after: dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--images", type=int, default=48)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="20 epochs of 24 images")
+    parser = flags.parser(__doc__, epochs={"default": 200, "help": "epochs of the one fit (default 200)"},
+                          images={"default": 48, "help": "images, a quarter for validation (default 48)"},
+                          workers={"default": 2, "help": "loader workers (default 2)"},
+                          quick={"help": "20 epochs of 24 images"})
     args = parser.parse_args(argv)
     epochs, n_images = (20, 24) if args.quick else (args.epochs, args.images)
     import cnnkit
