@@ -19,7 +19,7 @@ PERFORMANCE = ROOT / "docs" / "PERFORMANCE.md"
 ACCURACY = ROOT / "docs" / "ACCURACY.md"
 _DOC_HEAD = (
     "# Performance\n\n"
-    "Figures written by the scripts in `bench/perf/` (each rewrites only its own marked section).\n"
+    "Figures written by the scripts in `bench/perf/` with `--write` (each rewrites only its own marked section).\n"
     "Rerun a script to refresh its figures; the command, machine and versions are listed with each.\n"
 )
 

@@ -8,7 +8,7 @@ the cnnkit line that raised it) is counted and shown once with its first input.
     .venv/bin/python bench/perf/fuzz.py --examples 500 --target csv --seeds 3 4
     .venv/bin/python bench/perf/fuzz.py --quick                      # 20 examples per target
 
-Prints, per seed and target: examples run, how many parsed, how many raised cnnkit's error, and bugs.
+Prints, per target (and seed): examples run, how many parsed, how many raised cnnkit's error, and bugs.
 Exit code 1 when any bug was found.
 """
 
@@ -77,21 +77,22 @@ def main(argv: list[str] | None = None) -> int:
     module = load_targets()
     names = args.target or sorted(module.TARGETS)
     examples = 20 if args.quick else args.examples
-    print(f"{'seed':>4} {'target':10} {'examples':>8} {'parsed':>7} {'error':>6} {'bugs':>5} {'seconds':>8}")
     results = []
     for rng_seed in args.seeds:
+        print(f"{'target':10} {'examples':>8} {'parsed':>7} {'error':>6} {'bugs':>5} {'seconds':>8}"
+              + (f"   (seed {rng_seed})" if len(args.seeds) > 1 else ""))
         for name in names:
             strategy, check = module.TARGETS[name]
             r = run_target(name, strategy, check, examples, rng_seed)
             o = r["outcomes"]
-            print(f"{rng_seed:>4} {name:10} {sum(o.values()):>8} {o['table'] + o['spec']:>7} {o['error']:>6} "
-                  f"{o['BUG']:>5} {r['seconds']:>8.1f}", flush=True)
+            print(f"{name:10} {sum(o.values()):>8} {o['table'] + o['spec']:>7} {o['error']:>6} {o['BUG']:>5} "
+                  f"{r['seconds']:>8.1f}", flush=True)
             results.append(r)
-    bugs: dict[str, tuple[str, str]] = {}
+    bugs: dict[tuple[str, str], str] = {}  # (target, signature) -> its first input over the seeds
     for r in results:
         for sig, example in r["bugs"].items():
-            bugs.setdefault(sig, (r["name"], example))
-    for sig, (name, example) in bugs.items():
+            bugs.setdefault((r["name"], sig), example)
+    for (name, sig), example in bugs.items():
         print(f"\nBUG [{name}] {sig}\n  first input: {example}")
     print(f"\n{len(bugs)} distinct bugs")
     return 1 if bugs else 0
