@@ -26,42 +26,33 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.harness import flags  # noqa: E402
-from bench.harness.compare import (  # noqa: E402
-    LITE0_IMAGENET,
-    experiment_file,
-    length,
-    prepare,
-    run_flags,
-    run_name,
-    train_and_score,
-)
+from bench.harness import compare, flags  # noqa: E402
 from bench.harness.datasets import SETS  # noqa: E402
 
 #: name -> (model section, train settings beyond the defaults)
 CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "resnet18": ({"spec": "resnet18"}, {}),
     "lite0": ({"spec": "efficientnet_lite0"}, {}),
-    "lite0_pretrained": (LITE0_IMAGENET, {}),
-    "lite0_pretrained_blr": (LITE0_IMAGENET, {"backbone_lr": 1.0e-4}),  # lr/10, as classes get by default
+    "lite0_pretrained": (compare.LITE0_IMAGENET, {}),
+    "lite0_pretrained_blr": (compare.LITE0_IMAGENET, {"backbone_lr": 1.0e-4}),  # lr/10, as classes get by default
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = flags.parser(__doc__, sets={"default": ["lips", "faces68"], "choices": SETS},
                      configs={"default": ["resnet18", "lite0", "lite0_pretrained"], "choices": list(CONFIGS)},
-                     **run_flags("backbones"))
-    args = prepare(p.parse_args(argv))
+                     **compare.run_flags("backbones"))
+    args = compare.prepare(p.parse_args(argv))
     runs = {}
     for seed in args.seeds:  # seed by seed: a launch cut short by a time limit still has whole seeds
         for set_name in args.sets:
             for config in args.configs:
                 model, train = CONFIGS[config]
-                name = run_name(config, seed, args.seeds)
-                path = experiment_file(args.out / f"{set_name}_{name}", set_name, seed, args, model=model,
-                                       train={**train, **length(args)})
+                name = compare.run_name(config, seed, args.seeds)
+                path = compare.experiment_file(args.out / f"{set_name}_{name}", set_name, seed, args, model=model,
+                                               train={**train, **compare.length(args)})
                 runs[path] = (set_name, name)
-    return train_and_score(runs, args)
+    return compare.train_and_score(runs, args)
 
 
 if __name__ == "__main__":

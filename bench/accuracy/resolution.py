@@ -25,15 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.harness import flags  # noqa: E402
-from bench.harness.compare import (  # noqa: E402
-    experiment_file,
-    length,
-    prepare,
-    run_flags,
-    run_name,
-    train_and_score,
-)
+from bench.harness import compare, flags  # noqa: E402
 from bench.harness.datasets import make_small_set  # noqa: E402
 
 INPUTS = {
@@ -51,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
                      configs={"default": list(INPUTS), "choices": list(INPUTS),
                               "help": "only these inputs of each set (e.g. resize crop160 with --epochs 3: the "
                                       "cost per epoch)"},
-                     **run_flags("resolution"))
+                     **compare.run_flags("resolution"))
     p.add_argument("--small-images", type=int, default=300, help="frames of the small-subject set (made in OUT/data)")
-    args = prepare(p.parse_args(argv))
+    args = compare.prepare(p.parse_args(argv))
     if args.quick:
         args.small_images = 12
     runs = {}
@@ -63,15 +55,15 @@ def main(argv: list[str] | None = None) -> int:
             if set_name == "small":
                 make_small_set(root, args.small_images)
             for config in (c for c in RUNS[set_name] if c in args.configs):
-                name = run_name(config, seed, args.seeds)
+                name = compare.run_name(config, seed, args.seeds)
                 folder = args.out / f"{set_name}_{name}"
                 data = {**INPUTS[config], "cache": str(folder / "cache")}
                 if args.quick and data.get("crop"):
                     data["crop"] = QUICK_CROP
-                path = experiment_file(folder, set_name, seed, args, model={"spec": "resnet18"}, data=data,
-                                       train=length(args), data_root=root)
+                path = compare.experiment_file(folder, set_name, seed, args, model={"spec": "resnet18"}, data=data,
+                                               train=compare.length(args), data_root=root)
                 runs[path] = (set_name, name)
-    return train_and_score(runs, args)
+    return compare.train_and_score(runs, args)
 
 
 if __name__ == "__main__":
