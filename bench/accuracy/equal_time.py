@@ -170,6 +170,11 @@ def summary_table(results: dict[str, Any], costs: dict[str, dict[str, float]], a
                            "val px (seeds)", "val mean", "test px (seeds)", "wall s (seeds)"], rows)
 
 
+def curve_rows(curves: Path, set_name: str, run: str) -> list[dict[str, str]]:
+    """One run's rows of a curves.csv (its ``run`` column; ``backbone`` in files written before 0.3)."""
+    return [r for r in csv.DictReader(curves.open()) if r["set"] == set_name and r.get("run", r.get("backbone")) == run]
+
+
 def plot(result_files: list[Path], costs: dict[str, dict[str, float]], curves: Path | None, path: Path) -> None:
     """Validation error against CPU minutes, one panel per set: the 2,000-step runs of
     bench/accuracy/backbones.py epoch by epoch (``curves``), each candidate's runs (mean of seeds) and
@@ -189,9 +194,7 @@ def plot(result_files: list[Path], costs: dict[str, dict[str, float]], curves: P
     for ax, set_name in zip(axes[0], sets, strict=True):
         if curves is not None:
             for backbone, cost in (("resnet18", "defaults"), ("lite0_pretrained", "lite0in")):
-                # curves.csv names a run in its "run" column ("backbone" in files written before 0.3)
-                rows = [r for r in csv.DictReader(curves.open())
-                        if r["set"] == set_name and r.get("run", r.get("backbone")) == backbone]
+                rows = curve_rows(curves, set_name, backbone)
                 ax.plot([int(r["epoch"]) * costs[set_name][cost] / 60 for r in rows], [float(r["val_px"]) for r in rows],
                         lw=0.8, alpha=0.6, label=f"{cost}: inside its 2,000-step run")
         for name in CANDIDATES:

@@ -115,6 +115,16 @@ def fit_epochs(table: Any, cache: str, batch: int, epochs: int, every: int, out:
             "mb": [(out / name).stat().st_size / 1e6 for name in ("last.state.pt", "best.safetensors")]}
 
 
+def _stepped_model() -> tuple[Any, Any]:
+    """(ResNet-18 with the gap head, its Adam after one step: the moments exist, as after any epoch)."""
+    model, _ = build_for_table("resnet18", read_table(landmark_csv(jpegs(4), OUT / "checkpoint_costs")),
+                               DataConfig(size=SIZE), HEAD)
+    opt = make_optimizer(model, TrainConfig())
+    model(torch.randn(2, 3, SIZE[1], SIZE[0])).sum().backward()
+    opt.step()
+    return model, opt
+
+
 def commit_costs(reps: int = 5) -> dict[str, tuple[float, float]]:
     """Median (wall, CPU) seconds of one ResNet-18 commit's pieces, timed alone (robust to other jobs).
 
@@ -127,11 +137,7 @@ def commit_costs(reps: int = 5) -> dict[str, tuple[float, float]]:
     from cnnkit.atomic import atomic_write_bytes
     from cnnkit.io.checkpoint import capture_rng, snapshot_model, snapshot_state, write_model, write_state
 
-    model, _ = build_for_table("resnet18", read_table(landmark_csv(jpegs(4), OUT / "checkpoint_costs")),
-                               DataConfig(size=SIZE), HEAD)
-    opt = make_optimizer(model, TrainConfig())
-    model(torch.randn(2, 3, SIZE[1], SIZE[0])).sum().backward()
-    opt.step()  # Adam moments exist, as after any epoch
+    model, opt = _stepped_model()
     found: dict[str, list[tuple[float, float]]] = {"before": [], "snapshot": [], "background": []}
     staging: dict[str, Any] = {}  # reused from commit to commit, as EpochRunner does
     with tempfile.TemporaryDirectory(dir=OUT) as folder:

@@ -107,13 +107,9 @@ def verdict(rows: list[dict[str, float]], before: dict[str, float], after: dict[
             "children_seen": kids, "before": before, "after": after, "checks": checks, "flat": all(checks.values())}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = flags.parser(__doc__, epochs={"default": 200, "help": "epochs of the one fit (default 200)"},
-                          images={"default": 48, "help": "images, a quarter for validation (default 48)"},
-                          workers={"default": 2, "help": "loader workers (default 2)"},
-                          quick={"help": "20 epochs of 24 images"})
-    args = parser.parse_args(argv)
-    epochs, n_images = (20, 24) if args.quick else (args.epochs, args.images)
+def soak(epochs: int, n_images: int, workers: int) -> tuple[list[dict[str, float]], dict[str, float],
+                                                             dict[str, float], float, tuple[int, int]]:
+    """One ``fit`` of ``epochs`` epochs: (samples per epoch, sample before, sample after, seconds, (train, val))."""
     import cnnkit
 
     with tempfile.TemporaryDirectory() as folder:
@@ -126,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         watcher.start()
         start = time.perf_counter()
         cnnkit.fit(TINY_SPEC, train, val, out_dir=base / "run", size=(32, 24), epochs=epochs, batch_size=8,
-                   workers=args.workers, device="cpu", quiet=True, plots=False, head="gap")
+                   workers=workers, device="cpu", quiet=True, plots=False, head="gap")
         elapsed = time.perf_counter() - start
         time.sleep(0.1)
         watcher.stop.set()
@@ -134,18 +130,28 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()
         time.sleep(0.5)  # let the worker processes exit
         after = sample()
-    result = verdict(watcher.rows, before, after)
+    return watcher.rows, before, after, elapsed, (len(train), len(val))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = flags.parser(__doc__, epochs={"default": 200, "help": "epochs of the one fit (default 200)"},
+                          images={"default": 48, "help": "images, a quarter for validation (default 48)"},
+                          workers={"default": 2, "help": "loader workers (default 2)"},
+                          quick={"help": "20 epochs of 24 images"})
+    args = parser.parse_args(argv)
+    epochs, n_images = (20, 24) if args.quick else (args.epochs, args.images)
+    rows, before, after, elapsed, (n_train, n_val) = soak(epochs, n_images, args.workers)
+    result = verdict(rows, before, after)
     print(machine_line())
-    print(f"soak: {epochs} epochs x {len(train)} train + {len(val)} val images, workers={args.workers}, "
-          f"{elapsed:.1f} s")
-    step = max(1, len(watcher.rows) // 10)
-    shown = watcher.rows[::step] + ([watcher.rows[-1]] if (len(watcher.rows) - 1) % step else [])
+    print(f"soak: {epochs} epochs x {n_train} train + {n_val} val images, workers={args.workers}, {elapsed:.1f} s")
+    step = max(1, len(rows) // 10)
+    shown = rows[::step] + ([rows[-1]] if (len(rows) - 1) % step else [])
     print(markdown_table(["epoch", "RSS parent MiB", "RSS workers MiB", "open fds", "child processes"],
                          [(int(r["epoch"]), f"{r['rss_parent_mb']:.0f}", f"{r['rss_children_mb']:.0f}",
                            int(r["fds"]), int(r["children"])) for r in shown]))
     print(f"before fit: {before['fds']:.0f} fds, {before['children']:.0f} children; after fit: "
           f"{after['fds']:.0f} fds, {after['children']:.0f} children")
-    print(f"RSS (parent + workers) median of epochs {len(watcher.rows) // 4 + 1}.. vs last quarter: "
+    print(f"RSS (parent + workers) median of epochs {len(rows) // 4 + 1}.. vs last quarter: "
           f"{result['rss_first_mb']:.0f} -> {result['rss_last_mb']:.0f} MiB ({result['rss_growth_mb']:+.1f} MiB)")
     print(f"open fds seen after warm-up: {result['fds_seen']} (floor {result['fd_floor'][0]:.0f} -> "
           f"{result['fd_floor'][1]:.0f}); child processes seen: {result['children_seen']}")

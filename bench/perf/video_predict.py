@@ -100,6 +100,21 @@ def measure(predictor: Predictor, video: Path, frames: int, rounds: int, batch: 
     return out
 
 
+def results_text(speeds: dict[str, list[float]]) -> tuple[str, str]:
+    """(the frames/s table, the ratio line with its verdict against the target)."""
+    ratios = [v / m for v, m in zip(speeds["video"], speeds["memory"], strict=True)]
+    ratio = statistics.median(ratios)
+    verdict = "meets" if ratio >= TARGET else "MISSES"
+    rows = [[name, f"{statistics.median(v):.1f}", f"{min(v):.1f} - {max(v):.1f}"] for name, v in speeds.items()]
+    share = statistics.median(speeds["memory"]) / statistics.median(speeds["decode + resize only"])
+    table = markdown_table(["side", "frames/s (median)", "range over rounds"], rows)
+    summary = (f"video / in-memory: {ratio:.3f} (median of {len(ratios)} rounds: "
+               f"{', '.join(f'{r:.3f}' for r in ratios)}); target >= {TARGET}: {verdict}")
+    summary += (f"; decoding alone costs {share:.1%} of the in-memory time per frame, so even without "
+                f"overlap the video side would reach {1 / (1 + share):.3f}x")
+    return table, summary
+
+
 def main(argv: list[str] | None = None) -> int:
     p = flags.parser(__doc__, quick={"help": "16 frames of a generated video, one round, batch 8"}, write=True,
                      threads={"default": 2, "help": "torch threads (the issue's measure: 2 cores)"},
@@ -118,20 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         frames = video_info(video).frames if args.frames <= 0 else min(args.frames, video_info(video).frames)
         batch = 8 if args.quick else args.batch
         speeds = measure(predictor, video, frames, 1 if args.quick else args.rounds, batch)
-    ratios = [v / m for v, m in zip(speeds["video"], speeds["memory"], strict=True)]
-    ratio = statistics.median(ratios)
-    verdict = "meets" if ratio >= TARGET else "MISSES"
-    rows = [[name, f"{statistics.median(v):.1f}", f"{min(v):.1f} - {max(v):.1f}"] for name, v in speeds.items()]
-    share = statistics.median(speeds["memory"]) / statistics.median(speeds["decode + resize only"])
-    table = markdown_table(["side", "frames/s (median)", "range over rounds"], rows)
+    table, summary = results_text(speeds)
     source = f"`{LIPS_VIDEO.name}` (lips-video)" if real else "a generated H.264 video"
-    summary = (f"video / in-memory: {ratio:.3f} (median of {len(ratios)} rounds: "
-               f"{', '.join(f'{r:.3f}' for r in ratios)}); target >= {TARGET}: {verdict}")
-    summary += (f"; decoding alone costs {share:.1%} of the in-memory time per frame, so even without "
-                f"overlap the video side would reach {1 / (1 + share):.3f}x")
     print(table + "\n" + summary)
     if flags.should_write(args):
-        write_section("video_predict", "\n".join([
+        section = "\n".join([
             "## Predict on a video against the same frames in memory", "",
             f"`{flags.command_line(__file__, argv, '.venv/bin/python')}` - ResNet-18 landmark default (heatmap "
             f"head, width 128, stride 4, 8 points) at {SIZE[0]}x{SIZE[1]}, batch {batch}, {args.threads} torch threads, "
@@ -140,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             "thread. Sides in turn (A B B A ...).", "",
             table, "", summary + ".", "",
             f"{machine_line()} Load average {load_start:.1f} at the start, {load_average():.1f} at the end "
-            "(a machine shared with other jobs: both sides slow down alike, the ratio holds)."]))
+            "(a machine shared with other jobs: both sides slow down alike, the ratio holds)."])
+        print("updated", write_section("video_predict", section))
     return 0
 
 
