@@ -67,7 +67,7 @@ def test_gpu_bench_refuses_without_cuda_and_quick_run_writes_table(tmp_path: Pat
     text = (tmp_path / "gpu.md").read_text()
     cells = {r[0]: r for r in _table_rows(text, "synthetic") + _table_rows(text, "cache")}
     assert cells["synthetic"][2] == "1.000" and float(cells["cache"][1]) > 0
-    assert "CPU (dry run)" in res.stdout and "Command: `bench/gpu.sh --quick --out" in text
+    assert "CPU (--quick run)" in res.stdout and "Command: `bench/gpu.sh --quick --out" in text
 
 
 def _parser_flags(name: str) -> set[str]:

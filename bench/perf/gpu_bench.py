@@ -149,7 +149,7 @@ def measure(args: argparse.Namespace, device: torch.device, folder: str) -> dict
 
 def report(res: dict[str, Any], args: argparse.Namespace, device: torch.device, cmd: str) -> str:
     gpu = device.type == "cuda"
-    name = torch.cuda.get_device_name(device) if gpu else "CPU (dry run)"
+    name = torch.cuda.get_device_name(device) if gpu else "CPU (--quick run)"
     syn = res["ips"]["synthetic"]
     rows = [
         [path, f"{res['ips'][path]:.0f}", f"{res['ips'][path] / syn:.3f}",
