@@ -31,6 +31,11 @@ def _declared_flags(path: Path) -> list[str]:
     return found
 
 
+def test_every_script_sits_in_a_family() -> None:
+    loose = sorted(p.name for p in (ROOT / "bench").glob("*.py") if p.name != "__init__.py")
+    assert loose == [], f"bench/ holds scripts outside bench/perf/ and bench/accuracy/: {loose}"
+
+
 def test_scripts_take_shared_flags_from_the_harness_only() -> None:
     assert len(SCRIPTS) >= 20 and all(p.name != "_common.py" for p in SCRIPTS)
     shared = {"--" + name.replace("_", "-") for name in flags.FLAGS}
