@@ -1,12 +1,11 @@
 """Loader benchmark: decode+resize speed (seed's way vs cnnkit cold vs warm cache) and epoch memory.
 
-    .venv/bin/python bench/loader.py            # full run, rewrites its section of docs/PERFORMANCE.md
-    .venv/bin/python bench/loader.py --quick    # smoke run (few images, small tables), no doc update
+    .venv/bin/python bench/perf/loader.py --write    # full run, rewrites its section of docs/PERFORMANCE.md
+    .venv/bin/python bench/perf/loader.py --quick    # smoke run (few images, small tables)
 
-Images: generated into bench/out/ (git-ignored), 1024x768, textured (multi-scale noise, shapes,
-fine grain; not flat colour): JPEG quality 90, and PNG (compress_level 1: inflate speed barely
-depends on the level). Every method reads the bytes from disk (page cache warm) and decodes
-in this one process. Memory: one epoch of TableDataset + make_loader(workers=2) over tables
+Images: the harness's generated 1024x768 textured images in bench/out/ (git-ignored): JPEG
+quality 90, and PNG (compress_level 1). Every method reads the bytes from disk (page cache warm)
+and decodes in this one process. Memory: one epoch of TableDataset + make_loader(workers=2) over tables
 that repeat the generated JPEGs under many rows, each in a fresh subprocess.
 """
 
@@ -15,8 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,57 +22,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw
+from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line, markdown_table, peak_rss_mb, write_section  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import OUT, flags  # noqa: E402
+from bench.harness.images import generated, jpegs  # noqa: E402
+from bench.harness.machine import load_average, machine_line, peak_rss_mb  # noqa: E402
+from bench.harness.results import markdown_table, write_section  # noqa: E402
+from bench.harness.runs import child_json  # noqa: E402
 from cnnkit.data.cache import DecodedCache, build_cache  # noqa: E402
 from cnnkit.data.dataset import TableDataset  # noqa: E402
 from cnnkit.data.decode import _decode, decode_image  # noqa: E402
 from cnnkit.data.loader import make_loader  # noqa: E402
 from cnnkit.data.table import AnnotationTable  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "out"
 SIZES = ((92, 64), (224, 224))
 Decoder = Callable[[bytes, tuple[int, int]], np.ndarray]
-LOAD_AT_START = os.getloadavg()[0]
-
-
-def make_image(seed: int, w: int = 1024, h: int = 768) -> Image.Image:
-    """Photo-like texture: noise at 4 scales, random shapes (edges), fine grain."""
-    rng = np.random.default_rng(seed)
-    acc = np.zeros((h, w, 3), np.float32)
-    for cell, amp in ((256, 0.5), (64, 0.25), (16, 0.15), (4, 0.1)):
-        grid = rng.random((h // cell + 2, w // cell + 2, 3)).astype(np.float32)
-        up = Image.fromarray((grid * 255).astype(np.uint8)).resize(
-            (w + 2 * cell, h + 2 * cell), Image.BICUBIC
-        )
-        acc += amp * np.asarray(up, np.float32)[:h, :w]
-    im = Image.fromarray(np.clip(acc, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(im)
-    for _ in range(12):
-        x, y = rng.integers(0, w), rng.integers(0, h)
-        box = [int(x), int(y), int(x + rng.integers(20, 300)), int(y + rng.integers(20, 300))]
-        fill = tuple(int(v) for v in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=fill)
-    grain = rng.integers(-4, 5, (h, w, 3))
-    return Image.fromarray(np.clip(np.asarray(im, np.int16) + grain, 0, 255).astype(np.uint8))
-
-
-def generate(n: int) -> dict[str, list[Path]]:
-    """n JPEGs and n PNGs in bench/out (kept between runs)."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    files: dict[str, list[Path]] = {"jpeg": [], "png": []}
-    for i in range(n):
-        jpg, png = OUT / f"img{i:04d}.jpg", OUT / f"img{i:04d}.png"
-        if not (jpg.exists() and png.exists()):
-            im = make_image(i)
-            im.save(jpg, "JPEG", quality=90)
-            im.save(png, "PNG", compress_level=1)
-        files["jpeg"].append(jpg)
-        files["png"].append(png)
-    return files
+LOAD_AT_START = load_average()
 
 
 def naive(data: bytes, size: tuple[int, int]) -> np.ndarray:
@@ -152,7 +115,8 @@ def warm_cache(paths: list[Path], size: tuple[int, int]) -> tuple[float, list[np
 
 def rss_child(rows: int, n_files: int) -> None:
     """One epoch over ``rows`` rows (the n_files JPEGs repeated); print peak RSS as JSON."""
-    paths = [str(OUT / f"img{i % n_files:04d}.jpg") for i in range(rows)]
+    images = jpegs(n_files)
+    paths = [str(images[i % n_files]) for i in range(rows)]
     ds = TableDataset(AnnotationTable(pd.DataFrame({"image": paths})), size=(92, 64))
     loader = make_loader(ds, batch_size=32, shuffle=True, seed=0, workers=2, pin_memory=False)
     loader.sampler.set_epoch(0)  # type: ignore[attr-defined]
@@ -167,10 +131,7 @@ def rss_child(rows: int, n_files: int) -> None:
 def rss_rows(sizes: tuple[int, int], n_files: int) -> tuple[list[list[object]], float]:
     results = []
     for rows in sizes:
-        cmd = [sys.executable, __file__, "--rss-child", str(rows), "--n", str(n_files)]
-        res = json.loads(
-            subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        )
+        res = child_json([sys.executable, __file__, "--rss-child", str(rows), "--images", str(n_files)])
         assert res["seen"] == rows, res
         results.append(res)
         print(f"epoch over {rows} rows: {res}")
@@ -229,25 +190,21 @@ def report(n: int, speed: list[list[object]], rss: list[list[object]], ratio: fl
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 20 images, 200/2,000-row tables, no doc"
-    )
-    parser.add_argument("--n", type=int, default=None, help="images per format (default 300; --quick 20)")
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
+def main(argv: list[str] | None = None) -> None:
+    parser = flags.parser(__doc__, quick={"help": "smoke run: 20 images, 200/2,000-row tables"},
+                          images={"help": "images per format (default 300; --quick 20)"}, write=True)
     parser.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    n = args.n or (20 if args.quick else 300)
+    args = parser.parse_args(argv)
+    n = args.images or (20 if args.quick else 300)
     if args.rss_child:
         rss_child(args.rss_child, n)
         return
-    files = generate(n)
+    files = generated(n, ("jpeg", "png"))
     speed = speed_rows(files)
     rss, ratio = rss_rows((200, 2_000) if args.quick else (2_000, 20_000), n)
     print(f"RSS ratio: {ratio:.2f}")
-    if not (args.quick or args.no_doc):
-        cmd = "python bench/loader.py" + (f" --n {n}" if n != 300 else "")
+    if flags.should_write(args):
+        cmd = flags.command_line(__file__, argv)
         print("updated", write_section("loader", report(n, speed, rss, ratio, cmd)))
 
 

@@ -6,8 +6,8 @@ folder with every PNG re-encoded as lossless WebP, checking each one decodes to 
 pixels; ``unpack`` (on the GPU machine) turns them back into PNGs in place, so the annotation
 files' names resolve unchanged and training reads the very same pixels.
 
-    python bench/device_pack.py pack ../shared/data/lips-via .gpu/lips-via
-    python bench/device_pack.py unpack .gpu      # there, before training
+    python bench/perf/device_pack.py pack ../shared/data/lips-via .gpu/lips-via
+    python bench/perf/device_pack.py unpack .gpu      # there, before training
 """
 
 from __future__ import annotations

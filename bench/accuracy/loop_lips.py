@@ -8,45 +8,41 @@ scratch on each 120-image set with the same recipe and seed. All three are score
 split (392 images of speakers unseen in training), which chooses nothing. Also reported: the
 first model's error on the suggested vs the random images (does suggest find its mistakes?).
 
-    .venv/bin/python bench/loop_lips.py --seeds 0 1 --epochs 40          # ~1 h on 2 shared cores
-    .venv/bin/python bench/loop_lips.py --quick                          # a smoke run, about a minute
-    .venv/bin/python bench/loop_lips.py --signals --seeds 0 1            # after a run: which signal ranks errors
+    .venv/bin/python bench/accuracy/loop_lips.py --seeds 0 1 --epochs 40          # ~1 h on 2 shared cores
+    .venv/bin/python bench/accuracy/loop_lips.py --seeds 0 1 --parallel 2         # the seeds at once, a thread each
+    .venv/bin/python bench/accuracy/loop_lips.py --quick                          # a smoke run, about a minute
+    .venv/bin/python bench/accuracy/loop_lips.py --signals --seeds 0 1            # after a run: which signal ranks errors
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "lips-via"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import ROOT, flags  # noqa: E402
+from bench.harness.datasets import EXPERIMENTS, lips_table, split_part  # noqa: E402
+from bench.harness.runs import Job, last_json, launch  # noqa: E402
+
+#: the landmark default's data options (flip pairs: auto); the recipe itself is written out in _train
+EXPERIMENT = EXPERIMENTS / "lips_heatmap_default.yaml"
 HEAD = {"type": "heatmap", "width": 128, "stride": 4}
 
 
-def _tables(data: Path, quick: bool):  # noqa: ANN202 - (train, test) AnnotationTables
-    import pandas as pd
-
-    import cnnkit
-
-    table = cnnkit.read_annotations(data / "via_project.json", flip_pairs="auto")
-    splits = pd.read_csv(data / "splits.csv")
-    by_name = dict(zip((str((data / f).resolve()) for f in splits["filename"]), splits["split"], strict=True))
-    split = [by_name[str(Path(p).resolve())] for p in table.images]
-    rows = {s: [i for i, v in enumerate(split) if v == s] for s in ("train", "test")}
-    test = rows["test"][::20] if quick else rows["test"]
-    return table.subset(rows["train"]), table.subset(test)
+def _tables(data_root: Path, quick: bool):  # noqa: ANN202 - (train, test) AnnotationTables
+    table = lips_table(EXPERIMENT, data_root)
+    train, test = split_part(table, "train"), split_part(table, "test")
+    return train, test.subset(range(0, len(test), 20)) if quick else test
 
 
 def _train(table, out: Path, args: argparse.Namespace, seed: int) -> tuple[Path, float]:  # noqa: ANN001
     import cnnkit
 
     start = time.perf_counter()
-    run = cnnkit.fit("resnet18", table, None, out_dir=out, head=HEAD, augment="auto", size=tuple(args.size),
+    run = cnnkit.fit("resnet18", table, None, out_dir=out, head=HEAD, augment="auto", size=args.size,
                      epochs=args.epochs, batch_size=16, lr=1e-3, optimizer="adam", schedule="cosine", loss="l1",
                      seed=seed, device="cpu", quiet=True)
     return run.last, time.perf_counter() - start
@@ -57,7 +53,7 @@ def one_seed(seed: int, args: argparse.Namespace) -> dict:
 
     import cnnkit
 
-    train, test = _tables(args.data, args.quick)
+    train, test = _tables(args.data_root, args.quick)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train))
     start, pool = order[:args.start], order[args.start:]
@@ -93,7 +89,7 @@ def signal_check(seed: int, args: argparse.Namespace) -> dict:
     import cnnkit
     from cnnkit.infer.suggest import rank
 
-    train, _ = _tables(args.data, args.quick)
+    train, _ = _tables(args.data_root, args.quick)
     pool = np.random.default_rng(seed).permutation(len(train))[args.start:]
     first = args.out / f"seed{seed}" / "start" / "last.safetensors"
     pool_table = train.subset(pool)
@@ -127,31 +123,30 @@ def _table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--size", type=int, nargs=2, default=[160, 120])
-    p.add_argument("--start", type=int, default=60)
-    p.add_argument("--add", type=int, default=60)
-    p.add_argument("--data", type=Path, default=DATA)
-    p.add_argument("--out", type=Path, default=ROOT / "runs" / "loop_lips")
-    p.add_argument("--parallel", action="store_true", help="one process per seed, one thread each")
-    p.add_argument("--quick", action="store_true", help="tiny sizes and 1 epoch: checks the script runs")
+def main(argv: list[str] | None = None) -> None:
+    p = flags.parser(__doc__, seeds={"default": [0, 1], "help": "seeds (default 0 1)"},
+                     epochs={"default": 40, "help": "epochs of every model (default 40)"},
+                     size={"default": (160, 120), "help": "input size WIDTHxHEIGHT (default 160x120)"},
+                     data_root=True, out={"default": ROOT / "runs" / "loop_lips", "help": "default runs/loop_lips"},
+                     parallel={"help": "seeds at a time, each in its own process with one thread (default 1: "
+                                       "in this process)"},
+                     quick={"help": "tiny sizes and 1 epoch: checks the script runs"})
+    p.add_argument("--start", type=int, default=60, help="first labels (default 60)")
+    p.add_argument("--add", type=int, default=60, help="images added, suggested or at random (default 60)")
     p.add_argument("--signals", action="store_true",
                    help="after a run: correlate each doubt signal with the first model's errors (trains nothing)")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one seed, print its JSON
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.quick:
-        args.epochs, args.size, args.start, args.add, args.seeds = 1, [64, 48], 12, 6, args.seeds[:1]
-    if not args.data.exists():
-        sys.exit(f"lips-via not found at {args.data}; pass --data")
+        args.epochs, args.size, args.start, args.add, args.seeds = 1, (64, 48), 12, 6, args.seeds[:1]
+    if not (args.data_root / "lips-via").exists():
+        sys.exit(f"lips-via not found under {args.data_root}; pass --data-root")
     if args.signals:
         for seed in args.seeds:
             print(json.dumps(signal_check(seed, args)))
         return
     if args.one is not None:
-        print("RESULT " + json.dumps(one_seed(args.one, args)))
+        print(json.dumps(one_seed(args.one, args)))
         return
     results = _run_seeds(args)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -160,20 +155,22 @@ def main() -> None:
 
 
 def _run_seeds(args: argparse.Namespace) -> list[dict]:
-    if not args.parallel:
+    """Each seed in this process, or (``--parallel`` > 1) in its own with one thread, N at a time."""
+    if args.parallel <= 1:
         return [one_seed(s, args) for s in args.seeds]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    argv = [a for a in sys.argv[1:] if a != "--parallel"]
-    procs = [subprocess.Popen([sys.executable, __file__, *argv, "--one", str(s)], stdout=subprocess.PIPE, text=True,
-                              env=env) for s in args.seeds]
-    results = []
-    for proc in procs:
-        out, _ = proc.communicate()
-        line = next((x for x in out.splitlines() if x.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            sys.exit(f"a seed failed (exit {proc.returncode}):\n{out[-2000:]}")
-        results.append(json.loads(line[7:]))
-    return results
+    same = ["--epochs", str(args.epochs), "--size", "{}x{}".format(*args.size), "--start", str(args.start),
+            "--add", str(args.add), "--data-root", str(args.data_root), "--out", str(args.out)]
+    jobs = {Job([sys.executable, __file__, *same, *(["--quick"] if args.quick else []), "--one", str(s)],
+                args.out / f"seed{s}.log", {"OMP_NUM_THREADS": "1"}): s for s in args.seeds}
+    results: dict[int, dict] = {}
+
+    def done(job: Job, code: int, wall_s: float) -> None:
+        if code != 0:
+            sys.exit(f"seed {jobs[job]} failed (exit {code}):\n{job.log.read_text()[-2000:]}")
+        results[jobs[job]] = last_json(job.log.read_text())
+
+    launch(list(jobs), args.parallel, done)
+    return [results[s] for s in args.seeds]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Does the likelihood mean something? On lips-via: how well it ranks the points with error > 10 px.
 
-    .venv/bin/python bench/lips_likelihood.py runs/accuracy/lips_default_video/last.safetensors
+    .venv/bin/python bench/accuracy/lips_likelihood.py runs/accuracy/lips_default_video/last.safetensors
 
 For every point of the `extra` split (chooses the disc radius of the heatmap likelihood) and of
 the `test` split (reports it), the script predicts the point and its likelihood as ``predict``
@@ -11,20 +11,20 @@ detector of points with an error above 10 px (1.0: every such point ranks below 
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cnnkit import geometry
-from cnnkit.engine.tensors import normalise, to_unit_float
-from cnnkit.experiment import join_split_file, load_experiment
-from cnnkit.infer.landmarks import _maps
-from cnnkit.infer.predict import Predictor
-from cnnkit.model.heads import LIKELIHOOD_RADIUS, heatmap_likelihood, soft_argmax
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import flags  # noqa: E402
+from bench.harness.datasets import EXPERIMENTS, lips_table, split_part  # noqa: E402
+from bench.harness.heatmaps import errors_px, maps_and_truth  # noqa: E402
+from cnnkit.infer.predict import Predictor  # noqa: E402
+from cnnkit.model.heads import LIKELIHOOD_RADIUS, heatmap_likelihood, soft_argmax  # noqa: E402
 
-EXPERIMENT = Path(__file__).resolve().parents[1] / "examples" / "accuracy" / "lips_heatmap_default.yaml"
+EXPERIMENT = EXPERIMENTS / "lips_heatmap_default.yaml"
 RADII = (0.75, 1.0, 1.5, 2.0, 3.0)
 BAD_PX = 10.0
 
@@ -53,22 +53,10 @@ def best_cut(lik: np.ndarray, bad: np.ndarray) -> tuple[float, float]:
     return float(cuts[i]), float(j[i])
 
 
-def points_and_maps(predictor: Predictor, table, batch_size: int = 32):
+def points_and_maps(predictor: Predictor, table, batch_size: int = 32):  # noqa: ANN001, ANN201
     """(errors (N, K) px, maps (N, K, h, w)) for the rows of ``table``."""
-    from cnnkit.data.loader import make_loader
-
-    loader = make_loader(predictor.dataset(table), batch_size=batch_size, shuffle=False, workers=0)
-    errors, maps = [], []
-    with torch.inference_mode():
-        for batch in loader:
-            images = normalise(to_unit_float(batch["image"]), predictor.setup.mean, predictor.setup.std)
-            m = _maps(predictor.scorer.model, images)
-            in_px = geometry.norm_to_input(geometry.flat_to_points(soft_argmax(m)), predictor.setup.size)
-            pred = geometry.input_to_original(in_px, batch["scale"], batch["offset"])
-            true = geometry.input_to_original(batch["points"], batch["scale"], batch["offset"])
-            errors.append((pred - true).norm(dim=-1).numpy())
-            maps.append(m)
-    return np.concatenate(errors), torch.cat(maps)
+    data = maps_and_truth(predictor, table, batch_size)
+    return errors_px(data, soft_argmax, tuple(predictor.setup.size)), data["maps"]
 
 
 def alternatives(maps: torch.Tensor) -> dict[str, np.ndarray]:
@@ -107,18 +95,16 @@ def per_landmark_row(split: str, names: list[str], errors: np.ndarray, lik: np.n
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = flags.parser(__doc__, data_root=True)
     parser.add_argument("checkpoint", type=Path)
     args = parser.parse_args(argv)
-    exp = load_experiment(EXPERIMENT)
-    table = join_split_file(exp.read_source(exp.settings["data"]["source"]), exp.settings["data"]["split"], exp)
+    table = lips_table(EXPERIMENT, args.data_root)
     predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu")
     head = "| split, radius (cells) | points | error > 10 px | ROC AUC | mean error at likelihood <0.25 | 0.25-0.5 | 0.5-0.75 | >=0.75 |"
     lines = [head, "|" + "---|" * 8]
     per_landmark: list[str] = []
     for split in ("extra", "test"):
-        part = table.with_df(table.df[table.df["split"] == split])
-        errors, maps = points_and_maps(predictor, part)
+        errors, maps = points_and_maps(predictor, split_part(table, split))
         for r in RADII if split == "extra" else (LIKELIHOOD_RADIUS,):
             lik = heatmap_likelihood(maps, r).numpy()
             lines.append(report(f"{split}, {r}", errors, lik))

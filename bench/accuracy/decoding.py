@@ -1,7 +1,7 @@
 """Heatmap decoders compared on a trained heatmap model: error in original pixels per decoder, flip on/off.
 
-    .venv/bin/python bench/decoding.py runs/accuracy/lips_library_defaults/last.safetensors
-    .venv/bin/python bench/decoding.py CHECKPOINT --write   # also rewrites the `decoding` section of docs/ACCURACY.md
+    .venv/bin/python bench/accuracy/decoding.py runs/accuracy/lips_library_defaults/last.safetensors
+    .venv/bin/python bench/accuracy/decoding.py CHECKPOINT --write   # also rewrites the `decoding` section of docs/ACCURACY.md
 
 The network runs once per image of the `extra` split of lips-via (and once on its mirror image);
 every decoder then reads the same logit maps, so the comparison holds everything else fixed.
@@ -13,28 +13,24 @@ standard error of the per-image paired difference (the noise of a 108-image spli
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cnnkit import geometry
-from cnnkit.data.loader import make_loader
-from cnnkit.engine.tensors import normalise, to_unit_float
-from cnnkit.experiment import join_split_file, load_experiment
-from cnnkit.infer.landmarks import _maps, unmirror
-from cnnkit.infer.predict import Predictor
-from cnnkit.model.heads import DECODERS, DEFAULT_DECODE, dark_decode, local_soft_argmax
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import ROOT, flags  # noqa: E402
+from bench.harness.datasets import EXPERIMENTS, lips_table, split_part  # noqa: E402
+from bench.harness.heatmaps import Decoder, errors_px, maps_and_truth  # noqa: E402
+from bench.harness.machine import machine_line  # noqa: E402
+from bench.harness.results import ACCURACY, markdown_table, write_section  # noqa: E402
+from cnnkit import geometry  # noqa: E402
+from cnnkit.infer.predict import Predictor  # noqa: E402
+from cnnkit.model.heads import DECODERS, DEFAULT_DECODE, dark_decode, local_soft_argmax  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, machine_line, markdown_table, write_section  # noqa: E402
-
-EXPERIMENT = ROOT / "examples" / "accuracy" / "lips_library_defaults.yaml"
-Decoder = Callable[[torch.Tensor], torch.Tensor]
+EXPERIMENT = EXPERIMENTS / "lips_library_defaults.yaml"
 #: (row label, registered name or None, decoder). Parameter variants are measured, not registered.
 VARIANTS: list[tuple[str, str | None, Decoder]] = [
     ("soft-argmax (global; trains with it)", "soft-argmax", DECODERS["soft-argmax"]),
@@ -47,35 +43,6 @@ VARIANTS: list[tuple[str, str | None, Decoder]] = [
     ("dark, sigma 1 cell", "dark", DECODERS["dark"]),
     ("dark, sigma 2 cells", None, partial(dark_decode, sigma=2.0)),
 ]
-
-
-@torch.inference_mode()
-def maps_and_truth(predictor: Predictor, table, batch_size: int = 16) -> dict[str, torch.Tensor]:
-    """Logit maps of every image and of its mirror image, true points (input px), scale and offset."""
-    net = predictor.scorer.model if predictor.scorer is not None else predictor.model
-    loader = make_loader(predictor.dataset(table), batch_size=batch_size, shuffle=False, workers=0)
-    parts: dict[str, list[torch.Tensor]] = {"maps": [], "mirror": [], "points": [], "scale": [], "offset": []}
-    for batch in loader:
-        images = normalise(to_unit_float(batch["image"]), predictor.setup.mean, predictor.setup.std)
-        maps = _maps(net, images)
-        if not parts["maps"]:  # the decoders read the maps the head itself averages
-            assert torch.allclose(DECODERS["soft-argmax"](maps), net(images).float(), atol=1e-5)
-        parts["maps"].append(maps)
-        parts["mirror"].append(_maps(net, images.flip(-1)))
-        for key in ("points", "scale", "offset"):
-            parts[key].append(batch[key])
-    return {k: torch.cat(v) for k, v in parts.items()}
-
-
-def errors_px(data: dict[str, torch.Tensor], decoder: Decoder, perm: torch.Tensor, size: tuple[int, int],
-              flip: bool) -> np.ndarray:
-    """(N, K) distance in ORIGINAL pixels between decoded and true points (NaN where a point is missing)."""
-    points = geometry.flat_to_points(decoder(data["maps"]))
-    if flip:
-        points = (points + unmirror(geometry.flat_to_points(decoder(data["mirror"])), perm)) / 2
-    pred = geometry.input_to_original(geometry.norm_to_input(points, size), data["scale"], data["offset"])
-    true = geometry.input_to_original(data["points"], data["scale"], data["offset"])
-    return (pred - true).norm(dim=-1).numpy()
 
 
 def map_shape(maps: torch.Tensor) -> str:
@@ -102,9 +69,9 @@ def paired(err: np.ndarray, base: np.ndarray) -> tuple[float, float]:
 def table_rows(data, perm, size) -> tuple[list[list[str]], dict[tuple[str, bool], np.ndarray]]:
     rows, errs = [], {}
     for flip in (False, True):
-        base = errors_px(data, DECODERS["soft-argmax"], perm, size, flip)
+        base = errors_px(data, DECODERS["soft-argmax"], size, perm, flip)
         for label, _name, decoder in VARIANTS:
-            e = errs[(label, flip)] = errors_px(data, decoder, perm, size, flip)
+            e = errs[(label, flip)] = errors_px(data, decoder, size, perm, flip)
             diff, se = paired(e, base)
             rows.append([label, "on" if flip else "off", f"{np.nanmean(e):.2f}", f"{np.nanmedian(e):.2f}",
                          f"{np.nanpercentile(e, 90):.2f}", f"{diff:+.3f} ± {2 * se:.3f}"])
@@ -124,43 +91,43 @@ def choose(errs: dict[tuple[str, bool], np.ndarray]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = flags.parser(__doc__, data_root=True, write={"help": "rewrite the decoding section of docs/ACCURACY.md"})
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--experiment", type=Path, default=EXPERIMENT, help="experiment file: data + split")
-    parser.add_argument("--write", action="store_true", help="rewrite the decoding section of docs/ACCURACY.md")
+    parser.add_argument("--experiment", type=Path, default=EXPERIMENT,
+                        help="experiment file whose data options read lips-via (default lips_library_defaults.yaml)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    exp = load_experiment(args.experiment)
-    table = join_split_file(exp.read_source(exp.settings["data"]["source"]), exp.settings["data"]["split"], exp)
+    table = lips_table(args.experiment, args.data_root)
     predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu", tta_flip=True)
     assert predictor.scorer is not None and predictor.scorer.heatmap, "a heatmap landmark checkpoint is needed"
     perm, size = predictor.scorer.perm, tuple(predictor.setup.size)
-    extra = maps_and_truth(predictor, table.with_df(table.df[table.df["split"] == "extra"]))
+    extra = maps_and_truth(predictor, split_part(table, "extra"), mirror=True)
     rows, errs = table_rows(extra, perm, size)
     chosen = choose(errs)
     shape = map_shape(extra["maps"])
     headers = ["decoder", "flip TTA", "mean px", "median px", "90th pct px", "mean - soft-argmax (± 2 SE)"]
     text = markdown_table(headers, rows)
-    test = maps_and_truth(predictor, table.with_df(table.df[table.df["split"] == "test"]))
+    test = maps_and_truth(predictor, split_part(table, "test"), mirror=True)
     label = next(lbl for lbl, name, _ in VARIANTS if name == chosen)
     test_rows = [[label, "on" if f else "off", f"{np.nanmean(e):.2f}", f"{np.nanmedian(e):.2f}",
                   f"{np.nanpercentile(e, 90):.2f}"]
-                 for f in (False, True) for e in [errors_px(test, DECODERS[chosen], perm, size, f)]]
+                 for f in (False, True) for e in [errors_px(test, DECODERS[chosen], size, perm, f)]]
     test_text = markdown_table(headers[:5], test_rows)
     n_extra, n_test = len(extra["maps"]), len(test["maps"])
     print(f"extra ({n_extra} images):\n{text}\n\n{shape}\n\nchosen: {chosen}\n\ntest ({n_test} images):\n{test_text}")
-    if args.write:
+    if flags.should_write(args):
         epoch = predictor.meta.get("epoch", "?")
+        experiment = args.experiment.resolve().relative_to(ROOT)
         body = (f"## Decoding heatmaps\n\nCheckpoint `{args.checkpoint}` (epoch {epoch}; {size[0]}x{size[1]}, heatmap "
                 f"head trained by integral regression), "
-                f"data and split of `{args.experiment.relative_to(ROOT)}`. Chosen on `extra` ({n_extra} images, "
+                f"data and split of `{experiment}`. Chosen on `extra` ({n_extra} images, "
                 f"errors over every annotated point, original pixels); the last column is the paired per-image "
                 f"difference from the soft-argmax:\n\n{text}\n\nThe maps on `extra`: {shape}.\n\nChosen decoder: **{chosen}** (a decoder replaces "
                 f"the soft-argmax only if it is better by more than 2 SE with and without flip). "
                 f"Test split ({n_test} images), chosen decoder only:\n\n{test_text}\n\n"
-                f"Command: `.venv/bin/python bench/decoding.py {args.checkpoint} --write`. "
+                f"Command: `{flags.command_line(__file__, argv, '.venv/bin/python')}`. "
                 f"{machine_line()} Reading: docs/decoding.md.")
-        print("updated", write_section("decoding", body, doc=ROOT / "docs" / "ACCURACY.md"))
+        print("updated", write_section("decoding", body, doc=ACCURACY))
     return 0
 
 

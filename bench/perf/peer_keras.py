@@ -1,19 +1,19 @@
 """Peer benchmark: the same landmark job with Keras 3 on TensorFlow CPU vs cnnkit (warm cache + bf16).
 
-    .venv/bin/python bench/peer_keras.py            # full run, rewrites its section of docs/PERFORMANCE.md
-    .venv/bin/python bench/peer_keras.py --quick    # smoke run (24 images, 1 round), no doc
+    .venv/bin/python bench/perf/peer_keras.py --keras-bf16 --write    # full run, rewrites its section of docs/PERFORMANCE.md
+    .venv/bin/python bench/perf/peer_keras.py --quick                 # smoke run (24 images, 1 round)
 
 The job: ResNet-50 (no pretrained weights, global average pool, dense 40) regressing 20
 landmarks normalised to the input frame, MSE, SGD (momentum 0.9, nesterov), batch 32,
 input 92x64 (height 92, width 64), from the JPEGs listed in bench/out/e2e/landmarks.csv
-(made by bench/end_to_end.py's generator; a DataFrame on both sides).
+(the harness's generated images, as bench/perf/end_to_end.py; a DataFrame on both sides).
 
 Keras: ``keras.applications.ResNet50`` fed by ``tf.data`` (read_file -> decode_jpeg ->
 resize bilinear -> normalise, ``num_parallel_calls=AUTOTUNE``, prefetch): Keras 3 dropped
 ``ImageDataGenerator.flow_from_dataframe``, and tf.data is its documented replacement.
-TensorFlow lives ONLY in bench/.venv-peer (created here from bench/peer_requirements.txt
+TensorFlow lives ONLY in bench/.venv-peer (created here from bench/perf/peer_requirements.txt
 when missing), never in cnnkit's environment. cnnkit: ``build_model('resnet50')`` trained by
-``train_one_epoch`` from ``TableDataset(cache=...)`` (cache built before timing), bf16 autocast,
+the harness's timed epoch from ``TableDataset(cache=...)`` (cache built before timing), bf16 autocast,
 channels-last (Keras on CPU is channels-last, NHWC, already).
 
 Each side runs in its own fresh process (so peak RSS is its own); the processes take turns
@@ -33,13 +33,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-PEER_VENV = BENCH / ".venv-peer"
+# Standard library only up to here and in the harness modules imported at the top: the Keras child
+# runs this file in bench/.venv-peer, which has TensorFlow but neither torch nor cnnkit.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import OUT, ROOT, flags  # noqa: E402
+from bench.harness.machine import load_average, peak_rss_mb  # noqa: E402
+from bench.harness.runs import child_json  # noqa: E402
+from bench.harness.timing import round_order  # noqa: E402
+
+PEER_VENV = ROOT / "bench" / ".venv-peer"
 PEER_PY = PEER_VENV / "bin" / "python"
-REQUIREMENTS = BENCH / "peer_requirements.txt"
-SIZE = (64, 92)  # (width, height)
-K = 20
+REQUIREMENTS = Path(__file__).resolve().parent / "peer_requirements.txt"
+SIZE = (64, 92)  # (width, height): the harness's training.SIZE and images.K, written out here
+K = 20  # because the Keras child cannot import those modules (torch, Pillow)
 
 
 # ---------------------------------------------------------------- the peer's environment
@@ -65,9 +71,6 @@ def ensure_peer_env() -> str | None:
 
 def _peak_rss_mb() -> float:
     """VmHWM of this process plus that of its live children, MiB."""
-    sys.path.insert(0, str(BENCH))
-    from _common import peak_rss_mb
-
     parent, kids = peak_rss_mb()
     return parent + kids
 
@@ -140,20 +143,19 @@ def cnnkit_child(csv: str, batch: int, epochs: int, threads: int, precision: str
 
     import torch
 
-    sys.path.insert(0, str(BENCH))
-    import end_to_end as e2e
-
+    from bench.harness.images import read_table
+    from bench.harness.training import epoch, train_parts
     from cnnkit.data.dataset import TableDataset
     from cnnkit.data.loader import make_loader
 
     torch.set_num_threads(threads)
-    table = e2e.read_table(Path(csv))
-    with tempfile.TemporaryDirectory(dir=e2e.OUT) as cache_dir:
+    table = read_table(Path(csv))
+    with tempfile.TemporaryDirectory(dir=OUT) as cache_dir:
         TableDataset(table, size=SIZE, cache=cache_dir)  # build the cache: the "warm" in warm cache
         ds = TableDataset(table, size=SIZE, cache=cache_dir)
         loader = make_loader(ds, batch_size=batch, shuffle=True, seed=0, workers=0, pin_memory=False)
-        parts = e2e.train_parts("resnet50", precision, channels_last=True)
-        ips = [e2e.epoch(parts, loader, i)["ips"] for i in range(epochs + 1)][1:]
+        parts = train_parts("resnet50", precision, channels_last=True)
+        ips = [epoch(parts, loader, i)["ips"] for i in range(epochs + 1)][1:]
     params = sum(p.numel() for p in parts[0].parameters())
     return {"ips": ips, "rss_mb": _peak_rss_mb(), "params": params, "versions": f"torch {torch.__version__}"}
 
@@ -165,11 +167,7 @@ def run_child(side: str, csv: Path, args: argparse.Namespace, precision: str) ->
     py = str(PEER_PY) if side == "keras" else sys.executable
     cmd = [py, __file__, f"--{side}-child", str(csv), "--batch", str(args.batch), "--epochs", str(args.epochs),
            "--threads", str(args.threads), "--precision", precision]  # fmt: skip
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT / "src")}
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if res.returncode != 0:
-        raise RuntimeError(f"{side} child failed (exit {res.returncode}):\n{res.stderr[-3000:]}")
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out = child_json(cmd, env={"TF_CPP_MIN_LOG_LEVEL": "2"})
     print(f"{side}: {', '.join(f'{x:.1f}' for x in out['ips'])} img/s, peak RSS {out['rss_mb']:.0f} MiB", flush=True)
     return out
 
@@ -185,7 +183,7 @@ def measure(csv: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         jobs.append(("keras_bf16", "keras", "bf16"))
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in jobs}
     for r in range(args.rounds):
-        for name, side, precision in jobs if r % 2 == 0 else jobs[::-1]:
+        for name, side, precision in round_order(jobs, r):
             runs[name].append(run_child(side, csv, args, precision))
     return {
         name: {"ips": statistics.median(x for run in v for x in run["ips"]), "rss_mb": max(run["rss_mb"] for run in v),
@@ -199,8 +197,7 @@ LABELS = {"cnnkit": "cnnkit, warm cache, bf16, channels-last", "keras_bf16": "Ke
 
 def table_text(res: dict[str, dict[str, Any]], keras_precision: str) -> str:
     """One row per job; ratios against the Keras job in ``keras_precision``."""
-    sys.path.insert(0, str(BENCH))
-    from _common import markdown_table
+    from bench.harness.results import markdown_table
 
     k = res["keras"]
     labels = {"keras": f"Keras 3 / TF, tf.data, {keras_precision}", **LABELS}
@@ -213,8 +210,7 @@ def table_text(res: dict[str, dict[str, Any]], keras_precision: str) -> str:
 
 
 def report(res: dict[str, dict[str, Any]], args: argparse.Namespace, n: int, cmd: str, load0: float) -> str:
-    sys.path.insert(0, str(BENCH))
-    from _common import machine_line
+    from bench.harness.machine import machine_line
 
     ratio = res["cnnkit"]["ips"] / res["keras"]["ips"]
     return "\n\n".join([
@@ -223,7 +219,7 @@ def report(res: dict[str, dict[str, Any]], args: argparse.Namespace, n: int, cmd
         f"{args.batch}, {n} JPEGs (1024x768) listed in a DataFrame, {args.threads} compute thread(s) per side "
         f"(TF intra- and inter-op; torch); {args.rounds} fresh processes per side taking turns, each one "
         f"warm-up epoch then {args.epochs} timed; median img/s, largest peak RSS (VmHWM, process + children). "
-        f"Load average {load0:.1f} at the start and {os.getloadavg()[0]:.1f} at the end. "
+        f"Load average {load0:.1f} at the start and {load_average():.1f} at the end. "
         f"{res['keras']['versions']} (in bench/.venv-peer only). " + machine_line(),
         table_text(res, args.keras_precision),
         f"cnnkit / Keras images/s: {ratio:.2f} (target >= 2: {'met' if ratio >= 2 else 'missed'}). "
@@ -249,18 +245,16 @@ def bf16_text(res: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]] | None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="smoke run: 24 images, batch 8, 1 round; no doc")
-    p.add_argument("--n", type=int, default=None, help="images (default 500; --quick 24)")
-    p.add_argument("--batch", type=int, default=None, help="batch size (default 32; --quick 8)")
-    p.add_argument("--epochs", type=int, default=None, help="timed epochs per process (default 2; --quick 1)")
-    p.add_argument("--rounds", type=int, default=None, help="processes per side (default 2; --quick 1)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                   help="compute threads per side (default: every core, as a user would run either)")
+    p = flags.parser(__doc__, quick={"help": "smoke run: 24 images, batch 8, 1 round"},
+                     images={"help": "images (default 500; --quick 24)"},
+                     batch={"help": "batch size (default 32; --quick 8)"},
+                     epochs={"help": "timed epochs per process (default 2; --quick 1)"},
+                     rounds={"help": "processes per side (default 2; --quick 1)"},
+                     threads={"default": os.cpu_count() or 1,
+                              "help": "compute threads per side (default: every core, as a user would run either)"},
+                     precision={"help": argparse.SUPPRESS}, write=True)
     p.add_argument("--keras-precision", default="fp32", choices=("fp32", "bf16"), help="Keras policy (default fp32)")
     p.add_argument("--keras-bf16", action="store_true", help="also time Keras under mixed_bfloat16")
-    p.add_argument("--precision", default="bf16", help=argparse.SUPPRESS)
-    p.add_argument("--no-write", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
     p.add_argument("--keras-child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--cnnkit-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -276,15 +270,14 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]] | None:
 
 
 def orchestrate(args: argparse.Namespace, argv: list[str] | None) -> dict[str, dict[str, Any]] | None:
-    sys.path.insert(0, str(BENCH))
-    import end_to_end as e2e
-    from _common import write_section
+    from bench.harness.images import jpegs, landmark_csv
+    from bench.harness.results import write_section
 
-    load0 = os.getloadavg()[0]
-    n = args.n or (24 if args.quick else 500)
-    csv = e2e.landmark_csv(e2e.jpegs(n))
+    load0 = load_average()
+    n = args.images or (24 if args.quick else 500)
+    csv = landmark_csv(jpegs(n))
     error = ensure_peer_env()
-    write = not (args.quick or args.no_write)
+    write = flags.should_write(args)
     if error is not None:
         print(f"TensorFlow could not be installed, no peer figures: {error}")
         if write:
@@ -295,8 +288,7 @@ def orchestrate(args: argparse.Namespace, argv: list[str] | None) -> dict[str, d
     ratio = res["cnnkit"]["ips"] / res["keras"]["ips"]
     print(f"cnnkit / Keras images/s: {ratio:.2f} (target >= 2: {'met' if ratio >= 2 else 'missed'}).{bf16_text(res)}")
     if write:
-        cmd = "python bench/peer_keras.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        print("updated", write_section("peer_keras", report(res, args, n, cmd.strip(), load0)))
+        print("updated", write_section("peer_keras", report(res, args, n, flags.command_line(__file__, argv), load0)))
     return res
 
 

@@ -1,11 +1,11 @@
-"""Where cold streaming spends its CPU: epochs of bench/end_to_end.py's cold mode under py-spy.
+"""Where cold streaming spends its CPU: epochs of bench/perf/end_to_end.py's cold mode under py-spy.
 
     .venv/bin/pip install py-spy        # a profiler for this script only, not a cnnkit dependency
     .venv/bin/py-spy record --subprocesses --rate 250 --format raw -o bench/out/cold.txt -- \\
-        .venv/bin/python bench/profile_cold.py --epochs 3
-    .venv/bin/python bench/profile_cold.py --summarise bench/out/cold.txt
+        .venv/bin/python bench/perf/profile_cold.py --epochs 3
+    .venv/bin/python bench/perf/profile_cold.py --summarise bench/out/cold.txt
 
-The first command trains resnet18 at 92x64 on bench/end_to_end.py's JPEGs through the cold
+The first command trains resnet18 at 92x64 on the harness's generated JPEGs through the cold
 loader (``make_loader(workers=1)``, decoding every epoch); the second sorts py-spy's samples
 (collapsed stacks, one line per stack and count) into the training process and the loader
 worker, and within each into what the stack was doing, by the innermost frame it recognises.
@@ -13,12 +13,12 @@ worker, and within each into what the stack was doing, by the innermost frame it
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import flags  # noqa: E402
 
 #: (category, substrings of a frame), checked from the innermost frame outwards.
 CATEGORIES = [
@@ -65,8 +65,9 @@ def summarise(path: Path) -> str:
 
 def run(epochs: int, precision: str, threads: int) -> None:
     import torch
-    from end_to_end import epoch, jpegs, landmark_csv, read_table, train_parts
 
+    from bench.harness.images import jpegs, landmark_csv, read_table
+    from bench.harness.training import epoch, train_parts
     from cnnkit.data.dataset import TableDataset
     from cnnkit.data.loader import make_loader
 
@@ -81,10 +82,9 @@ def run(epochs: int, precision: str, threads: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    p.add_argument("--threads", type=int, default=1, help="torch threads in the training process")
+    p = flags.parser(__doc__, epochs={"default": 3, "help": "cold epochs (default 3)"},
+                     precision={"default": "fp32", "help": "default fp32"},
+                     threads={"default": 1, "help": "torch threads in the training process (default 1)"})
     p.add_argument("--summarise", type=Path, help="print the table for a py-spy raw file instead")
     args = p.parse_args(argv)
     if args.summarise:

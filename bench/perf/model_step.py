@@ -1,7 +1,7 @@
 """Model benchmark: cnnkit's ResNet presets vs a hand-written PyTorch ResNet of the same shape.
 
-    .venv/bin/python bench/model_step.py              # full run, rewrites its section of docs/PERFORMANCE.md
-    .venv/bin/python bench/model_step.py --quick      # smoke run (resnet18, batch 8), no doc update
+    .venv/bin/python bench/perf/model_step.py --write    # full run, rewrites its section of docs/PERFORMANCE.md
+    .venv/bin/python bench/perf/model_step.py --quick    # smoke run (resnet18, batch 2)
 
 One training step = forward (under cnnkit's ``autocast`` for bf16) + MSE loss on float32
 output + backward + SGD (momentum, nesterov) step, at batch 32 and 92x64 (height 92,
@@ -14,35 +14,27 @@ processes hits both alike; the figures are medians of the step times.
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line, markdown_table, write_section  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import flags  # noqa: E402
+from bench.harness.machine import load_average, machine_line  # noqa: E402
+from bench.harness.results import markdown_table, write_section  # noqa: E402
+from bench.harness.timing import THREADS_NOTE, alternate, seconds  # noqa: E402
 from cnnkit.engine.device import autocast  # noqa: E402
 from cnnkit.model.builder import build_model  # noqa: E402
 
 SIZE = (64, 92)  # (width, height), the seed's input
 OUTPUTS = 40  # 20 landmarks, flat [x.., y..]
 COMBOS: tuple[tuple[str, bool], ...] = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
-LOAD_AT_START = os.getloadavg()[0]
+LOAD_AT_START = load_average()
 Step = Callable[[], None]
-THREADS_NOTE = (
-    "Why 1 torch thread by default: with other jobs holding the 2 CPUs, two OpenMP threads spin-wait at "
-    "every barrier for a partner that is descheduled. In the same minute (load average about 7) a ResNet-50 "
-    "bf16 train step at batch 32 ran at 2-8 img/s with 2 threads, 5-16 img/s with 2 threads and "
-    "OMP_WAIT_POLICY=PASSIVE, and 21-28 img/s with 1 thread. One thread keeps the side-by-side ratios "
-    "meaningful; pass `--threads 2` on an idle machine."
-)
 
 
 # ---------------------------------------------------------------- the hand-written reference
@@ -174,28 +166,13 @@ def make_step(model: nn.Module, precision: str, channels_last: bool, batch: int)
     return step
 
 
-def interleaved(steps: dict[str, Step], rounds: int, warmup: int = 2) -> dict[str, list[float]]:
-    """Seconds per call of each step, run in turn; the order flips every round (A B, B A, ...)."""
-    names = list(steps)
-    for _ in range(warmup):
-        for name in names:
-            steps[name]()
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            t = time.perf_counter()
-            steps[name]()
-            times[name].append(time.perf_counter() - t)
-    return times
-
-
 def measure(arch: str, batch: int, rounds: int, warmup: int = 2) -> list[dict[str, object]]:
     """One row per (precision, memory format): img/s of both models and their ratio."""
     rows = []
     for precision, cl in COMBOS:
         models = build_pair(arch)  # fresh weights per combo: no state carried between settings
         steps = {name: make_step(m, precision, cl, batch) for name, m in models.items()}
-        t = interleaved(steps, rounds, warmup)
+        t = alternate({name: seconds(step) for name, step in steps.items()}, rounds, warmup)
         ips = {name: batch / statistics.median(v) for name, v in t.items()}
         # Ratio: median over rounds of the paired ratio (the two steps of a round ran back to back).
         paired = [r / c for c, r in zip(t["cnnkit"], t["reference"], strict=True)]
@@ -297,7 +274,7 @@ def report(rows: list[dict[str, object]], batch: int, rounds: int, cmd: str, pro
         f"{torch.get_num_threads()} torch threads; {rounds} timed steps per model and setting after 2 warm-up "
         f"steps, the two models alternating (A B B A ...); img/s from the median step time, the ratio is "
         f"the median of the per-round ratios. Load average {LOAD_AT_START:.1f} at the "
-        f"start and {os.getloadavg()[0]:.1f} at the end (other jobs shared the CPUs: read the ratios). "
+        f"start and {load_average():.1f} at the end (other jobs shared the CPUs: read the ratios). "
         + machine_line(),
         "One step = forward (bf16: under `torch.autocast`, as `fit(precision='bf16')`) + MSE on float32 "
         "output + backward + SGD (momentum 0.9, nesterov). The reference is written in the script in "
@@ -311,13 +288,10 @@ def report(rows: list[dict[str, object]], batch: int, rounds: int, cmd: str, pro
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: resnet18, batch 2, 1 thread; no doc")
-    parser.add_argument("--arch", nargs="+", default=None, help="models (default resnet18 resnet50)")
-    parser.add_argument("--batch", type=int, default=None, help="batch size (default 32)")
-    parser.add_argument("--rounds", type=int, default=None, help="timed steps per model and setting (default 10)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default 1; see THREADS_NOTE)")
-    parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
+    parser = flags.parser(__doc__, quick={"help": "smoke run: resnet18, batch 2, 1 thread"},
+                          arch={"help": "models (default resnet18 resnet50)"}, batch={"help": "batch size (default 32)"},
+                          rounds={"help": "timed steps per model and setting (default 10)"},
+                          threads={"help": "torch threads (default 1; see THREADS_NOTE)"}, write=True)
     parser.add_argument("--profile", nargs=3, metavar=("ARCH", "PRECISION", "FORMAT"), default=None,
                         help="only profile one setting per op, e.g. resnet50 fp32 contiguous")  # fmt: skip
     args = parser.parse_args(argv)
@@ -332,11 +306,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     rows = [row for arch in arches for row in measure(arch, batch, rounds, 1 if args.quick else 2)]
     print(table_text(rows))
     print(verdict(rows))
-    if not (args.quick or args.no_write):
-        cmd = "python bench/model_step.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if flags.should_write(args):
         profile = worst_profile(rows, batch)
         print(profile)
-        print("updated", write_section("model_step", report(rows, batch, rounds, cmd.strip(), profile)))
+        report_text = report(rows, batch, rounds, flags.command_line(__file__, argv), profile)
+        print("updated", write_section("model_step", report_text))
     return rows
 
 

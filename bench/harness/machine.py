@@ -1,25 +1,15 @@
-"""Shared helpers for the bench scripts: machine facts, peak memory, and docs/PERFORMANCE.md sections.
+"""Machine facts for the reports: CPU model and library versions, peak and current RSS, CPU seconds.
 
-Each script owns one section of docs/PERFORMANCE.md between ``<!-- bench:NAME -->`` and
-``<!-- /bench:NAME -->`` and rewrites only that section, so scripts can run in any order.
+Standard library only at import time: the Keras peer's child process (bench/perf/peer_keras.py)
+imports this module in an environment that has TensorFlow but neither torch nor cnnkit.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import re
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "PERFORMANCE.md"
-_DOC_HEAD = (
-    "# Performance\n\n"
-    "Figures written by the scripts in `bench/` (each rewrites only its own marked section).\n"
-    "Rerun a script to refresh its figures; the command, machine and versions are listed with each.\n"
-)
 
 
 def cpu_model() -> str:
@@ -59,7 +49,13 @@ def machine_line() -> str:
     )
 
 
-def _status_kb(pid: int, key: str) -> int:
+def load_average() -> float:
+    """The 1-minute load average (other jobs on a shared machine show up here)."""
+    return os.getloadavg()[0]
+
+
+def status_kb(pid: int, key: str) -> int:
+    """A ``/proc/<pid>/status`` field in KiB (VmHWM: peak RSS, VmRSS: RSS now); 0 where unreadable."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(key + ":"):
@@ -67,6 +63,11 @@ def _status_kb(pid: int, key: str) -> int:
     except (OSError, ValueError):
         pass
     return 0
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` now, MiB."""
+    return status_kb(pid, "VmRSS") / 1024
 
 
 def children(pid: int) -> list[int]:
@@ -88,25 +89,16 @@ def peak_rss_mb(pid: int | None = None) -> tuple[float, float]:
     Summing RSS counts pages shared after fork once per process: an upper bound.
     """
     pid = os.getpid() if pid is None else pid
-    return _status_kb(pid, "VmHWM") / 1024, sum(_status_kb(c, "VmHWM") for c in children(pid)) / 1024
+    return status_kb(pid, "VmHWM") / 1024, sum(status_kb(c, "VmHWM") for c in children(pid)) / 1024
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub Markdown table."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def write_section(name: str, body: str, doc: Path = DOC) -> Path:
-    """Replace (or append) the ``<!-- bench:name -->`` section of ``doc`` with ``body``."""
-    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    text = doc.read_text(encoding="utf-8") if doc.exists() else _DOC_HEAD
-    block = f"{start}\n{body.strip()}\n{end}"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    text = (
-        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    )
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text, encoding="utf-8")
-    return doc
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the given processes, in seconds (Linux /proc)."""
+    total, tick = 0, os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick

@@ -4,16 +4,16 @@ Every input must parse into a valid table/spec or raise ``CnnkitError``; anythin
 bug. Unlike the CI test, a bug does not stop the run: each distinct one (exception type +
 the cnnkit line that raised it) is counted and shown once with its first input.
 
-    .venv/bin/python bench/fuzz.py --examples 2000            # all targets
-    .venv/bin/python bench/fuzz.py --examples 500 --target csv --seed 3
+    .venv/bin/python bench/perf/fuzz.py --examples 2000              # all targets
+    .venv/bin/python bench/perf/fuzz.py --examples 500 --target csv --seeds 3 4
+    .venv/bin/python bench/perf/fuzz.py --quick                      # 20 examples per target
 
-Prints, per target: examples run, how many parsed, how many raised cnnkit's error, and bugs.
+Prints, per target (and seed): examples run, how many parsed, how many raised cnnkit's error, and bugs.
 Exit code 1 when any bug was found.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 import time
@@ -26,7 +26,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, seed, settings
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import ROOT, flags  # noqa: E402
 
 
 def load_targets() -> ModuleType:
@@ -67,31 +68,34 @@ def run_target(name: str, strategy: Any, check: Any, examples: int, rng_seed: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=1000, help="examples per target")
+    parser = flags.parser(__doc__, seeds={"help": "hypothesis seeds, one campaign each (default 0)"},
+                          quick={"help": "20 examples per target"})
+    parser.add_argument("--examples", type=int, default=1000, help="examples per target and seed")
     parser.add_argument("--target", action="append", help="only these targets (repeatable)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # readers warn about ignored regions and duplicates: expected here
     module = load_targets()
     names = args.target or sorted(module.TARGETS)
-    total_bugs = 0
-    print(f"{'target':10} {'examples':>8} {'parsed':>7} {'error':>6} {'bugs':>5} {'seconds':>8}")
+    examples = 20 if args.quick else args.examples
     results = []
-    for name in names:
-        strategy, check = module.TARGETS[name]
-        r = run_target(name, strategy, check, args.examples, args.seed)
-        o = r["outcomes"]
-        parsed = o["table"] + o["spec"]
-        print(f"{name:10} {sum(o.values()):>8} {parsed:>7} {o['error']:>6} {o['BUG']:>5} {r['seconds']:>8.1f}",
-              flush=True)
-        results.append(r)
-        total_bugs += len(r["bugs"])
+    for rng_seed in args.seeds:
+        print(f"{'target':10} {'examples':>8} {'parsed':>7} {'error':>6} {'bugs':>5} {'seconds':>8}"
+              + (f"   (seed {rng_seed})" if len(args.seeds) > 1 else ""))
+        for name in names:
+            strategy, check = module.TARGETS[name]
+            r = run_target(name, strategy, check, examples, rng_seed)
+            o = r["outcomes"]
+            print(f"{name:10} {sum(o.values()):>8} {o['table'] + o['spec']:>7} {o['error']:>6} {o['BUG']:>5} "
+                  f"{r['seconds']:>8.1f}", flush=True)
+            results.append(r)
+    bugs: dict[tuple[str, str], str] = {}  # (target, signature) -> its first input over the seeds
     for r in results:
         for sig, example in r["bugs"].items():
-            print(f"\nBUG [{r['name']}] {sig}\n  first input: {example}")
-    print(f"\n{total_bugs} distinct bugs")
-    return 1 if total_bugs else 0
+            bugs.setdefault((r["name"], sig), example)
+    for (name, sig), example in bugs.items():
+        print(f"\nBUG [{name}] {sig}\n  first input: {example}")
+    print(f"\n{len(bugs)} distinct bugs")
+    return 1 if bugs else 0
 
 
 if __name__ == "__main__":

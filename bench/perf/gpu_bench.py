@@ -1,11 +1,11 @@
 """GPU benchmark (run through bench/gpu.sh): ResNet-50 at 224x224, bf16, channels-last, on one NVIDIA GPU.
 
     bench/gpu.sh                                       # creates/uses an env with CUDA torch, then runs this
-    python bench/gpu_bench.py                          # with a CUDA torch and cnnkit importable
-    python bench/gpu_bench.py --dry-run                # the whole path on the CPU, tiny (a test)
+    python bench/perf/gpu_bench.py                     # with a CUDA torch and cnnkit importable
+    python bench/perf/gpu_bench.py --quick             # the whole path on the CPU, tiny (a test)
 
-Two data paths feed the same ``train_one_epoch`` (``StepSetup.inputs`` + model + loss +
-SGD, the code ``fit`` runs), epoch by epoch in turn so clock and thermal drift hit both:
+Two data paths feed the harness's timed epoch (``train_one_epoch``: ``StepSetup.inputs`` + model +
+loss + SGD, the code ``fit`` runs), epoch by epoch in turn so clock and thermal drift hit both:
 
 * synthetic: uint8 batches already on the GPU (no loader, no copies): the compute ceiling;
 * cache: ``TableDataset(cache=...)`` + ``make_loader(workers=W, pin_memory=True)`` reading a
@@ -13,8 +13,8 @@ SGD, the code ``fit`` runs), epoch by epoch in turn so clock and thermal drift h
 
 Reports images/s of both, their ratio, and GPU utilisation (``nvidia-smi`` sampled every
 200 ms in the background, else ``torch.cuda.utilization()``) during each path's epochs.
-Prints a table and writes it to bench/out/gpu.md (and, with ``--write-doc``, to the
-``gpu`` section of docs/PERFORMANCE.md). Sized so one run fits in 8 minutes.
+Prints a table and writes it to OUT/gpu.md (``--out``, default bench/out; and, with ``--write``,
+to the ``gpu`` section of docs/PERFORMANCE.md). Sized so one run fits in 8 minutes.
 """
 
 from __future__ import annotations
@@ -28,17 +28,18 @@ import sys
 import tempfile
 import threading
 import time
-from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line, markdown_table, write_section  # noqa: E402
-
-OUT = Path(__file__).resolve().parent / "out"
-K = 20
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import OUT, ROOT, flags  # noqa: E402
+from bench.harness.images import K, jpegs, landmark_table  # noqa: E402
+from bench.harness.machine import machine_line  # noqa: E402
+from bench.harness.results import markdown_table, write_section  # noqa: E402
+from bench.harness.timing import WARMUP_ROUND, alternate  # noqa: E402
+from bench.harness.training import epoch, train_parts  # noqa: E402
 
 
 class UtilSampler:
@@ -91,70 +92,6 @@ class UtilSampler:
             self._proc.wait(timeout=5)
 
 
-def _make_one(args: tuple[int, str]) -> None:
-    from loader import make_image
-
-    make_image(args[0]).save(args[1], "JPEG", quality=90)
-
-
-def jpegs(n: int, procs: int) -> list[Path]:
-    """bench/loader.py's 1024x768 JPEGs (same names), generated in parallel where missing."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    paths = [OUT / f"img{i:04d}.jpg" for i in range(n)]
-    todo = [(i, str(p)) for i, p in enumerate(paths) if not p.exists()]
-    if todo:
-        with Pool(max(1, procs)) as pool:
-            pool.map(_make_one, todo)
-    return paths
-
-
-def table_for(paths: list[Path], rows: int) -> Any:
-    """``rows`` rows cycling over the images, 20 random landmarks each."""
-    import numpy as np
-    import pandas as pd
-
-    from cnnkit.data.table import AnnotationTable
-
-    rng = np.random.default_rng(0)
-    df = pd.DataFrame({"image": [str(paths[i % len(paths)]) for i in range(rows)]})
-    for k in range(K):
-        df[f"p{k}_x"], df[f"p{k}_y"] = rng.uniform(50, 974, rows), rng.uniform(50, 718, rows)
-    return AnnotationTable(df, landmarks=tuple(f"p{k}" for k in range(K)), source="generated")
-
-
-def train_parts(arch: str, size: tuple[int, int], device: torch.device, precision: str) -> tuple[Any, ...]:
-    from cnnkit.data.augment import Augment
-    from cnnkit.engine import tensors as T
-    from cnnkit.engine.step import StepSetup
-    from cnnkit.model.builder import build_model
-    from cnnkit.train.losses import make_loss
-
-    torch.manual_seed(0)
-    cl = device.type == "cuda"  # channels-last pays on tensor cores; the CPU dry run keeps it simple
-    model = build_model(arch, size=size, outputs=2 * K).to(device)
-    if cl:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    norm = T.default_normalisation(3)
-    setup = StepSetup(task="landmarks", size=size, mean=tuple(norm["mean"]), std=tuple(norm["std"]), device=device,
-                      precision=precision, channels_last=cl, augment=Augment())  # fmt: skip
-    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, nesterov=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    return model, setup, opt, sched, make_loss("landmarks", "mse")
-
-
-def run_epoch(parts: tuple[Any, ...], data: Any, epoch: int) -> float:
-    """Images/s of one epoch through cnnkit's ``train_one_epoch`` (its per-step ``loss.item()``
-    synchronises with the GPU, so the figure is real work, not queued kernels)."""
-    from cnnkit.train.loop import train_one_epoch
-
-    model, setup, opt, sched, loss = parts
-    sampler = getattr(data, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)  # type: ignore[union-attr]
-    gen = torch.Generator().manual_seed(epoch)
-    return float(train_one_epoch(model, data, setup, opt, sched, loss, generator=gen)["images_per_s"])
-
-
 def synthetic_batches(n_batches: int, batch: int, size: tuple[int, int], device: torch.device) -> list[dict]:
     """uint8 image batches and landmark points already on the device: no loader cost at all."""
     gen = torch.Generator().manual_seed(0)
@@ -182,36 +119,37 @@ def cache_loader(table: Any, size: tuple[int, int], batch: int, workers: int, fo
 
 
 def measure(args: argparse.Namespace, device: torch.device, folder: str) -> dict[str, Any]:
-    size = (args.size, args.size)
-    table = table_for(jpegs(args.images, args.workers or 1), args.rows)
-    loader, built = cache_loader(table, size, args.batch, args.workers, folder)
-    data = {"synthetic": synthetic_batches(len(loader), args.batch, size, device), "cache": loader}
-    parts = train_parts(args.arch, size, device, args.precision)
+    paths = jpegs(args.images, args.workers or 1)
+    table = landmark_table([paths[i % len(paths)] for i in range(args.rows)])  # rows cycle over the images
+    loader, built = cache_loader(table, args.size, args.batch, args.workers, folder)
+    data = {"cache": loader, "synthetic": synthetic_batches(len(loader), args.batch, args.size, device)}
+    # channels-last pays on tensor cores; the CPU quick run keeps it simple
+    parts = train_parts(args.arch, args.precision, device.type == "cuda", size=args.size, device=device)
     sampler = UtilSampler(device)
+
+    def call(name: str) -> Any:
+        def one(r: int) -> tuple[float, float | None]:
+            mark = sampler.mark()
+            ips = epoch(parts, data[name], r)["ips"]  # its per-step loss.item() waits for the GPU
+            print(f"{'warm-up' if r >= WARMUP_ROUND else f'round {r}'} {name}: {ips:.0f} img/s", flush=True)
+            return ips, sampler.mean_since(mark)
+
+        return one
+
     sampler.start()
-    ips: dict[str, list[float]] = {k: [] for k in data}
-    util: dict[str, list[float]] = {k: [] for k in data}
-    try:
-        for r in range(-1, args.rounds):  # round -1: warm-up (cuDNN autotune, worker start)
-            for name in (list(data) if r % 2 else list(data)[::-1]):
-                mark = sampler.mark()
-                value = run_epoch(parts, data[name], r + 1)
-                if r >= 0:
-                    ips[name].append(value)
-                    u = sampler.mean_since(mark)
-                    if u is not None:
-                        util[name].append(u)
-                print(f"round {r} {name}: {value:.0f} img/s", flush=True)
+    try:  # one warm-up round: cuDNN autotune, worker start
+        runs = alternate({name: call(name) for name in data}, args.rounds, warmup=1)
     finally:
         sampler.stop()
-    return {"ips": {k: statistics.median(v) for k, v in ips.items()},
+    util = {k: [u for _, u in v if u is not None] for k, v in runs.items()}
+    return {"ips": {k: statistics.median(ips for ips, _ in v) for k, v in runs.items()},
             "util": {k: statistics.fmean(v) if v else None for k, v in util.items()},
             "util_source": sampler.source, "cache_build_s": built}  # fmt: skip
 
 
 def report(res: dict[str, Any], args: argparse.Namespace, device: torch.device, cmd: str) -> str:
     gpu = device.type == "cuda"
-    name = torch.cuda.get_device_name(device) if gpu else "CPU (dry run)"
+    name = torch.cuda.get_device_name(device) if gpu else "CPU (--quick run)"
     syn = res["ips"]["synthetic"]
     rows = [
         [path, f"{res['ips'][path]:.0f}", f"{res['ips'][path] / syn:.3f}",
@@ -219,7 +157,7 @@ def report(res: dict[str, Any], args: argparse.Namespace, device: torch.device, 
         for path in ("synthetic", "cache")
     ]  # fmt: skip
     return "\n\n".join([
-        f"## GPU: {args.arch} at {args.size}x{args.size}, {args.precision}{', channels-last' if gpu else ''}, on {name}",
+        f"## GPU: {args.arch} at {args.size[0]}x{args.size[1]}, {args.precision}{', channels-last' if gpu else ''}, on {name}",
         f"Command: `{cmd}`. Batch {args.batch}, {args.rows} rows over {args.images} generated 1024x768 JPEGs, "
         f"loader workers {args.workers}{', pinned memory' if gpu else ''}; 1 warm-up round, then {args.rounds} rounds of one "
         f"epoch per path (order alternating), medians. Cache build (untimed): {res['cache_build_s']:.1f} s. "
@@ -230,27 +168,25 @@ def report(res: dict[str, Any], args: argparse.Namespace, device: torch.device, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dry-run", action="store_true", help="run on the CPU, tiny sizes (tests the script)")
-    p.add_argument("--arch", default="resnet50")
-    p.add_argument("--size", type=int, default=224, help="square input side (default 224)")
-    p.add_argument("--batch", type=int, default=128)
+    p = flags.parser(__doc__, quick={"help": "run on the CPU, tiny sizes (tests the script)"},
+                     arch={"nargs": None, "default": "resnet50", "help": "model (default resnet50)"},
+                     size={"default": (224, 224), "help": "input size WIDTHxHEIGHT (default 224x224)"},
+                     batch={"default": 128, "help": "batch size (default 128)"},
+                     images={"default": 500, "help": "distinct JPEGs the rows cycle over (default 500)"},
+                     workers={"default": min(8, os.cpu_count() or 1), "help": "loader workers (default 8)"},
+                     rounds={"default": 5, "help": "timed epochs per path (default 5)"}, precision=True,
+                     out={"default": OUT, "help": "folder gpu.md is written to (default bench/out)"},
+                     write={"help": "also rewrite the gpu section of docs/PERFORMANCE.md"})
     p.add_argument("--rows", type=int, default=6400, help="table rows per epoch (default 6400)")
-    p.add_argument("--images", type=int, default=500, help="distinct JPEGs the rows cycle over (default 500)")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="loader workers")
-    p.add_argument("--rounds", type=int, default=5, help="timed epochs per path (default 5)")
-    p.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
-    p.add_argument("--out", type=Path, default=OUT / "gpu.md", help="where the table is written")
-    p.add_argument("--write-doc", action="store_true", help="also rewrite the gpu section of docs/PERFORMANCE.md")
     args = p.parse_args(argv)
-    if args.dry_run:
-        args.arch, args.size, args.batch, args.rows, args.images = "resnet18", 64, 4, 8, 8
+    if args.quick:
+        args.arch, args.size, args.batch, args.rows, args.images = "resnet18", (64, 64), 4, 8, 8
         args.workers, args.rounds, args.precision = 0, 1, "fp32"
         device = torch.device("cpu")
         torch.set_num_threads(1)
     elif not torch.cuda.is_available():
         print(f"gpu_bench: no CUDA GPU visible to torch {torch.__version__} (torch.cuda.is_available() is False). "
-              "Run bench/gpu.sh on a machine with an NVIDIA GPU and driver, or pass --dry-run to test the "
+              "Run bench/gpu.sh on a machine with an NVIDIA GPU and driver, or pass --quick to test the "
               "script on the CPU.", file=sys.stderr)  # fmt: skip
         return 2
     else:
@@ -259,13 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=OUT) as folder:
         res = measure(args, device, folder)
-    cmd = "bench/gpu.sh " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = report(res, args, device, cmd.strip())
+    text = report(res, args, device, flags.command_line(ROOT / "bench" / "gpu.sh", argv, prefix=""))
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
-    if args.write_doc and not args.dry_run:
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gpu.md").write_text(text + "\n", encoding="utf-8")
+    print(f"wrote {args.out / 'gpu.md'}")
+    if flags.should_write(args):
         print("updated", write_section("gpu", text))
     return 0
 

@@ -1,9 +1,10 @@
 """Cost of ``cnnkit.data.augment.augment_batch`` against one training step of a ResNet-18-sized net.
 
 Run:
-    .venv/bin/python bench/augment.py                 # CPU, prints a Markdown table
-    .venv/bin/python bench/augment.py --device cuda   # on a GPU
-    .venv/bin/python bench/augment.py --write         # also updates docs/PERFORMANCE.md
+    .venv/bin/python bench/perf/augment.py                 # CPU, prints a Markdown table
+    .venv/bin/python bench/perf/augment.py --device cuda   # on a GPU
+    .venv/bin/python bench/perf/augment.py --write         # also updates docs/PERFORMANCE.md
+    .venv/bin/python bench/perf/augment.py --quick         # smoke run (0.3 s per measurement)
 
 Images/s at batch 32 for 64x92 and 160x120 (width x height, as the seed's ``resize_wh``):
 the landmark preset (rotation, scale, shift, brightness, contrast), everything on (adds flip,
@@ -14,21 +15,19 @@ backward + SGD step. The ratio column says how much of a training step augmentat
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from cnnkit.data.augment import Augment, augment_batch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line, markdown_table, write_section  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import flags  # noqa: E402
+from bench.harness.machine import load_average, machine_line  # noqa: E402
+from bench.harness.results import markdown_table, write_section  # noqa: E402
+from bench.harness.timing import median_time  # noqa: E402
+from cnnkit.data.augment import Augment, augment_batch  # noqa: E402
 
 SIZES = [(64, 92), (160, 120)]  # (width, height)
 BATCH, K = 32, 20
@@ -67,24 +66,8 @@ def resnet18_like(n_out: int) -> nn.Module:
 
 
 def _time(fn: Callable[[], object], device: torch.device, seconds: float) -> float:
-    """Median seconds per call (robust to other processes sharing the CPU): two warm-up calls,
-    then repeat until ``seconds`` have passed, at least 5 times."""
-    for _ in range(2):
-        fn()
-    _sync(device)
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 5 or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    """Median seconds per call, waiting for the GPU after each."""
+    return median_time(fn, seconds, lambda: torch.cuda.synchronize(device) if device.type == "cuda" else None)
 
 
 def measure(width: int, height: int, device: torch.device, seconds: float) -> dict[str, float]:
@@ -120,7 +103,7 @@ def table(rows: dict[tuple[int, int], dict[str, float]], device: torch.device, c
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     head = (
         f"`augment_batch` at batch {BATCH} ({K} landmarks) on {where}, {torch.get_num_threads()} torch "
-        f"threads, load average {os.getloadavg()[0]:.1f} at the end (other processes shared the "
+        f"threads, load average {load_average():.1f} at the end (other processes shared the "
         f"CPU); median of repeated calls. Command: `{command}`\n\n{machine_line()}\n\n"
         "Augmentation runs batched where the batch already is (after the loader, before "
         "normalisation): one affine grid per image plus element-wise colour ops cost a few percent "
@@ -138,19 +121,18 @@ def table(rows: dict[tuple[int, int], dict[str, float]], device: torch.device, c
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser = flags.parser(__doc__, device=True, threads={"default": 0, "help": "torch CPU threads (default: torch's)"},
+                          quick={"help": "smoke run: 0.3 s per measurement"}, write=True)
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement (default 2)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--write", action="store_true", help="update the section in docs/PERFORMANCE.md")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    rows = {(w, h): measure(w, h, device, args.seconds) for w, h in SIZES}
-    text = table(rows, device, "python bench/augment.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    seconds = 0.3 if args.quick else args.seconds
+    rows = {(w, h): measure(w, h, device, seconds) for w, h in SIZES}
+    text = table(rows, device, flags.command_line(__file__, argv))
     print(text)
-    if args.write:
+    if flags.should_write(args):
         doc = write_section("augment", "## Augmentation\n\n" + text)
         print(f"\nwrote the <!-- bench:augment --> section of {doc}")
 

@@ -5,8 +5,8 @@ RSS of this process and of its child processes (DataLoader workers), open file
 descriptors (``/proc/self/fd``) and the number of child processes. After ``fit`` returns
 it checks that the workers are gone and the descriptors are back to the count before.
 
-    .venv/bin/python bench/soak.py --quick          # ~20 epochs, well under a minute
-    .venv/bin/python bench/soak.py --epochs 300     # the recorded run (docs/RELIABILITY.md)
+    .venv/bin/python bench/perf/soak.py --quick          # 20 epochs, well under a minute
+    .venv/bin/python bench/perf/soak.py --epochs 300     # the recorded run (docs/RELIABILITY.md)
 
 Verdict "flat": after a warm-up (the first quarter of the epochs), RSS grows by less than
 max(5 %, 24 MiB) from the second to the last quarter (medians), the child count never
@@ -17,7 +17,6 @@ file descriptor until it is freed), see a few more: jitter, not a leak. Exit cod
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import statistics
@@ -31,21 +30,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import children, machine_line, markdown_table  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import flags  # noqa: E402
+from bench.harness.machine import children, machine_line, rss_mb  # noqa: E402
+from bench.harness.results import markdown_table  # noqa: E402
 
 TINY_SPEC = [["conv", {"filter_size": 3, "layer_depth": 8}], ["bn"], ["relu"],
              ["max_pool", {"kernel": [1, 2, 2, 1], "strides": [1, 2, 2, 1]}], ["conv", {"layer_depth": 8}], ["relu"]]
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return 0.0
 
 
 def open_fds() -> int:
@@ -116,14 +107,9 @@ def verdict(rows: list[dict[str, float]], before: dict[str, float], after: dict[
             "children_seen": kids, "before": before, "after": after, "checks": checks, "flat": all(checks.values())}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--images", type=int, default=48)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="20 epochs of 24 images")
-    args = parser.parse_args(argv)
-    epochs, n_images = (20, 24) if args.quick else (args.epochs, args.images)
+def soak(epochs: int, n_images: int, workers: int) -> tuple[list[dict[str, float]], dict[str, float],
+                                                             dict[str, float], float, tuple[int, int]]:
+    """One ``fit`` of ``epochs`` epochs: (samples per epoch, sample before, sample after, seconds, (train, val))."""
     import cnnkit
 
     with tempfile.TemporaryDirectory() as folder:
@@ -136,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         watcher.start()
         start = time.perf_counter()
         cnnkit.fit(TINY_SPEC, train, val, out_dir=base / "run", size=(32, 24), epochs=epochs, batch_size=8,
-                   workers=args.workers, device="cpu", quiet=True, plots=False, head="gap")
+                   workers=workers, device="cpu", quiet=True, plots=False, head="gap")
         elapsed = time.perf_counter() - start
         time.sleep(0.1)
         watcher.stop.set()
@@ -144,18 +130,28 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()
         time.sleep(0.5)  # let the worker processes exit
         after = sample()
-    result = verdict(watcher.rows, before, after)
+    return watcher.rows, before, after, elapsed, (len(train), len(val))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = flags.parser(__doc__, epochs={"default": 200, "help": "epochs of the one fit (default 200)"},
+                          images={"default": 48, "help": "images, a quarter for validation (default 48)"},
+                          workers={"default": 2, "help": "loader workers (default 2)"},
+                          quick={"help": "20 epochs of 24 images"})
+    args = parser.parse_args(argv)
+    epochs, n_images = (20, 24) if args.quick else (args.epochs, args.images)
+    rows, before, after, elapsed, (n_train, n_val) = soak(epochs, n_images, args.workers)
+    result = verdict(rows, before, after)
     print(machine_line())
-    print(f"soak: {epochs} epochs x {len(train)} train + {len(val)} val images, workers={args.workers}, "
-          f"{elapsed:.1f} s")
-    step = max(1, len(watcher.rows) // 10)
-    shown = watcher.rows[::step] + ([watcher.rows[-1]] if (len(watcher.rows) - 1) % step else [])
+    print(f"soak: {epochs} epochs x {n_train} train + {n_val} val images, workers={args.workers}, {elapsed:.1f} s")
+    step = max(1, len(rows) // 10)
+    shown = rows[::step] + ([rows[-1]] if (len(rows) - 1) % step else [])
     print(markdown_table(["epoch", "RSS parent MiB", "RSS workers MiB", "open fds", "child processes"],
                          [(int(r["epoch"]), f"{r['rss_parent_mb']:.0f}", f"{r['rss_children_mb']:.0f}",
                            int(r["fds"]), int(r["children"])) for r in shown]))
     print(f"before fit: {before['fds']:.0f} fds, {before['children']:.0f} children; after fit: "
           f"{after['fds']:.0f} fds, {after['children']:.0f} children")
-    print(f"RSS (parent + workers) median of epochs {len(watcher.rows) // 4 + 1}.. vs last quarter: "
+    print(f"RSS (parent + workers) median of epochs {len(rows) // 4 + 1}.. vs last quarter: "
           f"{result['rss_first_mb']:.0f} -> {result['rss_last_mb']:.0f} MiB ({result['rss_growth_mb']:+.1f} MiB)")
     print(f"open fds seen after warm-up: {result['fds_seen']} (floor {result['fd_floor'][0]:.0f} -> "
           f"{result['fd_floor'][1]:.0f}); child processes seen: {result['children_seen']}")

@@ -3,32 +3,33 @@
 docs/ACCURACY.md uses these figures, not the test split's, to compare settings (head, loss,
 map stride), so the test split chooses nothing.
 
-    .venv/bin/python bench/lips_extra_split.py runs/accuracy/lips_heatmap_aug runs/accuracy/lips_direct_aug
+    .venv/bin/python bench/accuracy/lips_extra_split.py runs/accuracy/lips_heatmap_aug runs/accuracy/lips_direct_aug
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from pathlib import Path
 
-from cnnkit.experiment import join_split_file, load_experiment
-from cnnkit.infer.evaluate import evaluate
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import flags  # noqa: E402
+from bench.harness.datasets import EXPERIMENTS, lips_table, split_part  # noqa: E402
 
-EXPERIMENT = Path(__file__).resolve().parents[1] / "examples" / "accuracy" / "lips_direct_noaug.yaml"
+EXPERIMENT = EXPERIMENTS / "lips_direct_noaug.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = flags.parser(__doc__, data_root=True, device=True)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders holding last.safetensors")
     args = parser.parse_args(argv)
-    exp = load_experiment(EXPERIMENT)
-    table = join_split_file(exp.read_source(exp.settings["data"]["source"]), exp.settings["data"]["split"], exp)
-    extra = table.with_df(table.df[table.df["split"] == "extra"])
+    from cnnkit.infer.evaluate import evaluate
+
+    extra = split_part(lips_table(EXPERIMENT, args.data_root), "extra")
     print(f"extra split: {len(extra)} images")
     scores = {}
     for run in args.runs:
-        metrics = evaluate(run / "last.safetensors", extra, device="cpu").metrics
+        metrics = evaluate(run / "last.safetensors", extra, device=args.device).metrics
         scores[run.name] = {"error_px_mean": metrics["error_px_mean"], "baseline_px_mean": metrics["baseline_px_mean"]}
         print(f"{run.name:32s} {metrics['error_px_mean']:6.2f} px  (baseline {metrics['baseline_px_mean']:.2f})")
     print(json.dumps(scores, indent=1))

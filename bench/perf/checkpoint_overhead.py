@@ -1,10 +1,10 @@
 """Checkpoint overhead: a ``fit`` epoch on the warm cache, checkpoints included, vs the same epoch in memory.
 
-    .venv/bin/python bench/checkpoint_overhead.py            # full run, rewrites its section of docs/PERFORMANCE.md
-    .venv/bin/python bench/checkpoint_overhead.py --quick    # smoke run (32 images, 3 epochs), no doc
+    .venv/bin/python bench/perf/checkpoint_overhead.py --write    # full run, rewrites its section of docs/PERFORMANCE.md
+    .venv/bin/python bench/perf/checkpoint_overhead.py --quick    # smoke run (32 images, 3 epochs)
 
 The issue's setting: ResNet-18 with the direct (``gap``) head, 92x64 (height 92, width 64),
-batch 32, 1,024 images (bench/end_to_end.py's generated JPEGs), no augmentation, Adam at a
+batch 32, 1,024 images (the harness's generated JPEGs), no augmentation, Adam at a
 constant rate (fit's defaults), fp32, 2 torch threads, CPU. Modes, interleaved round by round
 so load from other processes hits them alike:
 
@@ -36,11 +36,13 @@ from typing import Any
 import torch
 
 os.environ.setdefault("TQDM_DISABLE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line, markdown_table, write_section  # noqa: E402
-from end_to_end import OUT, jpegs, landmark_csv, read_table  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import cnnkit  # noqa: E402
+from bench.harness import OUT, flags  # noqa: E402
+from bench.harness.images import jpegs, landmark_csv, read_table  # noqa: E402
+from bench.harness.machine import load_average, machine_line  # noqa: E402
+from bench.harness.results import markdown_table, write_section  # noqa: E402
+from bench.harness.timing import round_order  # noqa: E402
 from cnnkit.config import DataConfig, TrainConfig  # noqa: E402
 from cnnkit.data.augment import Augment  # noqa: E402
 from cnnkit.data.dataset import TableDataset  # noqa: E402
@@ -113,6 +115,16 @@ def fit_epochs(table: Any, cache: str, batch: int, epochs: int, every: int, out:
             "mb": [(out / name).stat().st_size / 1e6 for name in ("last.state.pt", "best.safetensors")]}
 
 
+def _stepped_model() -> tuple[Any, Any]:
+    """(ResNet-18 with the gap head, its Adam after one step: the moments exist, as after any epoch)."""
+    model, _ = build_for_table("resnet18", read_table(landmark_csv(jpegs(4), OUT / "checkpoint_costs")),
+                               DataConfig(size=SIZE), HEAD)
+    opt = make_optimizer(model, TrainConfig())
+    model(torch.randn(2, 3, SIZE[1], SIZE[0])).sum().backward()
+    opt.step()
+    return model, opt
+
+
 def commit_costs(reps: int = 5) -> dict[str, tuple[float, float]]:
     """Median (wall, CPU) seconds of one ResNet-18 commit's pieces, timed alone (robust to other jobs).
 
@@ -125,11 +137,7 @@ def commit_costs(reps: int = 5) -> dict[str, tuple[float, float]]:
     from cnnkit.atomic import atomic_write_bytes
     from cnnkit.io.checkpoint import capture_rng, snapshot_model, snapshot_state, write_model, write_state
 
-    model, _ = build_for_table("resnet18", read_table(landmark_csv(jpegs(4), OUT / "checkpoint_costs")),
-                               DataConfig(size=SIZE), HEAD)
-    opt = make_optimizer(model, TrainConfig())
-    model(torch.randn(2, 3, SIZE[1], SIZE[0])).sum().backward()
-    opt.step()  # Adam moments exist, as after any epoch
+    model, opt = _stepped_model()
     found: dict[str, list[tuple[float, float]]] = {"before": [], "snapshot": [], "background": []}
     staging: dict[str, Any] = {}  # reused from commit to commit, as EpochRunner does
     with tempfile.TemporaryDirectory(dir=OUT) as folder:
@@ -165,7 +173,7 @@ def measure(args: argparse.Namespace, table: Any, cache: str) -> dict[str, list[
     for r in range(args.rounds):
         # ABBA: even rounds run memory, fit, fit without commits; odd rounds the reverse, so a
         # drift in the machine's speed within a round (shared host) hits every mode alike.
-        for mode in MODE_ORDER if r % 2 == 0 else MODE_ORDER[::-1]:
+        for mode in round_order(MODE_ORDER, r):
             if mode == "memory":
                 times["memory"] += [memory_epoch(table, cache, args.batch, r) for _ in range(args.epochs - 2)]
                 continue
@@ -193,7 +201,7 @@ def costs_text(costs: dict[str, tuple[float, float]]) -> str:
 
 
 def report(times: dict[str, list[float]], args: argparse.Namespace, n: int, load: tuple[float, float],
-           costs: dict[str, tuple[float, float]]) -> str:
+           costs: dict[str, tuple[float, float]], cmd: str) -> str:
     def med(key: str, i: int) -> float:
         return statistics.median(x[i] for x in times[key])
 
@@ -208,7 +216,7 @@ def report(times: dict[str, list[float]], args: argparse.Namespace, n: int, load
               f"{'met' if ratio >= 0.97 else 'missed'})"
     return "\n\n".join([
         "## Checkpoint overhead: a fit epoch with its checkpoints vs the same epoch in memory",
-        f"Command: `{' '.join(['python', 'bench/checkpoint_overhead.py', *sys.argv[1:]])}`. {n} images, "
+        f"Command: `{cmd}`. {n} images, "
         f"resnet18 ({HEAD} head), 92x64, batch {args.batch}, fp32, Adam, no augmentation, "
         f"{torch.get_num_threads()} torch threads; {args.rounds} rounds (modes in ABBA order) of {args.epochs}-epoch fits (epochs 2.."
         f"{args.epochs - 1} are the steady intervals) and {args.epochs - 2} memory epochs each; medians. "
@@ -224,28 +232,26 @@ def report(times: dict[str, list[float]], args: argparse.Namespace, n: int, load
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[float]]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="smoke run: 32 images, batch 16, 3 epochs, 1 round; no doc")
-    p.add_argument("--n", type=int, default=None, help="images (default 1024, the issue's; --quick 32)")
-    p.add_argument("--rounds", type=int, default=None, help="rounds (default 4; memory and fit modes in ABBA order)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per fit (default 4; >= 3)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2, the issue's setting)")
-    p.add_argument("--no-write", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
+    p = flags.parser(__doc__, quick={"help": "smoke run: 32 images, batch 16, 3 epochs, 1 round"},
+                     images={"help": "images (default 1024, the issue's; --quick 32)"},
+                     rounds={"help": "rounds (default 4; memory and fit modes in ABBA order)"},
+                     epochs={"help": "epochs per fit (default 4; >= 3)"},
+                     threads={"default": 2, "help": "torch threads (default 2, the issue's setting)"}, write=True)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     n, args.batch = (32, 16) if args.quick else (1024, 32)
-    n = args.n or n
+    n = args.images or n
     args.rounds = args.rounds or (1 if args.quick else 4)
     args.epochs = max(3, args.epochs or (3 if args.quick else 4))
-    load_start = os.getloadavg()[0]
+    load_start = load_average()
     table = read_table(landmark_csv(jpegs(n), OUT / "checkpoint_overhead"))
     with tempfile.TemporaryDirectory(dir=OUT) as cache:
         TableDataset(table, size=SIZE, cache=cache)  # builds the decoded cache, untimed
         times = measure(args, table, cache)
     costs = commit_costs(2 if args.quick else 5)
-    text = report(times, args, n, (load_start, os.getloadavg()[0]), costs)
+    text = report(times, args, n, (load_start, load_average()), costs, flags.command_line(__file__, argv))
     print(text)
-    if not (args.quick or args.no_write):
+    if flags.should_write(args):
         print("updated", write_section("checkpoint_overhead", text))
     return times
 
