@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     table = lips_table(args.experiment, args.data_root)
     predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu", tta_flip=True)
-    assert predictor.scorer is not None and predictor.scorer.heatmap, "a heatmap landmark checkpoint is needed"
-    perm, size = predictor.scorer.perm, tuple(predictor.setup.size)
+    reader = predictor.strategy.reader
+    assert getattr(reader, "heatmap", False), "a heatmap landmark checkpoint is needed"
+    perm, size = reader.perm, tuple(predictor.setup.size)
     extra = maps_and_truth(predictor, split_part(table, "extra"), mirror=True)
     rows, errs = table_rows(extra, perm, size)
     chosen = choose(errs)

@@ -20,11 +20,11 @@ Decoder = Callable[[torch.Tensor], torch.Tensor]
 def maps_and_truth(predictor: Any, table: Any, batch_size: int = 16, mirror: bool = False) -> dict[str, torch.Tensor]:
     """Logit maps of every row of ``table`` (and of its mirror image), true points (input px), scale and offset."""
     from cnnkit.data.loader import make_loader
+    from cnnkit.engine.readout import heatmap_logits as _maps
     from cnnkit.engine.tensors import normalise, to_unit_float
-    from cnnkit.infer.landmarks import _maps
     from cnnkit.model.heads import soft_argmax
 
-    net = predictor.scorer.model if predictor.scorer is not None else predictor.model
+    net = predictor.net
     loader = make_loader(predictor.dataset(table), batch_size=batch_size, shuffle=False, workers=0)
     keys = ("maps", "mirror", "points", "scale", "offset") if mirror else ("maps", "points", "scale", "offset")
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
@@ -46,7 +46,7 @@ def errors_px(data: dict[str, torch.Tensor], decoder: Decoder, size: tuple[int, 
     """(N, K) distance in ORIGINAL pixels between decoded and true points (NaN where a point is missing);
     ``flip``: averaged with the mirror maps' points, mirrored back (``perm`` swaps left and right)."""
     from cnnkit import geometry
-    from cnnkit.infer.landmarks import unmirror
+    from cnnkit.engine.readout import unmirror_points as unmirror
 
     points = geometry.flat_to_points(decoder(data["maps"]))
     if flip:

@@ -9,7 +9,7 @@ centred) -> grey with the seed's weights ``0.2125 R + 0.7154 G + 0.0721 B``.
 
 Resize filter: LANCZOS with ``reducing_gap=3`` (Pillow first box-reduces by an integer factor
 while the remaining reduction stays >= 3x: only undrafted images such as large PNGs, about
-0.2 grey levels from a plain LANCZOS). ``bench/loader.py`` measures it against BILINEAR with
+0.2 grey levels from a plain LANCZOS). ``bench/perf/loader.py`` measures it against BILINEAR with
 ``reducing_gap=2``, which is faster but further from the seed's full decode + LANCZOS; the
 figures and the reasons for the choice are in docs/PERFORMANCE.md.
 

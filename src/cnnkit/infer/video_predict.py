@@ -2,7 +2,7 @@
 
 A background thread decodes and resizes the next batches while the model runs on the
 current one (PyAV and Pillow release the GIL while they work), so on a CPU the decode costs
-little of the model's time (``bench/video_predict.py``). Memory: the batches in flight only.
+little of the model's time (``bench/perf/video_predict.py``). Memory: the batches in flight only.
 
 Output columns: ``frame, time_s`` and then, per landmark, ``<name>_x, <name>_y`` (original
 pixels) and ``<name>_likelihood``; for class models ``label, confidence, prob_<class>``.

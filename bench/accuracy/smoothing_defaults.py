@@ -6,7 +6,7 @@ also 3 and 12), seen by one model with 2 px Gaussian noise per axis, 3 % single-
 (off by up to 40 px; also none) and 2 % missing points. Score: the root-mean-square distance to the truth
 and its 95th percentile, over 5 videos of 3000 frames and 4 landmarks each.
 
-    .venv/bin/python bench/smoothing_defaults.py
+    .venv/bin/python bench/accuracy/smoothing_defaults.py
 """
 
 from __future__ import annotations

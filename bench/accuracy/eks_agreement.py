@@ -8,7 +8,7 @@ Printed: the largest difference of the posterior means and variances when both u
 strength; the strengths each chooses and the difference of the means then; the error against
 the truth of the ensemble median and of both smoothers.
 
-    .venv/bin/python bench/eks_agreement.py
+    .venv/bin/python bench/accuracy/eks_agreement.py
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ drawn directly): per point an uncertainty signal and an error whose distribution
 Each map is fitted on n validation points and scored on 20000 others (mean of 5 draws): the expected calibration
 error (mean |observed - predicted| over 10 equal-count bins, px) and the ROC AUC for error > 10 px.
 
-    .venv/bin/python bench/calibration_choice.py
+    .venv/bin/python bench/accuracy/calibration_choice.py
 """
 
 from __future__ import annotations
