@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -78,7 +79,7 @@ def _wait_for_lock(folder: Path, proc: subprocess.Popen[bytes], timeout_s: float
 
 
 def test_a_second_concurrent_run_is_refused_naming_the_first_and_a_killed_ones_lock_is_cleared(
-        landmark_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        landmark_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     exp = _experiment(tmp_path, epochs=100_000)  # the first run: a real `cnnkit train` that goes on and on
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     first = subprocess.Popen([sys.executable, "-m", "cnnkit", "-q", "train", str(exp)], cwd=tmp_path, env=env,
@@ -96,9 +97,10 @@ def test_a_second_concurrent_run_is_refused_naming_the_first_and_a_killed_ones_l
         first.send_signal(signal.SIGKILL)  # no clean-up: the lock file stays behind
         first.wait(timeout=60)
     assert (tmp_path / "run" / LOCK_NAME).is_file()
-    code, err = _cli(capsys, "train", str(exp), "--overwrite", "--set", "train.epochs=1")
+    with caplog.at_level(logging.WARNING, logger="cnnkit"):
+        code, err = _cli(capsys, "train", str(exp), "--overwrite", "--set", "train.epochs=1")
     assert code == 0, err
-    assert f"cleared the lock of a run that is no longer running (pid {first.pid} on host" in err
+    assert f"cleared the lock of a run that is no longer running (pid {first.pid} on host" in caplog.text
     assert not (tmp_path / "run" / LOCK_NAME).exists()
     assert list(pd.read_csv(tmp_path / "run" / "metrics.csv")["epoch"]) == [1]
 
@@ -159,17 +161,21 @@ def test_a_run_never_writes_over_its_own_inputs(landmark_set: Path, tmp_path: Pa
     with pytest.raises(ConfigError, match=r"would write its metrics\.csv over .*labels/metrics\.csv, which this run "
                                           r"reads\. Nothing was written"):
         cnnkit.fit(TINY_SPEC, table, None, out_dir=labels, overwrite=True, **FIT)
-    # `output: .` beside exp.yaml is a run folder beside the user's files: allowed, and nothing of theirs replaced
+    # ... and so is a folder that is no run's but holds a file with a run file's name: the user's other
+    # experiment file named experiment.yaml, their own report.html
     plain = _experiment(tmp_path, output=".")
     code, err = _cli(capsys, "train", str(plain))
-    assert code == 0, err
-    assert plain.read_bytes().startswith(NOTES.encode()) and (tmp_path / "settings.json").is_file()
-    # a folder that is no run's, holding a file with a run file's name: refused without --overwrite
+    assert code == 2 and "holds experiment.yaml, which no cnnkit run made there" in _one_line(err)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "report.html").write_text("my own page")
     code, err = _cli(capsys, "train", str(plain), "--set", "output=mine")
     assert code == 2 and "mine holds report.html, which no cnnkit run made there" in _one_line(err)
     assert (tmp_path / "mine" / "report.html").read_text() == "my own page"
+    # `output: .` beside exp.yaml alone is a run folder beside the user's files: allowed, nothing of theirs replaced
+    exp.unlink()
+    code, err = _cli(capsys, "train", str(plain))
+    assert code == 0, err
+    assert plain.read_bytes().startswith(NOTES.encode()) and (tmp_path / "settings.json").is_file()
 
 
 # -- outputs that cannot be written ---------------------------------------------------------------

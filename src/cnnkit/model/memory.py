@@ -73,10 +73,13 @@ def footprint(model: nn.Module, size: tuple[int, int], channels: int) -> Footpri
 
     leaves = [m for m in model.modules() if next(m.children(), None) is None]
     hooks = [m.register_forward_hook(count) for m in leaves]
+    was_training = model.training
     try:
         with torch.no_grad():
+            model.eval()  # one image through BatchNorm in training mode is an error; the shapes are the same
             model(torch.zeros(1, channels, size[1], size[0], device="meta"))
     finally:
+        model.train(was_training)
         for hook in hooks:
             hook.remove()
     weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))

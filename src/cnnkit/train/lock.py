@@ -76,13 +76,10 @@ class Holder:
         return self.here and self.pid == os.getpid()
 
     def gone(self) -> bool | None:
-        """True: certainly not running (this host: no such process, or a later one with its pid; or an
-        earlier attempt of this torchrun job). False: running here. None: another host, unknown."""
-        mine = Holder.me()
-        if self.job is not None and self.job == mine.job and not self.is_me():
-            return True
-        if not self.here:
-            return None
+        """True: certainly not running (this host: no such process, or a later one with its pid; another
+        host: an earlier attempt of this torchrun job). False: running here. None: another host, unknown."""
+        if not self.here:  # an earlier attempt of this torchrun job ran there: an elastic restart takes over
+            return True if self.job is not None and self.job == Holder.me().job else None
         if not _alive(self.pid):
             return True
         return self.proc_start is not None and self.proc_start != _proc_start(self.pid)

@@ -43,18 +43,21 @@ def check_memory(job: TrainingJob, device: torch.device) -> TrainingJob:
     if isinstance(job.model, nn.Module) and not isinstance(job.model, SpecNet):
         return job  # a module of the caller's: it is built already and cnnkit cannot rebuild it on meta
     model = job.model.config() if isinstance(job.model, SpecNet) else job.model
-    if isinstance(model, dict):
-        config = dict(model)
-        probe = on_meta(lambda: build_model(config.pop("spec"), **config))
-    else:
-        probe = on_meta(lambda: build_for_table(model, job.train, job.data, job.head, None)[0])
     size, batch = job.data.frame, job.cfg.resolved_batch_size
-    need = footprint(probe, size, job.data.channels).training(batch, half=job.cfg.precision != "fp32")
+    try:
+        if isinstance(model, dict):
+            config = dict(model)
+            probe = on_meta(lambda: build_model(config.pop("spec"), **config))
+        else:
+            probe = on_meta(lambda: build_for_table(model, job.train, job.data, job.head, None)[0])
+        found = footprint(probe, size, job.data.channels)
+    except Exception as err:  # noqa: BLE001 - a layer that cannot run on the meta device: the real build goes on
+        log.debug(f"no memory estimate for this model ({type(err).__name__}: {err})")
+        return job
+    need = found.training(batch, half=job.cfg.precision != "fp32")
     check_fits(need, available_bytes(device), f"training at {size[0]}x{size[1]} with batch {batch}",
                "Give a smaller data.size or train.batch_size.")
     return job
-
-
 
 
 @contextlib.contextmanager
@@ -72,6 +75,7 @@ def start_state(job: TrainingJob, runner: EpochRunner, ctx: DistContext) -> RunS
     process found the output folder free (``commit.check_unused``; also when a resume reads another
     folder's state: the output folder's own run is not replaced by it). Every rank raises a refusal."""
     run_dir = Path(job.resume) if isinstance(job.resume, (str, Path)) else job.out_dir
+    state = runner.resume_state(run_dir) if job.resume else RunState()
     if not job.resume or run_dir.resolve() != job.out_dir.resolve():
         refusal: CnnkitError | None = None
         if ctx.is_main:
@@ -82,7 +86,7 @@ def start_state(job: TrainingJob, runner: EpochRunner, ctx: DistContext) -> RunS
         refusal = ctx.gather(refusal)[0]
         if refusal is not None:
             raise refusal
-    return runner.resume_state(run_dir) if job.resume else RunState()
+    return state
 
 
 def prepare_folder(job: TrainingJob, net: nn.Module, device: torch.device, epochs: int,
@@ -93,8 +97,6 @@ def prepare_folder(job: TrainingJob, net: nn.Module, device: torch.device, epoch
         atomic_write_text(job.out_dir / name, text)
     if not job.cfg.quiet:
         log.info(describe_device(device))
-
-
 
 
 def write_settings(job: TrainingJob, net: nn.Module, epochs: int) -> None:
