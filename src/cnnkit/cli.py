@@ -1,14 +1,16 @@
 """The ``cnnkit`` command: parse arguments, build configs, call library functions.
 
-User errors (``cnnkit.CnnkitError``) print one line and exit with code 2; Ctrl-C exits
-with 130; anything else is a bug and keeps its traceback. A command that read a video
-ending before its declared length (its frames kept and reported) exits with 3 unless
-``--accept-partial``.
+User errors (``cnnkit.CnnkitError``) print one line and exit with code 2, and so do the
+``OSError``s about the user's paths (a full disk, a read-only folder, a file where a folder
+should be: ``cnnkit.atomic.PATH_ERRNOS``, with the path named); Ctrl-C exits with 130;
+anything else is a bug and keeps its traceback. A command that read a video ending before its
+declared length (its frames kept and reported) exits with 3 unless ``--accept-partial``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -104,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in the output folder (from epoch 1 when nothing was committed yet)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in the output folder (without it, a folder holding a run is refused)")
     p = _add(sub, "predict", "predict landmarks or classes for images or videos")
     p.add_argument("model")
     p.add_argument("inputs", nargs="+", help="images, folders, a .zip, an annotation file, or videos "
@@ -231,7 +235,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cnnkit.experiment import load_experiment, run_experiment
 
     exp = load_experiment(args.experiment, args.set)
-    result = run_experiment(exp, quiet=args.quiet, resume=args.resume)
+    result = run_experiment(exp, quiet=args.quiet, resume=args.resume, overwrite=args.overwrite)
     run = result["run"]
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 130 if run.interrupted else 0
@@ -484,6 +488,17 @@ COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate
             "smooth": cmd_smooth}
 
 
+def _path_error_line(exc: OSError, command: str) -> str | None:
+    """One line for an error about the user's path (full disk, read-only, ...); None for anything else."""
+    from cnnkit.atomic import PATH_ERRNOS
+
+    if exc.errno not in PATH_ERRNOS or not exc.filename:
+        return None
+    after = (" What the run committed before is intact: fix that (free space, permissions), then run the same "
+             "command with --resume.") if command == "train" else ""
+    return f"cnnkit {command}: error: {exc.filename}: {exc.strerror} [{errno.errorcode.get(exc.errno or 0, '')}].{after}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
@@ -494,6 +509,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _partial_video_status(args, ended) if code == 0 else code
     except CnnkitError as exc:
         print(f"cnnkit {args.command}: error: {str(exc).strip()}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        line = _path_error_line(exc, args.command)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,10 @@ class RunState:
 class EpochRunner:
     """Owns the model, optimizer and schedule of one run; ``run`` does the epochs."""
 
-    def __init__(self, parts: RunParts, cfg: TrainConfig, out: Path, dist: DistContext) -> None:
+    def __init__(self, parts: RunParts, cfg: TrainConfig, out: Path, dist: DistContext, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         setup = parts.setup
+        self.clock = clock  # seconds: epoch times, train.time (parts.started_s is on it), checkpoint_every 'Mmin'
         self.model = parts.model.to(setup.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -103,7 +106,7 @@ class EpochRunner:
         self.identity = C.run_identity(cfg, self.meta, self.model, {k: len(v.dataset) for k, v in self.loaders.items()})
         self._staging: dict[str, Any] = {"best": {}, "state": {}}  # CPU buffers reused by every commit
         self._best: Any = None  # the best weights (a CPU snapshot) not yet written
-        self._last_commit_s = time.monotonic()
+        self._last_commit_s = clock()
         self.tensorboard = _tensorboard(cfg, out, dist, parts)  # train.log: tensorboard (main process only)
 
     @property
@@ -183,7 +186,7 @@ class EpochRunner:
         return state
 
     def _one_epoch(self, epoch: int, state: RunState) -> None:
-        start = time.perf_counter()
+        start = self.clock()
         train_loader = self.loaders["train"]
         train_loader.sampler.set_epoch(epoch)
         generator = make_generator(self.dist.rank_seed(self.cfg.seed * 1_000_003 + epoch))
@@ -198,7 +201,7 @@ class EpochRunner:
         row: dict[str, float] = {"epoch": epoch + 1, **self._reduce_train_logs(logs, len(train_loader.sampler))}
         if "val" in self.loaders:
             row.update(self._validate(state))
-        row["time_s"] = time.perf_counter() - start
+        row["time_s"] = self.clock() - start
         state.history.append(row)
         state.epochs_done = epoch + 1
         if self.time_plan is not None and self.cfg.schedule != "onecycle":
@@ -213,7 +216,7 @@ class EpochRunner:
         assert plan is not None
         pace = recent_pace([row["time_s"] for row in state.history if "time_s" in row])
         # rank 0's clock for every rank, so all ranks agree on the length
-        pace, elapsed_s = self.dist.gather((pace, time.monotonic() - self.started_s))[0]
+        pace, elapsed_s = self.dist.gather((pace, self.clock() - self.started_s))[0]
         first = not plan.recounted
         self.time_plan = recount(plan, state.epochs_done, pace, plan.budget_s - elapsed_s)
         if self.time_plan.epochs != self.epochs:
@@ -285,10 +288,11 @@ class EpochRunner:
             kept = snapshot_model(self.kept_model, {**meta, "selected_by": self._selection_key()},
                                   staging=self._staging["best"])
             self._best, state.best_value = kept, value
-        if not C.commit_due(self.cfg.checkpoint_every, state.epochs_done, self.epochs, self._last_commit_s):
+        if not C.commit_due(self.cfg.checkpoint_every, state.epochs_done, self.epochs, self._last_commit_s,
+                            self.clock()):
             return
         self.writer.submit(self._commit(state, rng, per_rank, meta, kept))
-        self._best, self._last_commit_s = None, time.monotonic()
+        self._best, self._last_commit_s = None, self.clock()
 
     def _commit(self, state: RunState, rng: Any, per_rank: list[Any] | None, meta: dict[str, Any],
                 kept: Any) -> Any:
