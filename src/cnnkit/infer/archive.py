@@ -143,7 +143,11 @@ def archive_videos(inputs: Sequence[str | Path], out: str | Path) -> list[Archiv
 
 
 def _is_glob(item: str) -> bool:
-    return any(c in item for c in "*?[") and not Path(item).exists()
+    return _has_magic(item) and not Path(item).exists()
+
+
+def _has_magic(text: str) -> bool:
+    return any(c in text for c in "*?[")
 
 
 def _expand(item: str) -> tuple[Path, list[Path]]:
@@ -152,8 +156,8 @@ def _expand(item: str) -> tuple[Path, list[Path]]:
     if path.is_dir():
         return path, sorted(f for f in path.rglob("*") if f.is_file() and not _hidden(f.relative_to(path)))
     if _is_glob(item):
-        static = [p for p in path.parts[:-1]]
-        cut = next((i for i, part in enumerate(static) if _is_glob(part)), len(static))
+        static = list(path.parts[:-1])
+        cut = next((i for i, part in enumerate(static) if _has_magic(part)), len(static))
         matched = sorted(Path(f) for f in glob.glob(item, recursive=True) if Path(f).is_file())
         if not matched:
             raise ConfigError(f"{item}: the pattern matches no file")
@@ -173,7 +177,7 @@ def _refuse_shared_names(videos: list[ArchiveVideo]) -> None:
         key = v.rel.with_suffix("")
         if key in seen:
             raise ConfigError(f"{seen[key]} and {v.path} would write the same outputs ({key}.csv): rename or "
-                              f"move one of them, or predict them with different --out folders")
+                              f"move one of them")
         seen[key] = v.path
     if Path(SUMMARY_NAME).with_suffix("") in seen:
         raise ConfigError(f"{seen[Path(SUMMARY_NAME).with_suffix('')]}: its outputs would replace the archive "
@@ -189,10 +193,11 @@ def balanced_shares(weights: Sequence[int], ranks: int) -> list[list[int]]:
     Each share lists its indices in their original order.
 
     Example:
-        >>> balanced_shares([5, 1, 4, 2, 3], 2)
-        [[0, 3, 1], [2, 4]]
+        >>> balanced_shares([5, 1, 4, 2, 3], 2)  # loads 5+2+1 and 4+3
+        [[0, 1, 3], [2, 4]]
     """
-    loads, shares = [0] * ranks, [[] for _ in range(ranks)]  # type: list[int], list[list[int]]
+    loads: list[int] = [0] * ranks
+    shares: list[list[int]] = [[] for _ in range(ranks)]
     for i in sorted(range(len(weights)), key=lambda i: (-weights[i], i)):
         r = loads.index(min(loads))
         loads[r] += weights[i]
@@ -352,7 +357,7 @@ def predict_archive(model: str | Path, videos: Sequence[ArchiveVideo], out: str 
     with distributed(dist, device) as ctx, ctx.patient() as group:
         predictor = Predictor.from_checkpoint(model, device=str(ctx.device or device), tta_flip=tta_flip,
                                               views=views)
-        job = _job(model, videos, out, formats, batch_size, predictor, tta_flip=tta_flip)
+        job = _job(model, videos, out, formats, batch_size, predictor, tta_flip=tta_flip, warn=ctx.is_main)
         start = clock()
         plan: _Plan = ctx.gather(_plan(videos, job, ctx.world_size) if ctx.is_main else None, group=group)[0]
         share = plan.shares[ctx.rank]
@@ -371,14 +376,17 @@ def predict_archive(model: str | Path, videos: Sequence[ArchiveVideo], out: str 
 
 
 def _job(model: str | Path, videos: Sequence[ArchiveVideo], out: str | Path, formats: str | Sequence[str],
-         batch_size: int, predictor: Predictor, *, tta_flip: bool) -> _Job:
-    """The run's settings; the formats checked once, before any work (their errors concern every video)."""
+         batch_size: int, predictor: Predictor, *, tta_flip: bool, warn: bool = True) -> _Job:
+    """The run's settings; the formats checked once, before any work (their errors concern every video).
+
+    ``warn``: say what a format lacks (PyTables for dlc's .h5) in this process (rank 0 alone under torchrun).
+    """
     settings: dict[str, Any] = {"views": predictor.views, "tta_flip": bool(tta_flip)}
     meta = PredictionMeta.from_checkpoint(model, (), **settings)
     job = _Job(Path(out), parse_formats(formats), meta, settings, file_sha256(Path(model)), batch_size)
     if videos:
         try:
-            check_outputs(job.csv(videos[0]), job.formats, job.for_video(videos[0]))  # says once what is missing
+            (check_outputs if warn else check_targets)(job.csv(videos[0]), job.formats, job.for_video(videos[0]))
         except DataError:
             pass  # a user's file in the first video's place: refused for that video alone (``_plan``)
     return job
