@@ -334,3 +334,16 @@ def test_python_predict_on_a_folder_of_videos_points_to_the_archive(lab) -> None
 
     with pytest.raises(DataError, match=r"holds 3 videos: predict them as an archive"):
         predict(lab["model"], lab["root"], device="cpu")
+
+
+def test_a_video_without_frames_fails(lab) -> None:
+    import av
+
+    with av.open(str(lab["root"] / "cam2" / "none.avi"), "w") as out:  # a video stream, not a single frame
+        stream = out.add_stream("mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        out.start_encoding()
+    assert _predict(lab) == 1
+    row = _summary(lab).loc["cam2/none.avi"]
+    assert row["status"] == "failed" and "none.avi" in row["reason"] and row["frames"] == 0
+    assert not (lab["out"] / "cam2" / "none.csv").exists()

@@ -266,9 +266,10 @@ class _Failed:
 def _share_batches(predictor: Predictor, videos: Sequence[ArchiveVideo], batch_size: int) -> Iterator[tuple[int, Any]]:
     """Per video of the share: its batches, then ``_Ended`` or ``_Failed``; one decode thread runs them all."""
     for i, video in enumerate(videos):
-        frames = iter_frames(video.path)
+        frames, batches = iter_frames(video.path), 0
         try:
             for batch in model_batches(predictor, frames, batch_size=batch_size):
+                batches += 1
                 yield i, batch
         except (CnnkitError, OSError) as exc:  # unreadable or damaged: this video fails, the share goes on
             yield i, _Failed(str(exc))
@@ -276,7 +277,8 @@ def _share_batches(predictor: Predictor, videos: Sequence[ArchiveVideo], batch_s
         finally:
             getattr(frames, "close", lambda: None)()  # release the file now, not when collected
         end = getattr(frames, "end", None)  # a video that ended before its declared length (data/video.py)
-        yield i, _Ended(str(end) if end is not None else "")
+        yield i, _Ended(str(end) if end is not None else "") if batches else _Failed(f"{video.path}: no frame "
+                                                                                     "could be decoded")
 
 
 class _Collect:
