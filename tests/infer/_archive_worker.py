@@ -40,11 +40,11 @@ def _record() -> None:
         scored.extend(int(i) for i in batch["index"])
         return score_batch(self, batch)
 
-    def write(df: Any, video: Any, job: Any, *, partial: str) -> None:
+    def write(df: Any, video: Any, job: Any, ended: Any) -> None:
         with log.open("a") as fh:
             fh.write(json.dumps({"video": video.rel.as_posix(), "frames": df["frame"].tolist(), "scored": scored}) + "\n")
         scored.clear()
-        write_video(df, video, job, partial=partial)
+        write_video(df, video, job, ended)
         written.append(video.rel.as_posix())
 
     Predictor.score_batch = score  # type: ignore[method-assign]

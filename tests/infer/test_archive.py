@@ -347,3 +347,24 @@ def test_a_video_without_frames_fails(lab) -> None:
     row = _summary(lab).loc["cam2/none.avi"]
     assert row["status"] == "failed" and "none.avi" in row["reason"] and row["frames"] == 0
     assert not (lab["out"] / "cam2" / "none.csv").exists()
+
+
+def test_a_video_that_changes_while_predicted_is_predicted_again(lab, monkeypatch, scored) -> None:
+    """The record keeps the video's fingerprint from before decoding: a copy still growing never looks done."""
+    real = archive_mod.frames_table
+    video = lab["root"] / "cam1" / "day1.mp4"
+
+    def table(predictor, index, times, parts):
+        if len(index) == FRAMES["cam1/day1.mp4"]:
+            with video.open("ab") as fh:  # more bytes arrive while the model works
+                fh.write(b"\0" * 16)
+        return real(predictor, index, times, parts)
+
+    monkeypatch.setattr(archive_mod, "frames_table", table)
+    assert _predict(lab) == 0
+    monkeypatch.setattr(archive_mod, "frames_table", real)
+    scored.clear()
+    assert _predict(lab) == 0
+    assert _summary(lab)["status"].to_dict() == {"cam1/day1.mp4": "predicted", "cam1/day2.mp4": "skipped",
+                                                 "cam2/deep/day1.avi": "skipped"}
+    assert sum(scored) == FRAMES["cam1/day1.mp4"]

@@ -46,6 +46,7 @@ from cnnkit.infer.archive_record import (
     foreign_record,
     matching_record,
     record_path,
+    video_fingerprint,
     write_record,
     write_summary,
 )
@@ -253,9 +254,10 @@ def _refuse_targets(video: ArchiveVideo, job: _Job) -> None:
 
 @dataclass(frozen=True)
 class _Ended:
-    """A video's frames are all decoded; ``partial``: why it ended before its declared length."""
+    """A video's frames are all decoded; ``partial``: why it ended before its declared length (or "")."""
 
     partial: str
+    fingerprint: dict[str, int]  # taken before decoding
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,7 @@ def _share_batches(predictor: Predictor, videos: Sequence[ArchiveVideo], batch_s
     for i, video in enumerate(videos):
         frames, batches = iter_frames(video.path), 0
         try:
+            fingerprint = video_fingerprint(video.path)
             for batch in model_batches(predictor, frames, batch_size=batch_size):
                 batches += 1
                 yield i, batch
@@ -277,8 +280,8 @@ def _share_batches(predictor: Predictor, videos: Sequence[ArchiveVideo], batch_s
         finally:
             getattr(frames, "close", lambda: None)()  # release the file now, not when collected
         end = getattr(frames, "end", None)  # a video that ended before its declared length (data/video.py)
-        yield i, _Ended(str(end) if end is not None else "") if batches else _Failed(f"{video.path}: no frame "
-                                                                                     "could be decoded")
+        yield i, _Ended(str(end) if end is not None else "", fingerprint) if batches else \
+            _Failed(f"{video.path}: no frame could be decoded")
 
 
 class _Collect:
@@ -312,7 +315,7 @@ def _run_share(predictor: Predictor, share: Sequence[ArchiveVideo], job: _Job, *
                 result = VideoResult(video.rel.as_posix(), "failed", n, rank=rank, reason=item.reason)
             else:
                 _write_video(frames_table(predictor, current.index, current.times, current.scored), video, job,
-                             partial=item.partial)
+                             item)
                 result = VideoResult(video.rel.as_posix(), "partial" if item.partial else "predicted", n, rank=rank,
                                      reason=item.partial)
             if bar is not None:  # the container's count was an estimate; the decoded count is the true one
@@ -324,13 +327,14 @@ def _run_share(predictor: Predictor, share: Sequence[ArchiveVideo], job: _Job, *
     return results
 
 
-def _write_video(df: Any, video: ArchiveVideo, job: _Job, *, partial: str) -> None:
+def _write_video(df: Any, video: ArchiveVideo, job: _Job, ended: _Ended) -> None:
     """The video's outputs, then its completion record (last: it makes them count as done)."""
     csv = job.csv(video)
     _remove_temporaries(job.outputs(video) + [record_path(csv)])
     written = write_predictions(df, csv, job.formats, job.for_video(video))
     write_record(record_path(csv), model_sha256=job.model_sha256, model=job.meta.model, settings=job.settings,
-                 formats=job.formats, video=video.path, frames=len(df), files=written, partial=partial)
+                 formats=job.formats, video=video.path, fingerprint=ended.fingerprint, frames=len(df), files=written,
+                 partial=ended.partial)
 
 
 def _remove_temporaries(targets: Sequence[Path]) -> None:
