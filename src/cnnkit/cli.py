@@ -28,7 +28,8 @@ from cnnkit.viz.video import DEFAULT_THRESHOLD as LIKELIHOOD_THRESHOLD
 EXAMPLES = {
     "train": "cnnkit train exp.yaml --set train.epochs=5 --set data.size=96x96",
     "predict": "cnnkit predict runs/exp/best.safetensors photos/ --out preds.csv --via review.json\n"
-               "  cnnkit predict runs/exp/best.safetensors clip.mp4 --out clip.csv --labeled-video clip_labeled.mp4",
+               "  cnnkit predict runs/exp/best.safetensors clip.mp4 --out clip.csv --labeled-video clip_labeled.mp4\n"
+               "  cnnkit predict runs/exp/best.safetensors videos/ --out preds/ --format csv,dlc   # an archive",
     "evaluate": "cnnkit evaluate runs/exp/best.safetensors test.csv --images images/ --out per_image.csv",
     "summary": "cnnkit summary resnet50 --size 224x224 --outputs 1000",
     "spec": "cnnkit spec resnet18 > my_model.yaml",
@@ -111,8 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "predict", "predict landmarks or classes for images or videos")
     p.add_argument("model")
     p.add_argument("inputs", nargs="+", help="images, folders, a .zip, an annotation file, or videos "
-                   "(.mp4 .avi .mov .mkv ...: one row per decoded frame)")
-    p.add_argument("--out", default="predictions.csv")
+                   "(.mp4 .avi .mov .mkv ...: one row per decoded frame); folders or quoted globs of videos: an "
+                   "archive, one output set per video under --out (a folder), resumable")
+    p.add_argument("--out", default="predictions.csv", help="the CSV (default predictions.csv); an archive: "
+                   "the folder the outputs mirror the videos' paths in")
     p.add_argument("--format", default="csv", metavar="FORMATS", help="comma-separated: csv (the default, at "
                    "--out), dlc (DeepLabCut CSV + .h5, for movement and napari), nwb (videos: NWB with ndx-pose); "
                    "dlc and nwb files are written beside --out (docs/video.md)")
@@ -252,9 +255,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cnnkit.data.guard import refuse_to_overwrite_labels
+    from cnnkit.infer.archive import archive_videos
     from cnnkit.infer.inputs import video_paths
     from cnnkit.infer.predict import predict, predictions_table
 
+    archive = archive_videos(args.inputs, args.out)
+    if archive is not None:
+        return _predict_archive(args, archive)
     refuse_to_overwrite_labels(args.out, what="--out")
     if args.via:
         refuse_to_overwrite_labels(args.via, what="--via")
@@ -283,6 +290,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
         write_via(predictions_table(preds, landmarks), args.via)
         print(f"VIA project for review -> {args.via}")
     return 0
+
+
+def _predict_archive(args: argparse.Namespace, videos: list[Any]) -> int:
+    """A folder or glob of videos: one output set per video under --out, resumable (docs/video.md#archive).
+
+    Exit status (rank 0; the other ranks exit 0): 1 when a video failed, 3 when videos only ended early.
+    """
+    from cnnkit.infer.archive import predict_archive
+
+    if args.via or args.labeled_video:
+        raise CnnkitError("--via and --labeled-video do not apply to an archive of videos (a folder or glob); "
+                          "predict single videos for labelled videos")
+    summary = predict_archive(args.model, videos, args.out, formats=args.format, batch_size=args.batch_size,
+                              device=args.device, tta_flip=args.tta_flip, views=args.views, progress=not args.quiet)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
+    print("\n".join(summary.lines()))
+    print(f"summary -> {Path(args.out) / 'archive_summary.csv'}")
+    return summary.exit_status(accept_partial=getattr(args, "accept_partial", False))
 
 
 def _predict_videos(args: argparse.Namespace, videos: list[Path]) -> Any:
@@ -472,8 +498,12 @@ def cmd_smooth(args: argparse.Namespace) -> int:
 
 
 def _partial_video_status(args: argparse.Namespace, ended: list[Any]) -> int:
-    """0, or 3 when a video ended early (each already said so in one line) and it was not accepted."""
-    if not ended or getattr(args, "accept_partial", False):
+    """0, or 3 when a video ended early (each already said so in one line) and it was not accepted.
+
+    Under torchrun only rank 0 answers for the run (an archive's summary holds every rank's partial
+    videos): another rank's 3 would read as a failed process and restart the job.
+    """
+    if not ended or getattr(args, "accept_partial", False) or os.environ.get("RANK", "0") != "0":
         return 0
     print(f"cnnkit {args.command}: {len(ended)} video(s) ended before their declared length (lines above); "
           f"their decoded frames were used. Exit status 3: pass --accept-partial to accept partial videos.",

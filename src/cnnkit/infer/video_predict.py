@@ -134,11 +134,10 @@ def predict_frames(predictor: Any, frames: Iterable[VideoFrame], *, batch_size: 
     Returns:
         One row per frame: ``frame, time_s`` then the prediction columns.
     """
-    meta = predictor.meta
-    size = None if predictor.setup.crop is not None else tuple(meta["size"])
-    batches = prefetch(frame_batches(frames, size=size, grayscale=bool(meta.get("grayscale")),
-                                     letterbox=bool(meta.get("letterbox")), batch_size=batch_size))
-    index, times, scored = [], [], []
+    batches = prefetch(model_batches(predictor, frames, batch_size=batch_size))
+    index: list[int] = []
+    times: list[float] = []
+    scored = []
     with torch.inference_mode():
         for batch in batches:
             part = predictor.score_batch(batch.inputs)
@@ -149,6 +148,19 @@ def predict_frames(predictor: Any, frames: Iterable[VideoFrame], *, batch_size: 
                 on_batch(batch.frames, part.pred, part.likelihood)
             if progress is not None:
                 progress.update(len(batch.frames))
+    return frames_table(predictor, index, times, scored)
+
+
+def model_batches(predictor: Any, frames: Iterable[VideoFrame], *, batch_size: int) -> Iterator[FrameBatch]:
+    """:func:`frame_batches` made the way ``predictor``'s model reads its input (size, grey, letterbox, crop)."""
+    meta = predictor.meta
+    size = None if predictor.setup.crop is not None else tuple(meta["size"])
+    return frame_batches(frames, size=size, grayscale=bool(meta.get("grayscale")),
+                         letterbox=bool(meta.get("letterbox")), batch_size=batch_size)
+
+
+def frames_table(predictor: Any, index: list[int], times: list[float], scored: list[Any]) -> pd.DataFrame:
+    """Scored batches of one video -> its table: ``frame, time_s`` then the prediction columns."""
     outputs = Outputs.join(scored)
     head = {"frame": np.asarray(index, dtype=np.int64), "time_s": np.asarray(times, dtype=np.float64)}
     return pd.DataFrame({**head, **predictor.columns(outputs.pred, outputs.likelihood)})
