@@ -44,7 +44,7 @@ def _train(table, out: Path, args: argparse.Namespace, seed: int) -> tuple[Path,
     start = time.perf_counter()
     run = cnnkit.fit("resnet18", table, None, out_dir=out, head=HEAD, augment="auto", size=args.size,
                      epochs=args.epochs, batch_size=16, lr=1e-3, optimizer="adam", schedule="cosine", loss="l1",
-                     seed=seed, device="cpu", quiet=True)
+                     seed=seed, device="cpu", quiet=True, overwrite=True)  # each round trains its folder afresh
     return run.last, time.perf_counter() - start
 
 
