@@ -226,9 +226,10 @@ def _decoded(path: Path, *, want: set[int] | None, rgb: bool = False, report: bo
                 image = frame.to_ndarray(format="rgb24") if rgb else _NO_IMAGE
                 yield VideoFrame(index, time_s, image)
         end = reading.end(path, index + 1)
+        declared = reading.declared_frames()  # PyAV 18.1.1 refuses to read a closed container's stream
     if index < 0:
         why = f"; {end.reason}" if end is not None and end.reason else ""
-        raise DataError(f"{path}: no frame could be decoded (0 decoded, {reading.declared_frames()} declared{why}): "
+        raise DataError(f"{path}: no frame could be decoded (0 decoded, {declared} declared{why}): "
                         f"an empty or damaged video. Check that the recording finished, or leave the file out.")
     if want and last > index:
         cut = f"; it ends early: {end.reason}, the file is truncated or damaged" if end is not None else ""
