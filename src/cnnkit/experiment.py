@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -286,21 +285,20 @@ def run_experiment(exp: Experiment, *, quiet: bool = False, resume: bool = False
 
 def _run_experiment(exp: Experiment, quiet: bool, resume: bool, overwrite: bool,
                     dist: DistContext) -> dict[str, Any]:
-    from cnnkit.atomic import atomic_write_text
     from cnnkit.infer.evaluate import evaluate
+    from cnnkit.io import run_folder as RF
     from cnnkit.train.fit import run_job
 
     tables = exp.tables()
     job = exp.job(tables, quiet=quiet, resume=resume, overwrite=overwrite)
     # run_job builds (and so validates) the model before it writes anything to the run folder.
-    run = run_job(job, dist, extra_files={"experiment.yaml": yaml.safe_dump(exp.settings, sort_keys=False)})
+    run = run_job(job, dist, extra_files={RF.EXPERIMENT: yaml.safe_dump(exp.settings, sort_keys=False)})
     result: dict[str, Any] = {"run": run}
     if "test" in tables and not run.interrupted and dist.is_main:
         # best = selected on val (or the last epoch without val); the test split chooses nothing.
         test = evaluate(run.best, tables["test"], batch_size=job.cfg.resolved_batch_size, device=job.cfg.device,
                         workers=job.data.workers, tta_flip=exp.tta_flip)
-        atomic_write_text(job.out_dir / "test_metrics.json", json.dumps(_plain(test.metrics), indent=2))
-        atomic_write_text(job.out_dir / "test_per_image.csv", test.per_image.to_csv(index=False))
+        RF.RunFolder(job.out_dir).write_test_results(_plain(test.metrics), test.per_image)
         result["test"] = test
     return result
 

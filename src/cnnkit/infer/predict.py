@@ -39,6 +39,7 @@ from cnnkit.engine.step import StepSetup
 from cnnkit.errors import ConfigError
 from cnnkit.infer.inputs import images_table, video_paths
 from cnnkit.io.checkpoint import load_model
+from cnnkit.io.meta import CheckpointMeta
 
 log = logging.getLogger("cnnkit")
 
@@ -53,7 +54,7 @@ class Predictor:
     """
 
     net: nn.Module
-    meta: dict[str, Any]
+    meta: CheckpointMeta
     setup: StepSetup
     strategy: Strategy
     views: str = "whole-frame"  # as resolved by cnnkit.engine.inference.resolve_views
@@ -173,7 +174,7 @@ def _as_unlabelled(table: AnnotationTable, predictor: Predictor) -> AnnotationTa
 
 
 
-def crop_of(meta: dict[str, Any]) -> CropConfig | None:
+def crop_of(meta: CheckpointMeta) -> CropConfig | None:
     """The crop settings a checkpoint was trained with (None: whole-frame resize); refused for classes."""
     crop = CropConfig.parse(meta.get("crop"))
     if crop is not None and meta["task"] != "landmarks":
@@ -181,7 +182,7 @@ def crop_of(meta: dict[str, Any]) -> CropConfig | None:
     return crop
 
 
-def _flip_perm(meta: dict[str, Any], path: str | Path, *, required: bool) -> list[int] | None:
+def _flip_perm(meta: CheckpointMeta, path: str | Path, *, required: bool) -> list[int] | None:
     """The landmark flip permutation from the checkpoint's pairs; None without pairs (or for classes)."""
     if meta["task"] != "landmarks":
         return None

@@ -29,8 +29,9 @@ from torch import nn
 
 from cnnkit.atomic import atomic_path
 from cnnkit.errors import CheckpointError
+from cnnkit.io.meta import FORMAT_VERSION as FORMAT_VERSION
+from cnnkit.io.meta import CheckpointMeta
 from cnnkit.io.model_checks import check_memory, check_names
-from cnnkit.io.state import FORMAT_VERSION as FORMAT_VERSION
 from cnnkit.io.state import Staging, to_cpu
 from cnnkit.io.state import capture_rng as capture_rng
 from cnnkit.io.state import load_state as load_state
@@ -81,10 +82,10 @@ def snapshot_model(model: nn.Module, meta: Mapping[str, Any], tensors: dict[str,
     """
     config = _model_config(model)
     # size and channels default to the model's own, so predict needs nothing else
-    record = {"size": config.get("size"), "channels": config.get("channels"), **meta,
-              "format_version": FORMAT_VERSION, "model": config}  # fmt: skip
+    record = CheckpointMeta.from_dict({"size": config.get("size"), "channels": config.get("channels"), **dict(meta),
+                                       "format_version": FORMAT_VERSION, "model": config}, where="save_model")
     try:
-        text = json.dumps(record, default=_json_default, allow_nan=True)
+        text = json.dumps(record.to_dict(), default=_json_default, allow_nan=True)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"save_model: metadata is not JSON serialisable: {err}") from None
     # Copies, not views: safetensors refuses tensors that share memory (tied weights, views).
@@ -142,12 +143,12 @@ def _read_header(p: Path) -> dict[str, str]:
         raise _not_safetensors(p, err) from None
 
 
-def read_meta(path: PathLike) -> dict[str, Any]:
+def read_meta(path: PathLike) -> CheckpointMeta:
     """The ``'cnnkit'`` metadata of a model file, without loading weights.
 
     Raises:
-        CheckpointError: missing file, not safetensors, no cnnkit metadata, or a
-            ``format_version`` other than ``FORMAT_VERSION``.
+        CheckpointError: missing file, not safetensors, no cnnkit metadata, a ``format_version``
+            other than ``FORMAT_VERSION``, or no task.
     """
     p = Path(path)
     header = _read_header(p)
@@ -162,13 +163,7 @@ def read_meta(path: PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{p}: '{META_KEY}' metadata is not valid JSON ({err})") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{p}: '{META_KEY}' metadata must be a JSON object; found {type(meta).__name__}")
-    found = meta.get("format_version")
-    if found != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{p}: format_version {found!r}; this cnnkit reads format_version {FORMAT_VERSION}. "
-            "Load it with the cnnkit version that wrote it, or retrain."
-        )
-    return meta
+    return CheckpointMeta.from_dict(meta, where=str(p))
 
 
 def _default_builder(config: dict[str, Any]) -> nn.Module:
@@ -199,7 +194,7 @@ def _load_weights(p: Path, model: nn.Module, tensors: Mapping[str, torch.Tensor]
     model.load_state_dict(tensors, strict=True)
 
 
-def load_weights_into(model: nn.Module, path: PathLike) -> dict[str, Any]:
+def load_weights_into(model: nn.Module, path: PathLike) -> CheckpointMeta:
     """Load a ``save_model`` file's weights into an existing model (strict); returns its meta.
 
     The model keeps its device, dtype and memory format (e.g. channels-last).
@@ -216,7 +211,7 @@ def load_weights_into(model: nn.Module, path: PathLike) -> dict[str, Any]:
 
 def load_model(
     path: PathLike, *, device: str | torch.device = "cpu", builder: Builder | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild a model from a ``save_model`` file.
 
     Args:
@@ -226,7 +221,7 @@ def load_model(
             config.pop('spec'), **config)``); mainly for tests and custom models.
 
     Returns:
-        ``(model in eval mode on device, meta)`` with meta as written (``meta['model']`` is
+        ``(model in eval mode on device, meta)``: the file's ``CheckpointMeta`` (``meta.model`` is
         the rebuild config).
 
     Raises:
@@ -237,13 +232,14 @@ def load_model(
     """
     p = Path(path)
     meta = read_meta(p)
-    if not isinstance(meta.get("model"), dict) or "spec" not in meta["model"]:
-        raise CheckpointError(f"{p}: metadata key 'model' must be an object with a 'spec'; found {meta.get('model')!r}")
-    check_names(p, meta, meta["model"].get("outputs"))
+    config = meta.model
+    if not isinstance(config, dict) or "spec" not in config:
+        raise CheckpointError(f"{p}: metadata key 'model' must be an object with a 'spec'; found {config!r}")
+    check_names(p, meta, config.get("outputs"))
     build = builder or _default_builder
-    check_memory(p, meta["model"], build, torch.device(device))
+    check_memory(p, config, build, torch.device(device))
     try:
-        model = build(dict(meta["model"]))
+        model = build(dict(config))
     except CheckpointError:
         raise
     except ValueError as err:  # SpecError, ConfigError: the stored architecture is not buildable
@@ -262,5 +258,5 @@ def update_meta(path: PathLike, **values: Any) -> Path:
     meta = read_meta(p)
     if {"format_version", "model"} & values.keys():
         raise CheckpointError(f"update_meta({p}): format_version and model describe the weights; they are not updated")
-    text = json.dumps({**meta, **values}, default=_json_default, allow_nan=True)
+    text = json.dumps(meta.with_values(**values).to_dict(), default=_json_default, allow_nan=True)
     return write_model(p, ModelSnapshot(_read_tensors(p), text))

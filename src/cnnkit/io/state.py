@@ -19,8 +19,8 @@ import torch
 
 from cnnkit.atomic import atomic_open
 from cnnkit.errors import CheckpointError
+from cnnkit.io.meta import FORMAT_VERSION
 
-FORMAT_VERSION = 1
 PathLike = str | os.PathLike[str]
 
 Staging = dict[str, torch.Tensor]

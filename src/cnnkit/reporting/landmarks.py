@@ -7,7 +7,7 @@ or is computed here from the same predictions and the table's true points.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ class Scored:
     likelihood: np.ndarray | None  # (N, K) in [0, 1] where the predictions carry it
 
 
-def scored(ev: Evaluation, table: AnnotationTable, meta: dict[str, Any]) -> Scored:
+def scored(ev: Evaluation, table: AnnotationTable, meta: Mapping[str, Any]) -> Scored:
     """Line up ``evaluate``'s predictions with the table's true points."""
     names = list(meta.get("landmarks") or table.landmarks)
     frame = ev.per_image

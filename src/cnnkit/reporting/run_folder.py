@@ -1,4 +1,4 @@
-"""Read what a run folder holds (``train/fit.py`` describes the layout) and find the split to score.
+"""Read what a run folder holds (``io/run_folder.py`` owns the layout) and find the split to score.
 
 The split to score is, in order: the table the caller gives (``--data``); else the test split,
 then the validation split, of the run's ``experiment.yaml`` (written by ``cnnkit train``); else
@@ -7,35 +7,32 @@ none, and the report shows curves and settings only.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import yaml
 
 from cnnkit.data.sources import read_annotations
 from cnnkit.data.table import AnnotationTable
 from cnnkit.errors import CnnkitError, ConfigError
 from cnnkit.io.checkpoint import read_meta
+from cnnkit.io.run_folder import EXPERIMENT, RunFolder
 
 if TYPE_CHECKING:
     from cnnkit.experiment import Experiment
 
-CHECKPOINTS = ("best.safetensors", "last.safetensors")
-
-
 @dataclass(frozen=True)
-class RunFolder:
-    """The files of one run, read once. Missing files are None / empty."""
+class RunRecord:
+    """What one run left in its folder, read once (``io/run_folder`` reads it). Missing files are None / empty."""
 
     path: Path
     settings: dict[str, Any]
     history: pd.DataFrame
     experiment: dict[str, Any] | None
     checkpoint: Path | None
-    meta: dict[str, Any]
+    meta: Mapping[str, Any]  # the checkpoint's CheckpointMeta ({} without one)
 
 
 @dataclass(frozen=True)
@@ -47,46 +44,25 @@ class EvalData:
     described: str  # where it came from, for the page
 
 
-def load_run(run_dir: str | Path) -> RunFolder:
+def load_run(run_dir: str | Path) -> RunRecord:
     """Read settings.json, metrics.csv, experiment.yaml and the best (else last) checkpoint's metadata.
 
     Raises:
-        ConfigError: ``run_dir`` is not a folder, or holds none of the files a run writes.
+        ConfigError: ``run_dir`` is not a folder, holds none of the files a run writes, or one of
+            them is damaged.
     """
     path = Path(run_dir)
     if not path.is_dir():
         raise ConfigError(f"{path}: run folder not found (expected the output folder of `cnnkit train` or fit())")
-    settings = _json(path / "settings.json")
-    history = pd.read_csv(path / "metrics.csv") if (path / "metrics.csv").is_file() else pd.DataFrame()
-    experiment = _yaml(path / "experiment.yaml")
-    checkpoint = next((path / n for n in CHECKPOINTS if (path / n).is_file()), None)
+    folder = RunFolder(path)
+    settings, history, checkpoint = folder.read_settings(), folder.read_history(), folder.checkpoint()
     if not settings and history.empty and checkpoint is None:
         raise ConfigError(f"{path}: no settings.json, metrics.csv or checkpoint here; is this a run folder?")
-    meta = read_meta(checkpoint) if checkpoint is not None else {}
-    return RunFolder(path, settings, history, experiment, checkpoint, meta)
+    meta: Mapping[str, Any] = read_meta(checkpoint) if checkpoint is not None else {}
+    return RunRecord(path, settings, history, folder.read_experiment(), checkpoint, meta)
 
 
-def _json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: not valid JSON ({err}); the run folder is damaged") from None
-    return data if isinstance(data, dict) else {}
-
-
-def _yaml(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    return data if isinstance(data, dict) else None
-
-
-def eval_data(run: RunFolder, data: Any = None, *, images: str | Path | None = None,
+def eval_data(run: RunRecord, data: Any = None, *, images: str | Path | None = None,
               experiment: Experiment | None = None) -> EvalData | None:
     """The table to score: ``data`` if given, else the run's test (then validation) split, else None."""
     if data is not None:
@@ -104,7 +80,7 @@ def eval_data(run: RunFolder, data: Any = None, *, images: str | Path | None = N
     return None
 
 
-def _experiment_of(run: RunFolder) -> Experiment | None:
+def _experiment_of(run: RunRecord) -> Experiment | None:
     """The run's experiment.yaml with its relative paths resolved, or None without one.
 
     The file's paths are relative to the ORIGINAL experiment file's folder, which the run folder
@@ -116,7 +92,7 @@ def _experiment_of(run: RunFolder) -> Experiment | None:
     settings = run.experiment
     if settings is None or not (settings.get("data") or {}).get("source"):
         return None
-    validate_settings(settings, str(run.path / "experiment.yaml"))
+    validate_settings(settings, str(run.path / EXPERIMENT))
     here = run.path.resolve()
     candidates = [here, *here.parents, Path.cwd()]
     output = Path(str(settings.get("output", "runs/exp")))
@@ -126,7 +102,7 @@ def _experiment_of(run: RunFolder) -> Experiment | None:
     for base in candidates:
         if _source_exists(base, settings):
             return Experiment(settings, base)
-    raise CnnkitError(f"{run.path / 'experiment.yaml'}: data.source {settings['data']['source']!r} was not found "
+    raise CnnkitError(f"{run.path / EXPERIMENT}: data.source {settings['data']['source']!r} was not found "
                       f"relative to the run folder, its parents or the working folder. Pass the table to score "
                       f"(cnnkit report RUN --data test.csv).")
 

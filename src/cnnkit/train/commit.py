@@ -27,19 +27,22 @@ from cnnkit.atomic import atomic_write_bytes, atomic_write_text, remove_stale_te
 from cnnkit.config import TrainConfig
 from cnnkit.errors import CheckpointError, ConfigError
 from cnnkit.io.checkpoint import ModelSnapshot, load_state, write_model, write_state
+from cnnkit.io.meta import CheckpointMeta
+from cnnkit.io.run_folder import (
+    BEST,
+    INTERRUPTED,
+    LAST,
+    METRICS,
+    OUTPUTS,
+    RESULTS,
+    RUN_FILES,
+    SETTINGS,
+    STATE,
+    RunFolder,
+)
 
 log = logging.getLogger("cnnkit")
 
-STATE, LAST, BEST, METRICS, INTERRUPTED = (
-    "last.state.pt", "last.safetensors", "best.safetensors", "metrics.csv", "interrupted.safetensors")
-RUN_FILES = (METRICS, BEST, STATE, LAST, INTERRUPTED)
-SETTINGS, EXPERIMENT, TEST_METRICS, TEST_PER_IMAGE, REPORT = (
-    "settings.json", "experiment.yaml", "test_metrics.json", "test_per_image.csv", "report.html")
-PLOTS = ("curves.png", "val_predictions.png")
-#: Written after training from the run's results: stale once a new run starts in the folder.
-RESULTS = (TEST_METRICS, TEST_PER_IMAGE, REPORT, *PLOTS)
-#: Every file a run may write into its folder (none may be one of the run's inputs).
-OUTPUTS = (SETTINGS, EXPERIMENT, *RUN_FILES, *RESULTS)
 #: Settings a resume may change: how long, where and how verbosely the same run continues.
 FREE_TRAIN_KEYS = ("epochs", "steps", "device", "quiet", "plots", "compile", "channels_last", "checkpoint_every",
                    "log")
@@ -77,18 +80,6 @@ def commit_job(out: Path, best: ModelSnapshot | None, metrics_csv: str, state: M
     return job
 
 
-def update_settings(out: Path, **values: Any) -> None:
-    """Replace top-level keys of the run folder's settings.json (atomically; a missing file is left alone)."""
-    path = out / SETTINGS
-    if path.is_file():
-        atomic_write_text(path, json.dumps({**json.loads(path.read_text()), **values}, indent=2, default=str))
-
-
-def leftovers(folder: Path) -> list[str]:
-    """The run files present in ``folder`` (sorted by write order)."""
-    return [name for name in RUN_FILES if (folder / name).exists()]
-
-
 def clear_for_start(folder: Path, *, fresh: bool) -> list[str]:
     """Remove what a new start must not keep; returns the names removed.
 
@@ -113,7 +104,7 @@ def check_fresh_start(run_dir: Path, out: Path, *, log_line: bool) -> None:
         raise CheckpointError(f"cannot resume from {run_dir}: it holds no {STATE} (no epoch was committed there). "
                               f"Point resume= at a run folder that has one, or use resume=True.")
     if log_line:
-        left = leftovers(run_dir)
+        left = RunFolder(run_dir).present()
         note = f"; clearing what an unfinished start left: {', '.join(left)}" if left else ""
         log.info(f"nothing to resume in {run_dir} (no epoch committed yet): starting from epoch 1{note}")
 
@@ -133,12 +124,12 @@ def check_same_run(run_dir: Path, saved: str | None, identity: str) -> None:
                               f"Resume with that run's settings, or choose another output folder.")
 
 
-def run_identity(cfg: TrainConfig, meta: Mapping[str, Any], model: nn.Module, rows: Mapping[str, int]) -> str:
+def run_identity(cfg: TrainConfig, meta: CheckpointMeta, model: nn.Module, rows: Mapping[str, int]) -> str:
     """What makes two runs the same run (JSON): the model, the settings a resume must keep, data and rows."""
     make_config: Any = getattr(model, "config", None)
     config = make_config() if callable(make_config) else {"module": type(model).__name__}
     ident = {"model": config, **{f"train.{k}": v for k, v in cfg.to_dict().items() if k not in FREE_TRAIN_KEYS},
-             **{f"data.{k}": v for k, v in meta.items() if k not in ("format_version", "epoch")},
+             **{f"data.{k}": v for k, v in meta.identity().items()},
              **{f"rows.{k}": int(n) for k, n in rows.items()}}
     return json.dumps(ident, sort_keys=True, default=str)
 

@@ -27,6 +27,7 @@ from cnnkit.engine.inference import Outputs, run_inference, validation_strategy
 from cnnkit.engine.metrics import class_metrics, landmark_metrics
 from cnnkit.engine.step import StepSetup
 from cnnkit.errors import CheckpointError, ConfigError, did_you_mean
+from cnnkit.io import run_folder as RF
 from cnnkit.io.background import BackgroundWriter
 from cnnkit.io.checkpoint import (
     capture_rng,
@@ -37,6 +38,7 @@ from cnnkit.io.checkpoint import (
     snapshot_state,
     write_model,
 )
+from cnnkit.io.meta import CheckpointMeta
 from cnnkit.rng import make_generator
 from cnnkit.train import commit as C
 from cnnkit.train.budget import SHORT_BUDGET_STEPS, recent_pace, recount, time_used
@@ -118,7 +120,7 @@ class EpochRunner:
     def resume_state(self, run_dir: Path) -> RunState:
         """``run_dir``'s committed state loaded into this runner; a fresh start when nothing is committed
         (in the output folder only). A different run's state (see ``commit.run_identity``) is refused."""
-        state_path = run_dir / C.STATE
+        state_path = run_dir / RF.STATE
         found = state_path.is_file()
         if self.dist.is_distributed:  # every rank must take the same branch (a shared file system)
             C.check_ranks_agree(self.dist.gather(found), state_path)
@@ -167,7 +169,7 @@ class EpochRunner:
             self._announce_length(state)
             if state.epochs_done >= self.epochs and self.dist.is_main:  # resumed after its last epoch
                 final = snapshot_model(self.kept_model, self._meta(state, state.epochs_done))
-                self.writer.submit(lambda: write_model(self.out / C.LAST, final))
+                self.writer.submit(lambda: write_model(self.out / RF.LAST, final))
             while state.epochs_done < self.epochs:  # train.time may re-count self.epochs after the first
                 self._one_epoch(state.epochs_done, state)
             self.writer.wait()
@@ -175,9 +177,9 @@ class EpochRunner:
             state.interrupted = True
             self.writer.finish()
             if self.dist.is_main:
-                save_model(self.out / C.INTERRUPTED, self.kept_model, self._meta(state, -1))
-                log.warning(f"interrupted: --resume (resume=True) continues from the last commit in {self.out / C.STATE}"
-                            f"; the weights of the epoch in progress are in {C.INTERRUPTED}.")
+                save_model(self.out / RF.INTERRUPTED, self.kept_model, self._meta(state, -1))
+                log.warning(f"interrupted: --resume (resume=True) continues from the last commit in {self.out / RF.STATE}"
+                            f"; the weights of the epoch in progress are in {RF.INTERRUPTED}.")
         except BaseException:
             self.writer.finish()  # the commit in flight still lands: a resume loses no finished epoch
             raise
@@ -226,7 +228,7 @@ class EpochRunner:
             log.info(f"train.time: the first epoch took {pace:.3g} s; training {_epochs(self.epochs)} in all "
                      "(re-counted after every epoch from the recent epochs' pace)")
         if self.dist.is_main:
-            C.update_settings(self.out, time_plan=self.time_plan.to_dict(), epochs=self.epochs)
+            RF.RunFolder(self.out).update_settings(time_plan=self.time_plan.to_dict(), epochs=self.epochs)
 
     def _reduce_train_logs(self, logs: dict[str, float], n_local: int) -> dict[str, float]:
         """Global train loss (sum over ranks / rows over ranks) and global images per second."""
@@ -239,7 +241,7 @@ class EpochRunner:
         """Mean-shape sums of all ranks (each summed its own rows, padding repeats left out)."""
         if not self.dist.is_distributed or self.setup.task != "landmarks":
             return
-        zeros = np.zeros((len(self.meta["landmarks"]), 2))
+        zeros = np.zeros((len(self.meta.landmarks), 2))
         local = np.stack([zeros if state.shape_sum is None else state.shape_sum,
                           zeros if state.shape_count is None else state.shape_count])
         total = self.dist.reduce_sum(torch.from_numpy(local)).numpy()
@@ -253,9 +255,9 @@ class EpochRunner:
     def _metrics(self, outputs: Outputs, state: RunState) -> dict[str, float]:
         assert outputs.true is not None  # validation tables are annotated
         if self.setup.task == "classes":
-            return class_metrics(outputs.pred.argmax(-1), outputs.true, classes=self.meta["classes"])
+            return class_metrics(outputs.pred.argmax(-1), outputs.true, classes=self.meta.classes)
         baseline = self._baseline_px(outputs, state)
-        found = landmark_metrics(outputs.pred, outputs.true, names=self.meta["landmarks"], baseline_px=baseline)
+        found = landmark_metrics(outputs.pred, outputs.true, names=self.meta.landmarks, baseline_px=baseline)
         return {k: float(v) for k, v in found.items()}
 
     def _baseline_px(self, outputs: Outputs, state: RunState) -> np.ndarray | None:
@@ -265,10 +267,10 @@ class EpochRunner:
                                                                            outputs.offset)
 
     # -- records ----------------------------------------------------------------------
-    def _meta(self, state: RunState, epoch: int) -> dict[str, Any]:
+    def _meta(self, state: RunState, epoch: int) -> CheckpointMeta:
         shape = state.mean_shape_norm()
-        return {**self.meta, "epoch": epoch,
-                "mean_shape_norm": None if shape is None else np.nan_to_num(shape, nan=0.5).tolist()}
+        return self.meta.with_values(epoch=epoch,
+                                     mean_shape_norm=None if shape is None else np.nan_to_num(shape, nan=0.5).tolist())
 
     def _record(self, state: RunState, row: dict[str, float]) -> None:
         rng = capture_rng()
@@ -285,7 +287,7 @@ class EpochRunner:
         kept = None
         self.writer.wait()  # the staging buffers are free again (the last write ended long ago, normally)
         if value <= state.best_value or not math.isfinite(state.best_value):
-            kept = snapshot_model(self.kept_model, {**meta, "selected_by": self._selection_key()},
+            kept = snapshot_model(self.kept_model, meta.with_values(selected_by=self._selection_key()),
                                   staging=self._staging["best"])
             self._best, state.best_value = kept, value
         if not C.commit_due(self.cfg.checkpoint_every, state.epochs_done, self.epochs, self._last_commit_s,
@@ -294,7 +296,7 @@ class EpochRunner:
         self.writer.submit(self._commit(state, rng, per_rank, meta, kept))
         self._best, self._last_commit_s = None, self.clock()
 
-    def _commit(self, state: RunState, rng: Any, per_rank: list[Any] | None, meta: dict[str, Any],
+    def _commit(self, state: RunState, rng: Any, per_rank: list[Any] | None, meta: CheckpointMeta,
                 kept: Any) -> Any:
         """Snapshot this epoch into CPU memory (training may go on) and return the job that writes it."""
         last = snapshot_model(self.kept_model, meta, tensors=None if kept is None else kept.tensors,

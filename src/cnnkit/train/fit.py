@@ -1,15 +1,7 @@
 """``fit``: one call from a spec (or model) and tables to a run folder with checkpoints.
 
-Run folder layout::
-
-    out_dir/
-      last.state.pt                     the commit point: weights, optimizer/schedule/RNG for resume
-      last.safetensors                  the last epoch's weights + metadata (written when the run ends)
-      best.safetensors                  best by the validation metric (= last without val)
-      metrics.csv                       one row per epoch
-      settings.json                     the resolved settings, to repeat the run
-      curves.png  val_predictions.png   plots (main process only)
-      .cnnkit-run.lock                  while the run lives: who is writing here (cnnkit.train.lock)
+The run folder's files are named, read and written by ``cnnkit.io.run_folder`` (its docstring draws
+the layout).
 
 One run per folder: the lock refuses a second run while the first lives, and a start without
 ``resume`` refuses a folder that holds a run's results unless ``overwrite`` (``commit.check_unused``);
@@ -22,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -41,6 +32,7 @@ from cnnkit.data.augment import Augment
 from cnnkit.data.table import AnnotationTable
 from cnnkit.engine.device import resolve_device
 from cnnkit.errors import ConfigError, DataError
+from cnnkit.io import run_folder as RF
 from cnnkit.model.net import SpecNet
 from cnnkit.train import commit as C
 from cnnkit.train.budget import (
@@ -201,10 +193,10 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
                 prepare_folder(job, net, device, runner.epochs, extra_files or {})
             state = runner.run(state)
             if ctx.is_main and not state.interrupted:  # crop models: two-pass or full-frame, measured on val
-                choose_views(job.out_dir, runner.setup, job.val, grayscale=job.data.grayscale, files=(C.BEST, C.LAST),
+                choose_views(job.out_dir, runner.setup, job.val, grayscale=job.data.grayscale, files=(RF.BEST, RF.LAST),
                              batch_size=job.cfg.resolved_batch_size, quiet=job.cfg.quiet)
-    out = job.out_dir
-    return Run(out, state.history_frame(), out / "best.safetensors", out / "last.safetensors",
+    folder = RF.RunFolder(job.out_dir)
+    return Run(folder.path, state.history_frame(), folder.best, folder.last,
                interrupted=state.interrupted, model=runner.model)
 
 
@@ -256,11 +248,10 @@ def _stored_time_plan(job: TrainingJob) -> TimePlan | None:
     """The plan a run being resumed was started with (its settings.json), if it committed an epoch."""
     if not job.resume:
         return None
-    folder = Path(job.resume) if isinstance(job.resume, (str, Path)) else job.out_dir
-    settings = folder / C.SETTINGS
-    if not ((folder / C.STATE).is_file() and settings.is_file()):
+    folder = RF.RunFolder(Path(job.resume) if isinstance(job.resume, (str, Path)) else job.out_dir)
+    if not folder.state.is_file():
         return None
-    stored = json.loads(settings.read_text()).get("time_plan")
+    stored = folder.read_settings().get("time_plan")
     return None if stored is None else TimePlan.from_dict(stored)
 
 

@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from cnnkit.errors import ConfigError
+from cnnkit.io.run_folder import LOCK
 
 log = logging.getLogger("cnnkit")
 
-LOCK_NAME = ".cnnkit-run.lock"
+LOCK_NAME = LOCK  # the run folder's lock file (io/run_folder names every file)
 #: A holder that died while a child (a data-loader worker) keeps the flock: how long to wait for it.
 ORPHAN_WAIT_S, ORPHAN_POLL_S = 10.0, 0.25
 

@@ -10,7 +10,6 @@ fresh start: ``commit.check_unused``), ``prepare_folder`` (``commit.preflight``,
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -19,9 +18,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from cnnkit.atomic import atomic_write_text
 from cnnkit.engine.device import describe_device
 from cnnkit.errors import CnnkitError
+from cnnkit.io import run_folder as RF
 from cnnkit.model.builder import build_model
 from cnnkit.model.memory import available_bytes, check_fits, footprint, on_meta
 from cnnkit.model.net import SpecNet
@@ -94,7 +93,7 @@ def prepare_folder(job: TrainingJob, net: nn.Module, device: torch.device, epoch
     C.preflight(job.out_dir, sum(t.numel() * t.element_size() for t in net.state_dict().values()))
     write_settings(job, net, epochs)
     for name, text in extra_files.items():
-        atomic_write_text(job.out_dir / name, text)
+        RF.RunFolder(job.out_dir).write_text(name, text)
     if not job.cfg.quiet:
         log.info(describe_device(device))
 
@@ -110,4 +109,4 @@ def write_settings(job: TrainingJob, net: nn.Module, epochs: int) -> None:
         "train_table": {"source": train.source, "rows": len(train)},
         "val_table": None if val is None else {"source": val.source, "rows": len(val)},
     }
-    atomic_write_text(job.out_dir / C.SETTINGS, json.dumps(settings, indent=2, default=str))
+    RF.RunFolder(job.out_dir).write_settings(settings)
