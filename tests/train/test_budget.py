@@ -241,3 +241,23 @@ def test_a_time_too_short_for_one_epoch_stops_before_writing_anything(lips_table
         fit(SMALL, train, val, out_dir=tmp_path / "run", time="30s", size=(64, 48), batch_size=8, device="cpu",
             clock=TickingClock(0.5), **QUIET)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_without_a_time_says_how_long_it_will_take_measured_before_training(lips_tables, tmp_path,
+                                                                                 caplog) -> None:
+    # Issue 27 item 5: the length line carries an estimate timed on a throw-away copy before training.
+    # On a clock that moves 0.5 s a read a timed step "takes" 0.5 s: 3 epochs x 5 steps of 2.5 s plus
+    # a validation pass timed at 0.5 s (two reads of the clock) = 3 x 3 s.
+    train, val = lips_tables
+    opts = {**QUIET, "quiet": False}
+    with caplog.at_level("INFO", logger="cnnkit"):
+        run = fit(SMALL, train, val, out_dir=tmp_path / "run", epochs=3, batch_size=8, size=(64, 48), device="cpu",
+                  clock=TickingClock(0.5), **opts)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("training 3 epochs"))
+    assert "about 9 s on this machine (0.5 s a step and 3 s an epoch, timed before training" in line
+    assert len(run.history) == 3
+    caplog.clear()
+    with caplog.at_level("INFO", logger="cnnkit"):  # quiet: nothing is timed (nobody would read it)
+        fit(SMALL, train, val, out_dir=tmp_path / "quiet", epochs=1, batch_size=8, size=(64, 48), device="cpu",
+            clock=TickingClock(0.5), **QUIET)
+    assert not any("timed before training" in r.getMessage() for r in caplog.records)

@@ -41,7 +41,7 @@ from cnnkit.io.checkpoint import (
 from cnnkit.io.meta import CheckpointMeta
 from cnnkit.rng import make_generator
 from cnnkit.train import commit as C
-from cnnkit.train.budget import SHORT_BUDGET_STEPS, recent_pace, recount, time_used
+from cnnkit.train.budget import SHORT_BUDGET_STEPS, Speed, recent_pace, recount, time_used
 from cnnkit.train.distributed import DistContext, merge_outputs
 from cnnkit.train.ema import WeightAverage
 from cnnkit.train.loop import EpochBar, train_one_epoch
@@ -94,6 +94,7 @@ class EpochRunner:
         self.opt = make_optimizer(self.model, cfg)
         steps_per_epoch = max(1, len(self.loaders["train"]))
         self.time_plan, self.started_s = parts.time_plan, parts.started_s
+        self.speed: Speed | None = None  # a few steps timed before training: the length line says how long
         # the training-length rule (or train.time's plan), resolved once
         self.epochs = parts.time_plan.epochs if parts.time_plan is not None else cfg.epochs_for(steps_per_epoch)
         self.sched = make_scheduler(self.opt, cfg, steps_per_epoch, self.epochs)
@@ -353,12 +354,20 @@ class EpochRunner:
                     f"set train.epochs, train.steps or train.time to change it")
         steps = self.epochs * per_epoch
         log.info(f"training {_epochs(self.epochs)} x {per_epoch} steps = {steps:,} optimizer "
-                 f"steps ({why}); the time left is shown after each epoch")
+                 f"steps ({why}){self._estimate(state)}; the time left is shown after each epoch")
         shortened = plan is not None and plan.recipe == "short"
         if self.setup.task == "landmarks" and self.setup.crop is None and steps < SHORT_BUDGET_STEPS and not shortened:
             log.info(f"a short budget (under {SHORT_BUDGET_STEPS:,} steps): at equal time, half the pixels, batch 8 "
                      "and ImageNet weights did better than the defaults (docs/training.md, 'Short budgets'; "
                      "train.time chooses the first two by itself when you leave data.size and batch_size unset)")
+
+    def _estimate(self, state: RunState) -> str:
+        """'; about 12 min on this machine (...)' from the steps timed before training (no train.time)."""
+        if self.speed is None or self.time_plan is not None:  # train.time: its plan already says it
+            return ""
+        left_s = (self.epochs - state.epochs_done) * self.speed.epoch_s
+        return (f"; about {_duration(left_s)} on this machine ({self.speed.step_s:.3g} s a step and "
+                f"{self.speed.epoch_s:.3g} s an epoch, timed before training; train.time caps it)")
 
     def _eta_s(self, state: RunState) -> float:
         """Seconds left at the recent epochs' pace (the one train.time re-counts by)."""
@@ -379,7 +388,7 @@ def format_epoch_line(row: dict[str, float], epochs: int, *, eta_s: float = floa
             parts.append(f"{key} {row[key]:.4g}")
     parts.append(f"{row['images_per_s']:.1f} img/s")
     if math.isfinite(eta_s) and int(row["epoch"]) < epochs:
-        parts.append(f"about {eta_s / 60:.0f} min left" if eta_s >= 90 else f"about {eta_s:.0f} s left")
+        parts.append(f"about {_duration(eta_s)} left")
     return "  ".join(parts)
 
 
@@ -420,6 +429,11 @@ def _tensorboard(cfg: TrainConfig, out: Path, dist: DistContext, parts: RunParts
     from cnnkit.train.tensorboard import TensorBoardLog
 
     return TensorBoardLog(out, val_loader=parts.loaders.get("val"), setup=parts.setup)
+
+
+def _duration(seconds: float) -> str:
+    """'12 min' from 90 s on, else '40 s'."""
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def _epochs(n: int) -> str:

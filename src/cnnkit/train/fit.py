@@ -189,6 +189,7 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
             parts = dataclasses.replace(assemble_parts(net, job, device, ctx), started_s=started)
             runner = EpochRunner(parts, job.cfg, job.out_dir, ctx, clock=job.clock)
             state = start_state(job, runner, ctx)  # refuses another run's folder before anything in it is replaced
+            runner.speed = _timed_before_training(job, device, ctx, left=runner.epochs - state.epochs_done)
             if ctx.is_main:
                 prepare_folder(job, net, device, runner.epochs, extra_files or {})
             state = runner.run(state)
@@ -279,6 +280,15 @@ def _new_time_plan(job: TrainingJob, device: torch.device, ctx: DistContext, sta
     return plan_time(budget_s, candidate("default", default),
                      None if short is None else candidate("short", short),
                      elapsed_s=lambda: ctx.gather(job.clock() - started)[0])
+
+
+def _timed_before_training(job: TrainingJob, device: torch.device, ctx: DistContext, *, left: int) -> Speed | None:
+    """A few steps and validation batches timed on a throw-away copy, so the length line says how long
+    the run will take here ("about 12 min"). Not with train.time (its plan measured already), ``quiet``
+    (nobody reads it), nothing left to train, or several processes (each would time its own share)."""
+    if job.cfg.quiet or job.time_plan is not None or left <= 0 or ctx.is_distributed:
+        return None
+    return _measure_speed(job, device, ctx, min_timed_s=0.0)  # WARMUP_STEPS + MIN_TIMED_STEPS steps
 
 
 def _may_shorten(job: TrainingJob) -> bool:
