@@ -1,0 +1,157 @@
+"""Issue 27's speed candidates, side by side: one training step and one epoch of the data-only default
+on the real data, against the same with one change (bf16 autocast, channels-last, a foreach or fused
+Adam, the decoded cache, torch.compile, ImageNet Lite0 weights, all of the winners together).
+
+    .venv/bin/python bench/perf/step_candidates.py --write          # lips, faces68, small; docs/PERFORMANCE.md
+    .venv/bin/python bench/perf/step_candidates.py --sets small --configs default foreach cache compile
+    .venv/bin/python bench/perf/step_candidates.py --quick          # tiny: 8 rows, 2 steps, 1 round
+
+Every candidate's run is built once, as ``cnnkit train`` builds it from an experiment file with
+only ``data`` (bench/harness/candidates.py: ``data.crop: auto`` crops on the small-subject set,
+``data.size: auto``, batch 16, ResNet-18 with the heatmap head, Adam at 1e-3 held constant here). Per
+round, in an order rotated every round so a change in the machine's speed lands on every candidate
+alike, each candidate takes
+
+* ``--batches`` training steps over the same fixed batches (the model alone: forward, loss, backward,
+  optimizer step): the step time;
+* one epoch through its own loaders (reading and decoding or the cache, views, augmentation, the
+  steps, the validation pass): the epoch time, as metrics.csv's ``time_s`` counts it.
+
+The speed-ups are medians of the per-round ratios default / candidate (> 1: faster). Every candidate
+trains the same steps from the same initial weights on the same batches and epochs, so after the
+rounds the optimizer implementations must hold the default's weights to rounding (``param gap``:
+largest |difference| / largest |weight|), while bf16 shows its drift; ``view gap`` compares the
+candidate's first training batches with the default's pixels (the cache must give the same views).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import OUT, flags  # noqa: E402
+from bench.harness.candidates import CANDIDATES, DEFAULT_SET, Trainee, load_job, parameter_gap, view_gap  # noqa: E402
+from bench.harness.machine import load_average, machine_line  # noqa: E402
+from bench.harness.results import markdown_table, write_section  # noqa: E402
+from bench.harness.timing import alternate  # noqa: E402
+
+SETS = ("lips", "faces68", "small")
+QUICK_ROWS = 8
+
+
+def build(set_name: str, args: argparse.Namespace) -> dict[str, Trainee]:
+    """Every asked-for candidate's run on ``set_name`` (default first: the others are compared with it)."""
+    names = ["default", *(c for c in args.configs if c != "default")]
+    limit = QUICK_ROWS if args.quick else None
+    return {name: Trainee(load_job(set_name, name, args, limit=limit), CANDIDATES[name].optimizer) for name in names}
+
+
+def warm_up(trainees: dict[str, Trainee], batches: list[Any]) -> dict[str, float]:
+    """Two untimed steps and a validation pass each (compile compiles here): seconds per candidate."""
+    took = {}
+    for name, t in trainees.items():
+        start = time.perf_counter()
+        t.steps(batches[:2], seed=1000)
+        t.validate()
+        took[name] = time.perf_counter() - start
+    return took
+
+
+def measure_set(set_name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Step and epoch times of every candidate on one set, in rotated turns; the gaps after the rounds."""
+    trainees = build(set_name, args)
+    batches = trainees["default"].first_batches(args.batches)
+    views = {name: view_gap(batches, t.first_batches(len(batches))) for name, t in trainees.items()}
+    warm = warm_up(trainees, batches)
+
+    def one_round(t: Trainee) -> Any:
+        return lambda r: (t.steps(batches, seed=r), *t.epoch(r))
+
+    timings = alternate({name: one_round(t) for name, t in trainees.items()}, args.rounds, rotate=True)
+    base = trainees["default"]
+    rows = {}
+    for name, t in trainees.items():
+        same_net = type(t.model) is type(base.model) and t.job.pretrained == base.job.pretrained
+        rows[name] = summarise(timings[name], timings["default"]) | {
+            "build_s": t.build_s, "warmup_s": warm[name], "view_gap": views[name],
+            "param_gap": parameter_gap(base.model, t.model) if same_net else None}
+    job = base.job
+    return {"set": set_name, "rows": rows, "train_rows": len(job.train), "val_rows": len(job.val or []),
+            "batch": job.cfg.batch_size, "steps_per_epoch": len(base.parts.loaders["train"]),
+            "input": "x".join(map(str, job.data.frame)), "crop": job.data.crop_settings is not None}
+
+
+def summarise(mine: list[tuple[float, float, float]], default: list[tuple[float, float, float]]) -> dict[str, Any]:
+    """Medians of the step, train and validation seconds, and of the per-round speed-ups over the default."""
+    def speedups(i: int | None) -> list[float]:
+        pick = (lambda t: t[1] + t[2]) if i is None else (lambda t: t[i])
+        return sorted(pick(d) / pick(m) for m, d in zip(mine, default, strict=True))
+
+    step, epoch = speedups(0), speedups(None)
+    return {"step_s": statistics.median(t[0] for t in mine), "train_s": statistics.median(t[1] for t in mine),
+            "val_s": statistics.median(t[2] for t in mine), "step_x": statistics.median(step),
+            "step_x_range": (step[0], step[-1]), "epoch_x": statistics.median(epoch),
+            "epoch_x_range": (epoch[0], epoch[-1])}
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    rows = []
+    for res in results:
+        for name, r in res["rows"].items():
+            gap = "-" if r["param_gap"] is None else f"{r['param_gap']:.1e}"
+            rows.append([res["set"], name, f"{r['step_s']:.3f}", f"{r['step_x']:.2f}",
+                         "{:.2f}-{:.2f}".format(*r["step_x_range"]), f"{r['train_s'] + r['val_s']:.1f}",
+                         f"{r['epoch_x']:.2f}", "{:.2f}-{:.2f}".format(*r["epoch_x_range"]), f"{r['build_s']:.1f}",
+                         f"{r['warmup_s']:.1f}", gap, f"{r['view_gap'][0]:.2f} / {r['view_gap'][1]}"])
+    return markdown_table(["set", "candidate", "step s", "step speed-up", "range", "epoch s (train + val)",
+                           "epoch speed-up", "range", "build s", "warm-up s", "param gap", "view gap mean / max"],
+                          rows)
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace, load: tuple[float, float]) -> str:
+    sets = "; ".join(f"{r['set']}: {r['train_rows']} training rows ({r['steps_per_epoch']} steps of "
+                     f"{r['batch']}), {r['val_rows']} validation rows, input {r['input']}"
+                     f"{' (crop views)' if r['crop'] else ''}" for r in results)
+    return (f"Command: `{flags.command_line(__file__)}`. {args.rounds} rounds, candidates in an order rotated "
+            f"every round; {args.batches} fixed batches per step timing; {torch.get_num_threads()} torch threads; "
+            f"loader workers {args.workers}. {sets}. Load average (`uptime`) {load[0]:.1f} at the start and "
+            f"{load[1]:.1f} at the end. {machine_line()}\n\n{table(results)}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = flags.parser(__doc__, quick=True, write=True, out={"default": OUT / "step_candidates"}, data_root=True,
+                     sets={"default": list(SETS), "choices": list(SETS)},
+                     configs={"default": DEFAULT_SET, "choices": list(CANDIDATES)},
+                     rounds={"default": 3, "help": "timed rounds per candidate (default 3; --quick 1)"},
+                     threads={"default": 2, "help": "torch threads (default 2, a laptop's)"}, workers=True)
+    p.add_argument("--batches", type=int, default=8, help="training steps per step timing (default 8; --quick 2)")
+    args = p.parse_args(argv)
+    args.device, args.out = "cpu", args.out.resolve()
+    if args.quick:
+        args.rounds, args.batches = 1, 2
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start_load = load_average()
+    results = []
+    for set_name in args.sets:
+        results.append(measure_set(set_name, args))
+        (args.out / "step_candidates.json").write_text(json.dumps(results, indent=1))
+        print(table(results[-1:]), flush=True)
+    text = report(results, args, (start_load, load_average()))
+    (args.out / "summary.md").write_text(text)
+    print(text)
+    if flags.should_write(args):
+        write_section("step_candidates", "## Training step candidates (issue 27)\n\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
