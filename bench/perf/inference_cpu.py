@@ -3,7 +3,7 @@ landmark defaults: heatmap head), on each path (fp32, bf16 autocast, channels-la
 beside DeepLabCut-Live's published CPU figures at the same image sizes.
 
     .venv/bin/python bench/perf/inference_cpu.py --write      # docs/PERFORMANCE.md, section inference_cpu
-    .venv/bin/python bench/perf/inference_cpu.py --quick      # tiny: 2 small sizes, 8 frames, 1 round
+    .venv/bin/python bench/perf/inference_cpu.py --quick      # tiny: 64x48, 8 frames, 1 round
 
 Speed: the frames of lips-video's ``008_xaud.avi`` (320x240) decoded once into memory, then what
 ``predict`` does with a video's frames (``cnnkit.infer.video_predict.predict_frames``: resize to the
@@ -163,7 +163,8 @@ def trained(name: str, tables: dict[str, Any], args: argparse.Namespace) -> Path
         from cnnkit import fit
 
         pretrained = "efficientnet_lite0" if name == "lite0" else None
-        fit(MODELS[name]["spec"], tables["train"], tables["val"], out_dir=out, epochs=args.train_epochs,
+        train = tables["train"].subset(np.arange(16)) if args.quick else tables["train"]
+        fit(MODELS[name]["spec"], train, None, out_dir=out, epochs=args.train_epochs,
             pretrained=pretrained, quiet=True, plots=False, batch_size=4 if args.quick else 16,
             **({"size": (64, 48)} if args.quick else {}))
     return out / "last.safetensors"
@@ -223,7 +224,7 @@ def deviation_table(devs: dict[str, dict[str, tuple[float, float]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = flags.parser(__doc__, quick={"help": "2 small sizes, 8 frames, 1 round, a 1-epoch check model"}, write=True,
+    p = flags.parser(__doc__, quick={"help": "64x48, 8 frames, 1 round, check models of 1 epoch on 16 images"}, write=True,
                      out={"default": OUT / "inference_cpu"}, data_root=True,
                      threads={"default": 2, "help": "torch and ONNX Runtime threads (default 2)"},
                      rounds={"default": 3, "help": "rounds of every path (default 3)"},
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.paths = ["fp32", *(x for x in args.paths if x != "fp32")]
     if args.quick:
-        args.size, args.frames, args.rounds, args.batch, args.train_epochs = [(64, 48), (96, 72)], 8, 1, 4, 1
+        args.size, args.frames, args.rounds, args.batch, args.train_epochs = [(64, 48)], 8, 1, 4, 1
     args.out = args.out.resolve()
     (args.out / "models").mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)

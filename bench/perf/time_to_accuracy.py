@@ -16,7 +16,8 @@ The curve of a run is its validation error after each epoch against the wall sec
 the speed probe: the start-up (tables, model, the decoded cache when there is one) plus the epochs'
 ``time_s`` (training and validation). The table gives, per set and candidate (seeds averaged), the
 validation and test error at full length and the time to reach the default's final validation error
-(the mean over the default's seeds); the speed-up is the default's full time over that.
+(the mean over the default's seeds; the time is the mean over the seeds that reach it, their count
+beside it); the speed-up is the default's full time over that.
 
 Outputs in OUT: ``results.json`` (every run, rewritten as each ends), ``summary.md`` (the table, the
 estimates of item 5, the length rule of item 4 evaluated on these curves), ``curves.csv``,
@@ -131,8 +132,8 @@ def summary_table(results: Mapping[str, Any]) -> str:
                                                                          if kv[0][1] in CONFIGS else 99)):
         rs.sort(key=lambda r: r["seed"])
         reach = [time_to(r["curve"], goal[set_name]) if set_name in goal else None for r in rs]
-        got = [x for x in reach if x is not None]
-        mean_reach = statistics.fmean(got) if len(got) == len(rs) else None
+        got = [x for x in reach if x is not None]  # the seeds that reached the target; the mean is over them
+        mean_reach = statistics.fmean(got) if got else None
         speedup = "-" if mean_reach is None or set_name not in base_time else f"{base_time[set_name] / mean_reach:.2f}"
         rows.append([set_name, config, len(rs), rs[0]["curve"][-1]["step"],
                      " / ".join(f"{r['curve'][-1]['val_px']:.2f}" for r in rs),
