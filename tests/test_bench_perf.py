@@ -145,8 +145,8 @@ def test_step_candidates_quick_times_each_candidate_against_the_default(tmp_path
     assert rows["default"][3] == "1.00" and all(float(r[2]) > 0 and float(r[5]) > 0 for r in rows.values())
     # the same steps from the same weights on the same batches: a foreach Adam keeps the default's weights
     # (to rounding), and the decoded cache gives the default's pixels
-    assert float(rows["foreach"][10]) <= 1e-5 and rows["cache"][11] == "0.00 / 0"
-    assert float(rows["cache"][8]) > 0  # the cache was built (its one-off cost), the others not
+    assert float(rows["foreach"][11]) <= 1e-5 and rows["cache"][12] == "0.00 / 0"
+    assert float(rows["cache"][9]) > 0  # the cache was built (its one-off cost), the others not
     assert "8 training rows" in res.stdout and "Load average (`uptime`)" in res.stdout
 
 

@@ -142,38 +142,40 @@ class Trainee:
                 break
         return out
 
-    def steps(self, batches: Sequence[Any], seed: int) -> float:
-        """Seconds per training step over ``batches`` (no data loading)."""
+    def steps(self, batches: Sequence[Any], seed: int) -> tuple[float, float]:
+        """(wall, CPU) seconds per training step over ``batches`` (no data loading). CPU: this process's,
+        which other processes on a shared machine do not inflate (with one torch thread, the step's work)."""
         from cnnkit.rng import make_generator
         from cnnkit.train.loop import train_one_epoch
 
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         train_one_epoch(self.step_model, batches, self.setup, self.opt, self.sched, self.parts.loss_fn,
                         generator=make_generator(seed), frozen_bn=self.frozen_bn)
-        return (time.perf_counter() - start) / max(1, len(batches))
+        n = max(1, len(batches))
+        return (time.perf_counter() - wall) / n, (time.process_time() - cpu) / n
 
-    def validate(self) -> float:
-        """Seconds of one validation pass (0 without a validation table)."""
+    def validate(self) -> tuple[float, float]:
+        """(wall, CPU) seconds of one validation pass (0 without a validation table)."""
         from cnnkit.engine.inference import run_inference, validation_strategy
 
         if "val" not in self.parts.loaders:
-            return 0.0
-        start = time.perf_counter()
+            return 0.0, 0.0
+        wall, cpu = time.perf_counter(), time.process_time()
         run_inference(validation_strategy(self.step_model, self.setup), self.parts.loaders["val"], self.parts.loss_fn)
-        return time.perf_counter() - start
+        return time.perf_counter() - wall, time.process_time() - cpu
 
     def epoch(self, n_epoch: int) -> tuple[float, float]:
-        """(training seconds, validation seconds) of one epoch through the loaders."""
+        """(wall, CPU) seconds of one epoch through the loaders: training, then the validation pass."""
         from cnnkit.rng import make_generator
         from cnnkit.train.loop import train_one_epoch
 
         loader = self.parts.loaders["train"]
         loader.sampler.set_epoch(n_epoch)
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         train_one_epoch(self.step_model, loader, self.setup, self.opt, self.sched, self.parts.loss_fn,
                         generator=make_generator(n_epoch), frozen_bn=self.frozen_bn)
-        return time.perf_counter() - start, self.validate()
-
+        self.validate()
+        return time.perf_counter() - wall, time.process_time() - cpu
 
 @torch.no_grad()
 def parameter_gap(a: torch.nn.Module, b: torch.nn.Module) -> float:

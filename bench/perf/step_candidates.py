@@ -8,20 +8,26 @@ Adam, the decoded cache, torch.compile, ImageNet Lite0 weights, all of the winne
 
 Every candidate's run is built once, as ``cnnkit train`` builds it from an experiment file with
 only ``data`` (bench/harness/candidates.py: ``data.crop: auto`` crops on the small-subject set,
-``data.size: auto``, batch 16, ResNet-18 with the heatmap head, Adam at 1e-3 held constant here). Per
-round, in an order rotated every round so a change in the machine's speed lands on every candidate
-alike, each candidate takes
+``data.size: auto``, batch 16, ResNet-18 with the heatmap head, Adam at 1e-3 held constant here).
+Then
 
-* ``--batches`` training steps over the same fixed batches (the model alone: forward, loss, backward,
-  optimizer step): the step time;
-* one epoch through its own loaders (reading and decoding or the cache, views, augmentation, the
-  steps, the validation pass): the epoch time, as metrics.csv's ``time_s`` counts it.
+* steps: ``--rounds`` x ``--batches`` turns; in each, every candidate takes ONE training step on the
+  same fixed batch (the model alone: forward, loss, backward, optimizer step), in an order rotated
+  every turn, so a change in the machine's speed lands on every candidate alike;
+* epochs: ``--rounds`` rounds; in each, every candidate runs one epoch through its own loaders
+  (reading and decoding or the cache, views, augmentation, the steps, the validation pass), as
+  metrics.csv's ``time_s`` counts it, the order rotated every round.
 
-The speed-ups are medians of the per-round ratios default / candidate (> 1: faster). Every candidate
-trains the same steps from the same initial weights on the same batches and epochs, so after the
-rounds the optimizer implementations must hold the default's weights to rounding (``param gap``:
-largest |difference| / largest |weight|), while bf16 shows its drift; ``view gap`` compares the
-candidate's first training batches with the default's pixels (the cache must give the same views).
+Each timing is taken in wall seconds and in this process's CPU seconds. On a machine shared with
+other jobs the CPU seconds of a one-thread run are the work itself (others' load does not inflate
+them): the CPU speed-up (default's median / candidate's median, > 1: faster) is the figure to read
+there; on a quiet machine with two threads, the wall speed-up (the median of the per-turn ratios).
+Every candidate trains the same steps from the same initial weights on the same batches and epochs,
+so after the turns the optimizer implementations must hold the default's weights to rounding
+(``param gap``: largest |difference| / largest |weight|; Adam's normalised step turns rounding on a
+near-zero gradient into a full step, so fused shows more than foreach), while bf16 shows its
+drift; ``view gap`` compares the candidate's first training batches with the default's pixels (the
+cache must give the same views).
 """
 
 from __future__ import annotations
@@ -41,9 +47,10 @@ from bench.harness import OUT, flags  # noqa: E402
 from bench.harness.candidates import CANDIDATES, DEFAULT_SET, Trainee, load_job, parameter_gap, view_gap  # noqa: E402
 from bench.harness.machine import load_average, machine_line  # noqa: E402
 from bench.harness.results import markdown_table, write_section  # noqa: E402
-from bench.harness.timing import alternate  # noqa: E402
+from bench.harness.timing import alternate, round_order  # noqa: E402
 
 SETS = ("lips", "faces68", "small")
+Timing = tuple[float, float]  # (wall, CPU) seconds
 QUICK_ROWS = 8
 
 
@@ -55,7 +62,7 @@ def build(set_name: str, args: argparse.Namespace) -> dict[str, Trainee]:
 
 
 def warm_up(trainees: dict[str, Trainee], batches: list[Any]) -> dict[str, float]:
-    """Two untimed steps and a validation pass each (compile compiles here): seconds per candidate."""
+    """Two untimed steps and a validation pass each (compile compiles here): wall seconds per candidate."""
     took = {}
     for name, t in trainees.items():
         start = time.perf_counter()
@@ -65,41 +72,46 @@ def warm_up(trainees: dict[str, Trainee], batches: list[Any]) -> dict[str, float
     return took
 
 
+def step_turns(trainees: dict[str, Trainee], batches: list[Any], rounds: int) -> dict[str, list[Timing]]:
+    """(wall, CPU) of every candidate's steps, one step each in turn (the order rotated every turn), so a
+    change in the machine's speed lands on every candidate alike."""
+    out: dict[str, list[Timing]] = {name: [] for name in trainees}
+    for turn in range(rounds * len(batches)):
+        for name in round_order(list(trainees), turn, rotate=True):
+            out[name].append(trainees[name].steps([batches[turn % len(batches)]], seed=turn))
+    return out
+
+
 def measure_set(set_name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Step and epoch times of every candidate on one set, in rotated turns; the gaps after the rounds."""
+    """Step and epoch times of every candidate on one set, in rotated turns; the gaps after the turns."""
     trainees = build(set_name, args)
     batches = trainees["default"].first_batches(args.batches)
     views = {name: view_gap(batches, t.first_batches(len(batches))) for name, t in trainees.items()}
     warm = warm_up(trainees, batches)
-
-    def one_round(t: Trainee) -> Any:
-        return lambda r: (t.steps(batches, seed=r), *t.epoch(r))
-
-    timings = alternate({name: one_round(t) for name, t in trainees.items()}, args.rounds, rotate=True)
+    steps = step_turns(trainees, batches, args.rounds)
+    epochs = alternate({name: t.epoch for name, t in trainees.items()}, args.rounds, rotate=True)
     base = trainees["default"]
     rows = {}
     for name, t in trainees.items():
         same_net = type(t.model) is type(base.model) and t.job.pretrained == base.job.pretrained
-        rows[name] = summarise(timings[name], timings["default"]) | {
-            "build_s": t.build_s, "warmup_s": warm[name], "view_gap": views[name],
-            "param_gap": parameter_gap(base.model, t.model) if same_net else None}
+        rows[name] = {"step": summarise(steps[name], steps["default"]),
+                      "epoch": summarise(epochs[name], epochs["default"]), "build_s": t.build_s,
+                      "warmup_s": warm[name], "view_gap": views[name],
+                      "param_gap": parameter_gap(base.model, t.model) if same_net else None}
     job = base.job
     return {"set": set_name, "rows": rows, "train_rows": len(job.train), "val_rows": len(job.val or []),
             "batch": job.cfg.batch_size, "steps_per_epoch": len(base.parts.loaders["train"]),
             "input": "x".join(map(str, job.data.frame)), "crop": job.data.crop_settings is not None}
 
 
-def summarise(mine: list[tuple[float, float, float]], default: list[tuple[float, float, float]]) -> dict[str, Any]:
-    """Medians of the step, train and validation seconds, and of the per-round speed-ups over the default."""
-    def speedups(i: int | None) -> list[float]:
-        pick = (lambda t: t[1] + t[2]) if i is None else (lambda t: t[i])
-        return sorted(pick(d) / pick(m) for m, d in zip(mine, default, strict=True))
-
-    step, epoch = speedups(0), speedups(None)
-    return {"step_s": statistics.median(t[0] for t in mine), "train_s": statistics.median(t[1] for t in mine),
-            "val_s": statistics.median(t[2] for t in mine), "step_x": statistics.median(step),
-            "step_x_range": (step[0], step[-1]), "epoch_x": statistics.median(epoch),
-            "epoch_x_range": (epoch[0], epoch[-1])}
+def summarise(mine: list[Timing], default: list[Timing]) -> dict[str, float]:
+    """Median wall and CPU seconds; the speed-up over the default (> 1: faster) from the median CPU seconds
+    and, on wall time, the median of the per-turn ratios (each turn's default beside the candidate)."""
+    wall = sorted(d[0] / m[0] for m, d in zip(mine, default, strict=True))
+    cpu_s = statistics.median(t[1] for t in mine)
+    return {"wall_s": statistics.median(t[0] for t in mine), "cpu_s": cpu_s,
+            "cpu_x": statistics.median(t[1] for t in default) / cpu_s, "wall_x": statistics.median(wall),
+            "wall_x_low": wall[len(wall) // 4], "wall_x_high": wall[(3 * len(wall)) // 4]}
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -107,21 +119,26 @@ def table(results: list[dict[str, Any]]) -> str:
     for res in results:
         for name, r in res["rows"].items():
             gap = "-" if r["param_gap"] is None else f"{r['param_gap']:.1e}"
-            rows.append([res["set"], name, f"{r['step_s']:.3f}", f"{r['step_x']:.2f}",
-                         "{:.2f}-{:.2f}".format(*r["step_x_range"]), f"{r['train_s'] + r['val_s']:.1f}",
-                         f"{r['epoch_x']:.2f}", "{:.2f}-{:.2f}".format(*r["epoch_x_range"]), f"{r['build_s']:.1f}",
-                         f"{r['warmup_s']:.1f}", gap, f"{r['view_gap'][0]:.2f} / {r['view_gap'][1]}"])
-    return markdown_table(["set", "candidate", "step s", "step speed-up", "range", "epoch s (train + val)",
-                           "epoch speed-up", "range", "build s", "warm-up s", "param gap", "view gap mean / max"],
-                          rows)
+            st, ep = r["step"], r["epoch"]
+            rows.append([res["set"], name, f"{st['cpu_s']:.3f}", f"{st['cpu_x']:.2f}",
+                         f"{st['wall_x']:.2f} ({st['wall_x_low']:.2f}-{st['wall_x_high']:.2f})",
+                         f"{ep['cpu_s']:.1f}", f"{ep['wall_s']:.1f}", f"{ep['cpu_x']:.2f}",
+                         f"{ep['wall_x']:.2f} ({ep['wall_x_low']:.2f}-{ep['wall_x_high']:.2f})",
+                         f"{r['build_s']:.1f}", f"{r['warmup_s']:.1f}", gap,
+                         f"{r['view_gap'][0]:.2f} / {r['view_gap'][1]}"])
+    return markdown_table(["set", "candidate", "step CPU s", "step speed-up (CPU)", "step speed-up (wall, per turn; "
+                           "middle half)", "epoch CPU s", "epoch wall s", "epoch speed-up (CPU)",
+                           "epoch speed-up (wall, per round)", "build s", "warm-up s", "param gap",
+                           "view gap mean / max"], rows)
 
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace, load: tuple[float, float]) -> str:
     sets = "; ".join(f"{r['set']}: {r['train_rows']} training rows ({r['steps_per_epoch']} steps of "
                      f"{r['batch']}), {r['val_rows']} validation rows, input {r['input']}"
                      f"{' (crop views)' if r['crop'] else ''}" for r in results)
-    return (f"Command: `{flags.command_line(__file__)}`. {args.rounds} rounds, candidates in an order rotated "
-            f"every round; {args.batches} fixed batches per step timing; {torch.get_num_threads()} torch threads; "
+    return (f"Command: `{flags.command_line(__file__)}`. Steps: {args.rounds} x {args.batches} turns of one step "
+            f"each on the same fixed batches; epochs: {args.rounds} rounds; candidates in an order rotated every "
+            f"turn; medians. {torch.get_num_threads()} torch threads; "
             f"loader workers {args.workers}. {sets}. Load average (`uptime`) {load[0]:.1f} at the start and "
             f"{load[1]:.1f} at the end. {machine_line()}\n\n{table(results)}\n")
 
