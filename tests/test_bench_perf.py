@@ -148,6 +148,9 @@ def test_step_candidates_quick_times_each_candidate_against_the_default(tmp_path
     assert float(rows["foreach"][11]) <= 1e-5 and rows["cache"][12] == "0.00 / 0"
     assert float(rows["cache"][9]) > 0  # the cache was built (its one-off cost), the others not
     assert "8 training rows" in res.stdout and "Load average (`uptime`)" in res.stdout
+    alone = {r[0]: r for r in _table_rows((tmp_path / "summary.md").read_text()) if r[0] in ("for-loop", "foreach",
+                                                                                                "fused")}
+    assert list(alone) == ["for-loop", "foreach", "fused"] and alone["for-loop"][3] == "1.00"
 
 
 def test_time_to_accuracy_quick_trains_records_curves_and_estimates(tmp_path: Path) -> None:
