@@ -60,9 +60,11 @@ CANDIDATES: dict[str, Candidate] = {
     "lite0in": Candidate(model=LITE0_IMAGENET),
     "all": Candidate(train=FAST, optimizer="foreach", cache=True),
     "all_lite0in": Candidate(train=FAST, optimizer="foreach", cache=True, model=LITE0_IMAGENET),
+    "all_fused": Candidate(train=FAST, optimizer="fused", cache=True),
+    "all_compile": Candidate(train={**FAST, "compile": True}, optimizer="foreach", cache=True),
 }
 #: the candidates of a plain run (compile is timed on request: its first steps compile for minutes)
-DEFAULT_SET = [c for c in CANDIDATES if c != "compile"]
+DEFAULT_SET = [c for c in CANDIDATES if "compile" not in c and c != "all_fused"]
 SMALL_IMAGES = 300  # frames of the small-subject set (cnnkit demo --small-subject), as bench/accuracy/resolution.py
 QUICK_SMALL_IMAGES = 12
 
