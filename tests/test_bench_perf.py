@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import re
 import subprocess
 import sys
@@ -126,3 +127,103 @@ def test_device_pack_round_trip_keeps_every_pixel(tmp_path: Path) -> None:
     for name, arr in pixels.items():
         assert np.array_equal(np.asarray(Image.open(tmp_path / "carried" / "images" / name)), arr)
     assert (tmp_path / "carried" / "labels.csv").read_text() == "image,x\na.png,1\n"
+
+
+def _run_quick(script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """A perf script's quick mode in its own process, one torch thread (a loaded 2-core CI takes minutes)."""
+    cmd = [sys.executable, str(PERF / script), "--quick", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res
+
+
+def test_step_candidates_quick_times_each_candidate_against_the_default(tmp_path: Path) -> None:
+    res = _run_quick("step_candidates.py", "--sets", "lips", "--configs", "default", "foreach", "cache",
+                     "--threads", "1", "--out", str(tmp_path))
+    rows = {r[1]: r for r in _table_rows((tmp_path / "summary.md").read_text(), "lips")}
+    assert list(rows) == ["default", "foreach", "cache"]
+    assert rows["default"][3] == "1.00" and all(float(r[2]) > 0 and float(r[5]) > 0 for r in rows.values())
+    # the same steps from the same weights on the same batches: a foreach Adam keeps the default's weights
+    # (to rounding), and the decoded cache gives the default's pixels
+    assert float(rows["foreach"][11]) <= 1e-5 and rows["cache"][12] == "0.00 / 0"
+    assert float(rows["cache"][9]) > 0  # the cache was built (its one-off cost), the others not
+    assert "8 training rows" in res.stdout and "Load average (`uptime`)" in res.stdout
+    alone = {r[0]: r for r in _table_rows((tmp_path / "summary.md").read_text()) if r[0] in ("for-loop", "foreach",
+                                                                                                "fused")}
+    assert list(alone) == ["for-loop", "foreach", "fused"] and alone["for-loop"][3] == "1.00"
+
+
+def test_time_to_accuracy_quick_trains_records_curves_and_estimates(tmp_path: Path) -> None:
+    _run_quick("time_to_accuracy.py", "--sets", "small", "--configs", "default", "foreach", "--seeds", "0",
+               "--threads", "1", "--out", str(tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"small_default_s0", "small_foreach_s0"}
+    for r in results.values():
+        assert len(r["curve"]) == 2 and r["curve"][1]["t_s"] > r["curve"][0]["t_s"] > 0  # wall time grows
+        assert r["estimate"]["estimate_s"] > 0 and r["estimate"]["epochs"] == 2  # measured before training
+        assert r["estimate"]["ended"] > r["estimate"]["probed"] > r["estimate"]["started"]
+    log = (tmp_path / "small_foreach_s0" / "train.log").read_text()
+    assert "Traceback" not in log
+    summary = (tmp_path / "summary.md").read_text()
+    assert [r[1] for r in _table_rows(summary, "small")][:2] == ["default", "foreach"]
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert (tmp_path / "curves.csv").read_text().splitlines()[0] == "set,candidate,seed,epoch,step,val_px,time_s,t_s"
+
+
+def test_time_to_accuracy_reads_the_speed_up_off_the_curves(tmp_path: Path) -> None:
+    tta = _load("time_to_accuracy")
+
+    def run(candidate: str, seed: int, points: list[tuple[float, float]]) -> dict[str, object]:
+        curve = [{"epoch": i + 1, "step": 10 * (i + 1), "val_px": v, "time_s": 1.0, "t_s": t}
+                 for i, (t, v) in enumerate(points)]
+        return {"set": "lips", "candidate": candidate, "seed": seed, "curve": curve, "test_px": 1.0, "setup_s": 0.0,
+                "load": 1.0, "steps_per_epoch": 10, "estimate": {"estimate_s": 3.0}}
+
+    results = {"a": run("default", 0, [(50, 4.0), (100, 3.0)]), "b": run("default", 1, [(50, 4.0), (100, 2.0)]),
+               "c": run("all", 0, [(20, 3.0), (40, 2.4)]), "d": run("all", 1, [(20, 2.4), (40, 2.0)]),
+               "e": run("lite0in", 0, [(30, 9.0), (60, 8.0)])}
+    assert tta.targets(results) == {"lips": 2.5}  # the default's final error, the mean of its seeds
+    rows = {r[1]: r for r in _table_rows(tta.summary_table(results), "lips")}
+    assert rows["default"][9] == "100 (1/2)" and rows["default"][10] == "1.00"  # seed 0 ended above the mean
+    assert rows["all"][9] == "30 (2/2)" and rows["all"][10] == "3.33"  # under 2.5 px at 40 s and 20 s: 100 / 30
+    assert rows["lite0in"][9] == "not reached" and rows["lite0in"][10] == "-"
+
+
+def test_length_rule_and_estimates_read_a_history() -> None:
+    from bench.harness import run_length as L
+
+    falling = [10.0 / (e + 1) for e in range(40)]  # still 2.5 % better per epoch at the end: never converged
+    assert L.stop_epoch(falling, steps_per_epoch=100) is None
+    flat = [8.0, 5.0, 4.0, 3.5, 3.2] + [3.1] * 10
+    assert L.stop_epoch(flat, steps_per_epoch=100) == 8  # 500 steps first; then the last quarter brought nothing
+    assert L.stop_epoch(flat, steps_per_epoch=10) is None  # under 500 steps in all: the rule never speaks
+    assert L.stop_epoch(flat, steps_per_epoch=100, tolerance=0.0) is None  # equal is not better
+    est = L.epoch_estimates([5.0, 2.0, 4.0, 3.0], epochs=10)
+    assert est == {"after 1 epoch": 50.0, "after 2 epochs": 5.0 + 9 * 2.0, "after 3 epochs": 5.0 + 9 * 3.0}
+    curve = [{"t_s": 10.0, "val_px": 5.0}, {"t_s": 20.0, "val_px": 2.0}, {"t_s": 30.0, "val_px": 1.0}]
+    assert L.time_to(curve, 2.0) == 20.0 and L.time_to(curve, 0.5) is None
+
+
+def test_inference_cpu_quick_times_each_path_and_checks_it_against_fp32(tmp_path: Path) -> None:
+    res = _run_quick("inference_cpu.py", "--arch", "resnet18", "--paths", "fp32", "bf16", "onnxruntime",
+                     "--threads", "1", "--out", str(tmp_path))
+    data = json.loads((tmp_path / "inference_cpu.json").read_text())
+    assert set(data["fps"]["resnet18"]["64x48"]) == {"fp32", "bf16", "onnxruntime"}
+    assert all(v > 0 for v in data["fps"]["resnet18"]["64x48"].values())
+    dev = data["deviations"]["resnet18"]
+    assert dev["fp32"] == [0.0, 0.0]  # the reference against itself
+    assert dev["onnxruntime"][1] < 0.01  # the exported graph computes what PyTorch computes
+    assert 0 < dev["bf16"][1] < 5  # bf16 moves the points a little, never wildly (the bar is judged on real models)
+    rows = _table_rows(res.stdout, "resnet18")
+    assert rows[0][1] == "64x48" and rows[0][-1].split(" ")[0] in ("fp32", "bf16", "onnxruntime")
+    assert "DLC-Live Linux, Intel Xeon 3.1 GHz" in res.stdout  # the published table's columns are there
+
+
+def test_inference_table_sets_the_fastest_path_beside_dlc_lives_figures_at_the_same_size() -> None:
+    inf = _load("inference_cpu")
+    fps = {"resnet18": {"115x87": {"fp32": 10.0, "bf16": 20.0}, "64x48": {"fp32": 50.0, "bf16": 40.0}}}
+    rows = _table_rows(inf.dlc_table(fps))
+    assert rows[2:] == [["115x87", "20.0", "-", "61 / 28", "28 / 23", "127 / 30"]]  # sizes DLC-Live has only
+    speeds = {r[1]: r for r in _table_rows(inf.speed_table(fps, ["fp32", "bf16"]), "resnet18")}
+    assert speeds["115x87"][-1] == "bf16 (2.00x)" and speeds["64x48"][-1] == "fp32 (1.00x)"
+    assert all(len(v) == len(inf.DLC_SIZES) for cpu in inf.DLC_LIVE.values() for v in cpu.values())
