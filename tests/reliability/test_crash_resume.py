@@ -39,7 +39,9 @@ from cnnkit.io.checkpoint import load_state, read_meta
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 TINY_SPEC = [["conv", {"filter_size": 3, "layer_depth": 4}], ["relu"]]
-EPOCHS = int(os.environ.get("CNNKIT_CRASH_EPOCHS", "6"))
+# 10 epochs of a tiny model: at 6 a loaded machine once let the poller miss every commit until the run
+# had ended, leaving one kill where the test needs two.
+EPOCHS = int(os.environ.get("CNNKIT_CRASH_EPOCHS", "10"))
 KILLS = int(os.environ.get("CNNKIT_CRASH_KILLS", "4"))
 FIT = {"size": (16, 16), "batch_size": 4, "device": "cpu", "quiet": True, "plots": False, "head": "gap", "seed": 0,
        "schedule": "none"}  # a schedule is laid out over the epochs asked for: resumes here ask for more

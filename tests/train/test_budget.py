@@ -16,6 +16,7 @@ from cnnkit.data.sources import read_annotations
 from cnnkit.errors import CheckpointError, ConfigError
 from cnnkit.train import budget as B
 from cnnkit.train import epochs as epochs_module
+from cnnkit.train import length as length_module
 from cnnkit.train import resolve as resolve_module
 from cnnkit.train.fit import TrainingJob, fit
 from cnnkit.train.optim import make_scheduler, stretch_schedule
@@ -199,7 +200,7 @@ def test_a_resumed_time_run_keeps_its_plan_and_ends_where_it_would_have(lips_tab
         lefts.append(left)
         return dataclasses.replace(B.recount(plan, done, pace, left), epochs=4)
 
-    monkeypatch.setattr(epochs_module, "recount", four_epochs)
+    monkeypatch.setattr(length_module, "recount", four_epochs)
     once = fit(SMALL, train, val, out_dir=tmp_path / "once", clock=TickingClock(0.5), **opts)  # never interrupted
     real_epoch, calls = epochs_module.train_one_epoch, []
 

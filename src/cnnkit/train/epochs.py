@@ -1,4 +1,6 @@
-"""The epoch loop behind ``fit``: train, validate, record, checkpoint, resume.
+"""The epoch loop behind ``fit``: train, validate, record; resume. Its parts: ``train/length.py`` (how
+many epochs, the length line, ``train.time``'s re-count), ``train/checkpointing.py`` (what is written
+after an epoch), ``train/state.py`` (what survives between epochs).
 
 Resume is exact on CPU: epoch ``e``'s shuffle order and augmentation draws are pure
 functions of (seed, e), and the weights, optimizer, schedule and torch's global RNG (dropout)
@@ -12,67 +14,33 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from cnnkit import geometry
-from cnnkit.config import DEFAULT_MIN_EPOCHS, DEFAULT_MIN_STEPS, TrainConfig
+from cnnkit.config import TrainConfig
 from cnnkit.engine.inference import Outputs, run_inference, validation_strategy
 from cnnkit.engine.metrics import class_metrics, landmark_metrics
 from cnnkit.engine.step import StepSetup
-from cnnkit.errors import CheckpointError, ConfigError, did_you_mean
+from cnnkit.errors import CheckpointError
 from cnnkit.io import run_folder as RF
-from cnnkit.io.background import BackgroundWriter
-from cnnkit.io.checkpoint import (
-    capture_rng,
-    load_state,
-    restore_rng,
-    save_model,
-    snapshot_model,
-    snapshot_state,
-    write_model,
-)
-from cnnkit.io.meta import CheckpointMeta
+from cnnkit.io.checkpoint import capture_rng, load_state, restore_rng
 from cnnkit.rng import make_generator
 from cnnkit.train import commit as C
-from cnnkit.train.budget import SHORT_BUDGET_STEPS, Speed, recent_pace, recount, time_used
+from cnnkit.train.checkpointing import Checkpointer
 from cnnkit.train.distributed import DistContext, merge_outputs
 from cnnkit.train.ema import WeightAverage
+from cnnkit.train.length import RunLength, duration_text
 from cnnkit.train.loop import EpochBar, train_one_epoch
-from cnnkit.train.optim import make_optimizer, make_scheduler, stretch_schedule
+from cnnkit.train.optim import make_optimizer, make_scheduler
 from cnnkit.train.parts import RunParts
+from cnnkit.train.state import RunState as RunState
 
 log = logging.getLogger("cnnkit")
-
-HIGHER_IS_BETTER = ("accuracy", "pck", "f1_macro")
-
-
-@dataclass
-class RunState:
-    """What survives between epochs (and across a resume)."""
-
-    epochs_done: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_value: float = math.inf
-    shape_sum: np.ndarray | None = None  # (K, 2) sums of training points, normalised
-    shape_count: np.ndarray | None = None
-    interrupted: bool = False
-
-    def history_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.history)
-
-    def mean_shape_norm(self) -> np.ndarray | None:
-        if self.shape_sum is None or self.shape_count is None:
-            return None
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return self.shape_sum / self.shape_count
-
 
 class EpochRunner:
     """Owns the model, optimizer and schedule of one run; ``run`` does the epochs."""
@@ -93,11 +61,9 @@ class EpochRunner:
         wrapped = dist.wrap(self.model, sync_bn=cfg.sync_bn)
         self.opt = make_optimizer(self.model, cfg)
         steps_per_epoch = max(1, len(self.loaders["train"]))
-        self.time_plan, self.started_s = parts.time_plan, parts.started_s
-        self.speed: Speed | None = None  # a few steps timed before training: the length line says how long
         # the training-length rule (or train.time's plan), resolved once
-        self.epochs = parts.time_plan.epochs if parts.time_plan is not None else cfg.epochs_for(steps_per_epoch)
-        self.sched = make_scheduler(self.opt, cfg, steps_per_epoch, self.epochs)
+        self.length = RunLength.for_run(cfg, dist, out, steps_per_epoch, parts.time_plan, parts.started_s, clock)
+        self.sched = make_scheduler(self.opt, cfg, steps_per_epoch, self.length.epochs)
         self.step_model: Any = torch.compile(wrapped) if cfg.compile else wrapped
         self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
         # Validation shards differ in length, so it must not run through DDP's collectives.
@@ -105,17 +71,21 @@ class EpochRunner:
         if self.ema is not None:
             self.eval_model = self.ema.module
         self.validation = validation_strategy(self.eval_model, setup)
-        self.writer = BackgroundWriter()
         self.identity = C.run_identity(cfg, self.meta, self.model, {k: len(v.dataset) for k, v in self.loaders.items()})
-        self._staging: dict[str, Any] = {"best": {}, "state": {}}  # CPU buffers reused by every commit
-        self._best: Any = None  # the best weights (a CPU snapshot) not yet written
-        self._last_commit_s = clock()
+        self.checkpoints = Checkpointer(out=out, cfg=cfg, meta=self.meta, model=self.model, ema=self.ema, opt=self.opt,
+                                        sched=self.sched, identity=self.identity, task=setup.task,
+                                        validated="val" in self.loaders, clock=clock)
         self.tensorboard = _tensorboard(cfg, out, dist, parts)  # train.log: tensorboard (main process only)
 
     @property
     def kept_model(self) -> nn.Module:
         """The weights that are validated and saved: the moving average with ``ema``, else the model."""
-        return self.model if self.ema is None else self.ema.module
+        return self.checkpoints.kept
+
+    @property
+    def epochs(self) -> int:
+        """The epochs in all (``train.time`` re-counts them after every epoch)."""
+        return self.length.epochs
 
     # -- resume -----------------------------------------------------------------------
     def resume_state(self, run_dir: Path) -> RunState:
@@ -136,13 +106,8 @@ class EpochRunner:
         self.sched.load_state_dict(saved["scheduler"])
         self._restore_average(extra.get("ema"), run_dir)
         self._restore_rng(saved["rng"], extra.get("rng_ranks"), int(saved["epoch"]))
-        state = RunState(epochs_done=int(saved["epoch"]), history=list(extra["history"]),
-                         best_value=float(extra["best_value"]))
-        if extra.get("shape_sum") is not None:
-            state.shape_sum = np.asarray(extra["shape_sum"], dtype=np.float64)
-            state.shape_count = np.asarray(extra["shape_count"], dtype=np.float64)
-        if self.time_plan is not None:  # train.time: what the committed epochs took is spent
-            self.started_s -= time_used(self.time_plan, [row.get("time_s", 0.0) for row in state.history])
+        state = RunState.from_extra(extra, int(saved["epoch"]))
+        self.length.spend(state.history)  # train.time: what the committed epochs took is spent
         if not self.cfg.quiet and self.dist.is_main:
             log.info(f"resuming {run_dir} after epoch {state.epochs_done}")
         return state
@@ -167,22 +132,20 @@ class EpochRunner:
         if self.dist.is_main:
             C.clear_for_start(self.out, fresh=state.epochs_done == 0)
         try:
-            self._announce_length(state)
+            self.length.announce(state.epochs_done,
+                                 whole_frame_landmarks=self.setup.task == "landmarks" and self.setup.crop is None)
             if state.epochs_done >= self.epochs and self.dist.is_main:  # resumed after its last epoch
-                final = snapshot_model(self.kept_model, self._meta(state, state.epochs_done))
-                self.writer.submit(lambda: write_model(self.out / RF.LAST, final))
-            while state.epochs_done < self.epochs:  # train.time may re-count self.epochs after the first
+                self.checkpoints.write_last(state)
+            while state.epochs_done < self.epochs:  # train.time may re-count the epochs after the first
                 self._one_epoch(state.epochs_done, state)
-            self.writer.wait()
+            self.checkpoints.writer.wait()
         except KeyboardInterrupt:
             state.interrupted = True
-            self.writer.finish()
+            self.checkpoints.writer.finish()
             if self.dist.is_main:
-                save_model(self.out / RF.INTERRUPTED, self.kept_model, self._meta(state, -1))
-                log.warning(f"interrupted: --resume (resume=True) continues from the last commit in {self.out / RF.STATE}"
-                            f"; the weights of the epoch in progress are in {RF.INTERRUPTED}.")
+                self.checkpoints.save_interrupted(state)
         except BaseException:
-            self.writer.finish()  # the commit in flight still lands: a resume loses no finished epoch
+            self.checkpoints.writer.finish()  # the commit in flight still lands: a resume loses no finished epoch
             raise
         if self.dist.is_main and self.cfg.plots and state.history:
             self._plots(state)
@@ -207,29 +170,8 @@ class EpochRunner:
         row["time_s"] = self.clock() - start
         state.history.append(row)
         state.epochs_done = epoch + 1
-        if self.time_plan is not None and self.cfg.schedule != "onecycle":
-            self._recount_plan(state)
+        self.length.after_epoch(state.history, state.epochs_done, self.sched)
         self._record(state, row)
-
-    def _recount_plan(self, state: RunState) -> None:
-        """train.time: the epochs re-counted after every epoch from the recent epochs' pace and the time
-        left, the schedule laid over them, and the plan saved to settings.json before this epoch's
-        commit (a resume reads it there)."""
-        plan = self.time_plan
-        assert plan is not None
-        pace = recent_pace([row["time_s"] for row in state.history if "time_s" in row])
-        # rank 0's clock for every rank, so all ranks agree on the length
-        pace, elapsed_s = self.dist.gather((pace, self.clock() - self.started_s))[0]
-        first = not plan.recounted
-        self.time_plan = recount(plan, state.epochs_done, pace, plan.budget_s - elapsed_s)
-        if self.time_plan.epochs != self.epochs:
-            self.epochs = self.time_plan.epochs
-            stretch_schedule(self.sched, self.cfg, max(1, len(self.loaders["train"])), self.epochs)
-        if first and not self.cfg.quiet and self.dist.is_main:
-            log.info(f"train.time: the first epoch took {pace:.3g} s; training {_epochs(self.epochs)} in all "
-                     "(re-counted after every epoch from the recent epochs' pace)")
-        if self.dist.is_main:
-            RF.RunFolder(self.out).update_settings(time_plan=self.time_plan.to_dict(), epochs=self.epochs)
 
     def _reduce_train_logs(self, logs: dict[str, float], n_local: int) -> dict[str, float]:
         """Global train loss (sum over ranks / rows over ranks) and global images per second."""
@@ -268,111 +210,20 @@ class EpochRunner:
                                                                            outputs.offset)
 
     # -- records ----------------------------------------------------------------------
-    def _meta(self, state: RunState, epoch: int) -> CheckpointMeta:
-        shape = state.mean_shape_norm()
-        return self.meta.with_values(epoch=epoch,
-                                     mean_shape_norm=None if shape is None else np.nan_to_num(shape, nan=0.5).tolist())
-
     def _record(self, state: RunState, row: dict[str, float]) -> None:
         rng = capture_rng()
         per_rank = self.dist.gather(rng) if self.dist.is_distributed else None  # collective: all ranks
         if not self.dist.is_main:
             return
         if not self.cfg.quiet:
-            log.info(format_epoch_line(row, self.epochs, eta_s=self._eta_s(state)))
+            log.info(format_epoch_line(row, self.epochs, eta_s=self.length.eta_s(state.history, state.epochs_done)))
         if self.tensorboard is not None:
             self.tensorboard.on_epoch_end(state.epochs_done, row, [g["lr"] for g in self.opt.param_groups],
                                           self.kept_model)
-        meta = self._meta(state, state.epochs_done)
-        value = self._selection_value(row)
-        kept = None
-        self.writer.wait()  # the staging buffers are free again (the last write ended long ago, normally)
-        if value <= state.best_value or not math.isfinite(state.best_value):
-            kept = snapshot_model(self.kept_model, meta.with_values(selected_by=self._selection_key()),
-                                  staging=self._staging["best"])
-            self._best, state.best_value = kept, value
-        if not C.commit_due(self.cfg.checkpoint_every, state.epochs_done, self.epochs, self._last_commit_s,
-                            self.clock()):
-            return
-        self.writer.submit(self._commit(state, rng, per_rank, meta, kept))
-        self._best, self._last_commit_s = None, self.clock()
-
-    def _commit(self, state: RunState, rng: Any, per_rank: list[Any] | None, meta: CheckpointMeta,
-                kept: Any) -> Any:
-        """Snapshot this epoch into CPU memory (training may go on) and return the job that writes it."""
-        last = snapshot_model(self.kept_model, meta, tensors=None if kept is None else kept.tensors,
-                              staging=self._staging["state"])
-        extra = self._extra(state) | {"identity": self.identity}
-        if self.ema is not None:  # the raw weights differ from the kept (averaged) ones
-            extra |= {"ema": self.ema.state_dict(), "model": self.model.state_dict()}
-        if per_rank is not None:
-            extra["rng_ranks"] = per_rank
-        record = snapshot_state(optimizer=self.opt, scheduler=self.sched, epoch=state.epochs_done, rng=rng,
-                                extra=extra, staging=self._staging["state"])
-        if self.ema is None:
-            record["extra"]["model"] = last.tensors  # already a CPU copy: the weights are copied once
-        final = last if state.epochs_done >= self.epochs else None
-        return C.commit_job(self.out, self._best, state.history_frame().to_csv(index=False), record, final)
-
-    def _extra(self, state: RunState) -> dict[str, Any]:
-        return {"history": state.history, "best_value": state.best_value,
-                "shape_sum": None if state.shape_sum is None else state.shape_sum.tolist(),
-                "shape_count": None if state.shape_count is None else state.shape_count.tolist()}
-
-    def _selection_key(self) -> str:
-        """``select``: 'auto' (the main val metric), 'last', or a history column such as 'val_nme'."""
-        if "val" not in self.loaders or self.cfg.select == "last":
-            return "last"
-        if self.cfg.select != "auto":
-            return self.cfg.select
-        return "val_error_px_mean" if self.setup.task == "landmarks" else "val_accuracy"
-
-    def _selection_value(self, row: dict[str, float]) -> float:
-        """Lower is better; accuracy-like metrics are negated."""
-        key = self._selection_key()
-        if key == "last":
-            return -float(row["epoch"])  # always the newest
-        if key not in row:
-            raise ConfigError(f"select: {key!r} is not a recorded metric.{did_you_mean(key, row)} "
-                              f"Recorded: {', '.join(row)}.")
-        value = float(row[key])
-        value = -value if key.endswith(HIGHER_IS_BETTER) else value
-        return value if math.isfinite(value) else math.inf
+        self.checkpoints.after_epoch(state, row, self.epochs, rng, per_rank)
 
     def _progress(self, epoch: int, total: int) -> Any:
         return EpochBar(epoch, self.epochs, total, disable=self.cfg.quiet or not self.dist.is_main)
-
-    def _announce_length(self, state: RunState) -> None:
-        """One line: how many epochs and optimizer steps will run, and by which rule."""
-        if self.cfg.quiet or not self.dist.is_main or state.epochs_done >= self.epochs:
-            return
-        per_epoch = max(1, len(self.loaders["train"]))
-        plan = self.time_plan
-        why = (plan.describe() if plan is not None else "train.epochs" if self.cfg.epochs is not None
-               else "train.steps" if self.cfg.steps is not None
-               else f"the default: at least {DEFAULT_MIN_STEPS:,} steps and {DEFAULT_MIN_EPOCHS} epochs; "
-                    f"set train.epochs, train.steps or train.time to change it")
-        steps = self.epochs * per_epoch
-        log.info(f"training {_epochs(self.epochs)} x {per_epoch} steps = {steps:,} optimizer "
-                 f"steps ({why}){self._estimate(state)}; the time left is shown after each epoch")
-        shortened = plan is not None and plan.recipe == "short"
-        if self.setup.task == "landmarks" and self.setup.crop is None and steps < SHORT_BUDGET_STEPS and not shortened:
-            log.info(f"a short budget (under {SHORT_BUDGET_STEPS:,} steps): at equal time, half the pixels, batch 8 "
-                     "and ImageNet weights did better than the defaults (docs/training.md, 'Short budgets'; "
-                     "train.time chooses the first two by itself when you leave data.size and batch_size unset)")
-
-    def _estimate(self, state: RunState) -> str:
-        """'; about 12 min on this machine (...)' from the steps timed before training (no train.time)."""
-        if self.speed is None or self.time_plan is not None:  # train.time: its plan already says it
-            return ""
-        left_s = (self.epochs - state.epochs_done) * self.speed.epoch_s
-        return (f"; about {_duration(left_s)} on this machine ({self.speed.step_s:.3g} s a step and "
-                f"{self.speed.epoch_s:.3g} s an epoch, timed before training; train.time caps it)")
-
-    def _eta_s(self, state: RunState) -> float:
-        """Seconds left at the recent epochs' pace (the one train.time re-counts by)."""
-        times = [row["time_s"] for row in state.history if "time_s" in row]
-        return recent_pace(times) * (self.epochs - state.epochs_done) if times else float("nan")
 
     def _plots(self, state: RunState) -> None:
         from cnnkit.train.plots import write_run_plots
@@ -388,7 +239,7 @@ def format_epoch_line(row: dict[str, float], epochs: int, *, eta_s: float = floa
             parts.append(f"{key} {row[key]:.4g}")
     parts.append(f"{row['images_per_s']:.1f} img/s")
     if math.isfinite(eta_s) and int(row["epoch"]) < epochs:
-        parts.append(f"about {_duration(eta_s)} left")
+        parts.append(f"about {duration_text(eta_s)} left")
     return "  ".join(parts)
 
 
@@ -429,12 +280,3 @@ def _tensorboard(cfg: TrainConfig, out: Path, dist: DistContext, parts: RunParts
     from cnnkit.train.tensorboard import TensorBoardLog
 
     return TensorBoardLog(out, val_loader=parts.loaders.get("val"), setup=parts.setup)
-
-
-def _duration(seconds: float) -> str:
-    """'12 min' from 90 s on, else '40 s'."""
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
-
-
-def _epochs(n: int) -> str:
-    return f"{n} epoch" if n == 1 else f"{n} epochs"

@@ -125,7 +125,7 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
             parts = replace(assemble_parts(net, job, device, ctx), started_s=started)
             runner = EpochRunner(parts, job.cfg, job.out_dir, ctx, clock=job.clock)
             state = start_state(job, runner, ctx)  # refuses another run's folder before anything in it is replaced
-            runner.speed = timed_before_training(job, device, ctx, left=runner.epochs - state.epochs_done)
+            runner.length.speed = timed_before_training(job, device, ctx, left=runner.epochs - state.epochs_done)
             if ctx.is_main:
                 prepare_folder(job, net, device, runner.epochs, extra_files or {})
             state = runner.run(state)
