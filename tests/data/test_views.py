@@ -114,15 +114,17 @@ def test_cache_and_no_cache_give_the_same_views(tmp_path) -> None:
 
 def test_subject_share_is_the_points_box_over_the_frame_on_its_larger_axis(tmp_path) -> None:
     # the fixture's points span a 40x40 box: 40/240 of a 320x240 frame's height, 40/120 of 160x120's
-    crop = CropConfig(size=(64, 64))
-    big = ViewDataset(small_subject_table(tmp_path / "big", 5, size=(320, 240)), crop=crop)
-    small = ViewDataset(small_subject_table(tmp_path / "small", 5, size=(160, 120)), crop=crop,
-                        cache=tmp_path / "cache")  # the frame size then comes from the cache's record
-    assert big.subject_share() == pytest.approx(40 / 240)
-    assert small.subject_share(sample=2) == pytest.approx(40 / 120)
+    # (one measurement, from the image headers, for data.crop: auto and the model's record)
+    from cnnkit.data.sizing import table_subject_share
+    from cnnkit.data.views import subject_share
+
+    assert table_subject_share(small_subject_table(tmp_path / "big", 5, size=(320, 240))) == pytest.approx(40 / 240)
+    small = small_subject_table(tmp_path / "small", 5, size=(160, 120))
+    assert table_subject_share(small) == pytest.approx(40 / 120)
+    assert subject_share(small.points(), lambda i: (160, 120), sample=2) == pytest.approx(40 / 120)
     table = small_subject_table(tmp_path / "none", 2, size=(160, 120))
     table.df.loc[:, [c for c in table.df.columns if c.endswith(("_x", "_y"))]] = np.nan
-    assert ViewDataset(table, crop=crop).subject_share() is None
+    assert table_subject_share(table) is None
 
 
 @pytest.mark.parametrize("cached", [False, True])

@@ -74,6 +74,20 @@ def auto_size(table: AnnotationTable, area: int = AUTO_AREA) -> tuple[int, int]:
 AUTO_CROP_MIN_FRAME = 2.0
 
 
+def table_subject_share(table: AnnotationTable, sizes: dict[int, tuple[int, int]] | None = None) -> float | None:
+    """How much of the frame the subject spans: the median over the rows ``sampled_frame_sizes`` reads
+    (headers only) of the points' box over the frame, on the box's larger axis; None without points.
+
+    The one measurement of it: ``data.crop: auto`` decides on it, and a crop model records it
+    (``views: auto`` falls back on it for a model whose strategies were not measured).
+    """
+    from cnnkit.data.views import subject_share
+
+    sizes = sampled_frame_sizes(table) if sizes is None else sizes
+    rows = list(sizes)
+    return subject_share(table.points()[rows], lambda j: sizes[rows[j]], len(rows)) if rows else None
+
+
 def auto_crop(table: AnnotationTable, crop: CropConfig | None = None) -> tuple[CropConfig | None, str]:
     """``data.crop: auto`` -> (``crop`` (default ``CropConfig()``) or None, the reason in words).
 
@@ -82,7 +96,7 @@ def auto_crop(table: AnnotationTable, crop: CropConfig | None = None) -> tuple[C
     and the frames' median larger side is at least ``AUTO_CROP_MIN_FRAME`` x the view's. Only
     headers are read.
     """
-    from cnnkit.data.views import SMALL_SUBJECT_SHARE, subject_share
+    from cnnkit.data.views import SMALL_SUBJECT_SHARE
 
     crop = crop or CropConfig()
     if table.task != "landmarks":
@@ -90,8 +104,7 @@ def auto_crop(table: AnnotationTable, crop: CropConfig | None = None) -> tuple[C
     sizes = sampled_frame_sizes(table)
     if not sizes:
         return None, "no sampled image could be opened"
-    rows = list(sizes)
-    share = subject_share(table.points()[rows], lambda j: sizes[rows[j]], len(rows))
+    share = table_subject_share(table, sizes)
     side = float(np.median([max(wh) for wh in sizes.values()]))
     where = f"the points span {'?' if share is None else f'{share:.2f}'} of {side:.0f} px frames"
     if share is None or share >= SMALL_SUBJECT_SHARE:

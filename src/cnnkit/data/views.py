@@ -252,15 +252,6 @@ class ViewDataset(Dataset[dict[str, Any]]):
         name = str(self._names[i])
         return frame_size(self._source.read(name), name=self._source.describe(name))
 
-    def subject_share(self, sample: int = 256) -> float | None:
-        """How much of the frame the subject spans: the median over (up to ``sample``, evenly spread)
-        rows of the points' box extent over the frame's, on the box's larger axis. None without points.
-
-        Recorded in the checkpoint at fit so ``views='auto'`` can choose between finding a small
-        subject over the whole frame and two passes for a large one (:func:`cnnkit.engine.inference.resolve_views`).
-        """
-        return subject_share(self._points, self.frame_wh, sample)
-
     def base(self, i: int, min_scale: float | None = None) -> tuple[np.ndarray, Geometry]:
         """Row ``i``'s frame to cut views from: the cached row, or decoded (JPEG drafted down to ``min_scale``)."""
         if self._cache is not None:

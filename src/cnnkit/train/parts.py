@@ -18,6 +18,7 @@ from cnnkit.config import CropConfig, DataConfig, TrainConfig
 from cnnkit.data.augment import Augment, flip_permutation
 from cnnkit.data.dataset import TableDataset
 from cnnkit.data.loader import EpochSampler, make_loader
+from cnnkit.data.sizing import table_subject_share
 from cnnkit.data.table import AnnotationTable
 from cnnkit.data.views import ViewDataset, ViewSampler, collate_frames
 from cnnkit.engine import tensors as T
@@ -102,7 +103,7 @@ def assemble_parts(net: nn.Module, job: TrainingJob, device: torch.device, dist:
     )
     freeze_bn = job.cfg.freeze_bn if job.cfg.freeze_bn is not None else job.pretrained is not None
     loaders = _loaders(train, job.val, job.data, job.cfg, dist)
-    share = loaders["train"].dataset.subject_share() if job.data.crop_settings is not None else None
+    share = table_subject_share(train) if job.data.crop_settings is not None else None
     meta = _checkpoint_meta(train, job.data, norm, aug, share)
     return RunParts(model=net, setup=setup, loaders=loaders, loss_fn=make_loss_for(train, job.cfg, net, job.data.crop_settings),
                     meta=meta, freeze_bn=freeze_bn, time_plan=job.time_plan)
