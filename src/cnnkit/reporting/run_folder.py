@@ -1,5 +1,8 @@
 """Read what a run folder holds (``train/fit.py`` describes the layout) and find the split to score.
 
+An ensemble's folder (``ensemble.json`` and ``member-k/`` run folders, :mod:`cnnkit.io.ensemble`) is
+read as one run: the manifest is the checkpoint scored, settings and curves are its first member's.
+
 The split to score is, in order: the table the caller gives (``--data``); else the test split,
 then the validation split, of the run's ``experiment.yaml`` (written by ``cnnkit train``); else
 none, and the report shows curves and settings only.
@@ -18,7 +21,7 @@ import yaml
 from cnnkit.data.sources import read_annotations
 from cnnkit.data.table import AnnotationTable
 from cnnkit.errors import CnnkitError, ConfigError
-from cnnkit.io.checkpoint import read_meta
+from cnnkit.io.ensemble import MANIFEST, member_folder, read_model_meta
 
 if TYPE_CHECKING:
     from cnnkit.experiment import Experiment
@@ -56,13 +59,15 @@ def load_run(run_dir: str | Path) -> RunFolder:
     path = Path(run_dir)
     if not path.is_dir():
         raise ConfigError(f"{path}: run folder not found (expected the output folder of `cnnkit train` or fit())")
-    settings = _json(path / "settings.json")
-    history = pd.read_csv(path / "metrics.csv") if (path / "metrics.csv").is_file() else pd.DataFrame()
-    experiment = _yaml(path / "experiment.yaml")
-    checkpoint = next((path / n for n in CHECKPOINTS if (path / n).is_file()), None)
+    files = path / member_folder(1) if (path / MANIFEST).is_file() else path  # an ensemble: its first member's
+    settings = _json(files / "settings.json")
+    history = pd.read_csv(files / "metrics.csv") if (files / "metrics.csv").is_file() else pd.DataFrame()
+    experiment = _yaml(path / "experiment.yaml") or _yaml(files / "experiment.yaml")
+    checkpoint = path / MANIFEST if files != path else next((path / n for n in CHECKPOINTS if (path / n).is_file()),
+                                                            None)
     if not settings and history.empty and checkpoint is None:
         raise ConfigError(f"{path}: no settings.json, metrics.csv or checkpoint here; is this a run folder?")
-    meta = read_meta(checkpoint) if checkpoint is not None else {}
+    meta = read_model_meta(checkpoint) if checkpoint is not None else {}
     return RunFolder(path, settings, history, experiment, checkpoint, meta)
 
 

@@ -51,6 +51,7 @@ from cnnkit.train.choose_views import choose_views
 from cnnkit.train.distributed import DistContext, distributed
 from cnnkit.train.epochs import EpochRunner, RunState
 from cnnkit.train.parts import assemble_parts, build_for_table
+from cnnkit.train.uncertainty import calibrate_run
 
 log = logging.getLogger("cnnkit")
 
@@ -150,6 +151,11 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
     Nothing is written before the model is built, so a bad spec leaves no run folder behind.
     ``extra_files`` ({name: text}) are written into the run folder with ``settings.json``.
     """
+    if job.cfg.ensemble > 1:  # N members into one folder, each an ordinary run (train/ensemble.py)
+        from cnnkit.train.ensemble import run_ensemble
+
+        done = run_ensemble(job, dist, extra_files or {}, train_member=run_job)
+        return Run(job.out_dir, done.history, done.manifest, done.manifest, interrupted=done.interrupted)
     started = time.monotonic()  # train.time counts from here: start-up and measuring are part of the run
     job = _with_auto_crop(job)
     _check_tables(job.train, job.val, job.data.crop_settings)
@@ -180,6 +186,9 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
             if ctx.is_main and not state.interrupted:  # crop models: two-pass or full-frame, measured on val
                 choose_views(job.out_dir, runner.setup, job.val, grayscale=job.data.grayscale, files=(C.BEST, C.LAST),
                              batch_size=job.cfg.resolved_batch_size, quiet=job.cfg.quiet)
+                calibrate_run(job.out_dir, runner.setup, job.val, grayscale=job.data.grayscale,  # <name>_uncertainty
+                              letterbox=job.data.letterbox, files=(C.BEST, C.LAST),
+                              batch_size=job.cfg.resolved_batch_size, quiet=job.cfg.quiet)
     out = job.out_dir
     return Run(out, state.history_frame(), out / "best.safetensors", out / "last.safetensors",
                interrupted=state.interrupted, model=runner.model)

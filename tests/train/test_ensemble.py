@@ -1,0 +1,167 @@
+"""Ensembles end to end: train N members into one folder (``--ensemble``), resume a killed member, use the
+ensemble as one model (predict, evaluate, report, export).
+
+The experiment: 24 synthetic 40x30 PNGs with a bright dot (landmark p0) and its mirror point (p1),
+16 train / 7 val / 1 test rows, a tiny direct-head spec, 2 epochs; a member trains in about a second.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+
+from cnnkit.cli import main
+from cnnkit.engine.step import StepSetup
+from cnnkit.errors import CheckpointError
+from cnnkit.experiment import load_experiment
+from cnnkit.infer.evaluate import evaluate
+from cnnkit.infer.predict import Predictor, predict
+from cnnkit.io.ensemble import find_model, read_manifest
+from cnnkit.io.export import ExportedEnsemble, export_model
+
+SPEC = [["conv", {"filter_size": 3, "layer_depth": 6, "strides": [1, 2, 2, 1]}], ["relu"],
+        ["conv", {"filter_size": 3, "layer_depth": 8, "strides": [1, 2, 2, 1]}], ["relu"], ["global_avg_pool"]]
+BATCHES_PER_EPOCH = 4  # 16 training rows, batch 4
+
+
+def write_experiment(folder: Path, output: str = "ens") -> Path:
+    """24 images with a bright 3x3 dot (p0) and its mirror point (p1); split column 16/7/1; an experiment file."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(24):
+        img = rng.integers(0, 60, size=(30, 40, 3), dtype=np.uint8)
+        x, y = int(rng.integers(3, 37)), int(rng.integers(3, 27))
+        img[y - 1: y + 2, x - 1: x + 2] = 255
+        Image.fromarray(img).save(folder / f"img_{i:02d}.png")
+        split = "train" if i < 16 else "val" if i < 23 else "test"
+        rows.append({"image": f"img_{i:02d}.png", "x0": x + 0.5, "x1": 39.5 - x, "y0": y + 0.5, "y1": 29.5 - y,
+                     "split": split})
+    pd.DataFrame(rows).to_csv(folder / "labels.csv", index=False)
+    exp = {"model": {"spec": SPEC},
+           "data": {"source": "labels.csv", "images": ".", "split": {"column": "split"}, "size": "40x30"},
+           "train": {"epochs": 2, "batch_size": 4, "lr": 0.05, "optimizer": "sgd", "seed": 3, "device": "cpu",
+                     "plots": False, "schedule": "none"},
+           "augment": None, "output": output}
+    path = folder / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("ensemble")
+    exp = write_experiment(folder)
+    assert main(["train", str(exp), "--ensemble", "2", "-q"]) == 0
+    return {"folder": folder / "ens", "exp": exp, "tables": load_experiment(exp).tables()}
+
+
+def test_members_are_ordinary_runs_with_their_own_seeds(trained: dict[str, Any]) -> None:
+    ens = trained["folder"]
+    manifest = json.loads((ens / "ensemble.json").read_text())
+    assert manifest["format"] == "cnnkit-ensemble" and manifest["version"] == 1 and manifest["varies"] == "seed"
+    assert [(m["folder"], m["seed"], m["done"]) for m in manifest["members"]] == [("member-1", 3, True),
+                                                                                  ("member-2", 4, True)]
+    assert [m["model"] for m in manifest["members"]] == ["member-1/best.safetensors", "member-2/best.safetensors"]
+    for k, seed in ((1, 3), (2, 4)):
+        member = ens / f"member-{k}"
+        assert {"best.safetensors", "last.safetensors", "last.state.pt", "metrics.csv", "member.json"} <= \
+            {p.name for p in member.iterdir()}
+        assert json.loads((member / "settings.json").read_text())["train"]["seed"] == seed
+    one, two = load_file(ens / "member-1" / "best.safetensors"), load_file(ens / "member-2" / "best.safetensors")
+    assert any(not torch.equal(one[k], two[k]) for k in one)  # different seeds, different models
+    # the ensemble's uncertainty, calibrated on the 7 validation images
+    assert manifest["calibration"]["signal"] in ("likelihood", "spread", "both")
+    record = manifest["uncertainty"]
+    assert record["rows"] == 7 and record["points"] == 14 and set(record["val_auc"]) == {"likelihood", "spread", "both"}
+    assert len(record["members_val_error_px"]) == 2
+    # the experiment's test split was scored with the ensemble, and the report shows its uncertainty
+    assert json.loads((ens / "test_metrics.json").read_text())["error_px_mean"] > 0
+    page = (ens / "report.html").read_text()
+    assert "Uncertainty: does it predict the error?" in page and "2 members (seeds 3, 4)" in page
+
+
+def test_predict_gives_the_median_point_and_the_members_spread(trained: dict[str, Any]) -> None:
+    ens, val = trained["folder"], trained["tables"]["val"]
+    both = predict(ens, val, device="cpu")
+    m1 = predict(ens / "member-1" / "best.safetensors", val, device="cpu")
+    m2 = predict(ens / "member-2" / "best.safetensors", val, device="cpu")
+    for c in ("p0_x", "p0_y", "p1_x", "p1_y"):  # the median of two members is their mean
+        np.testing.assert_allclose(both[c], (m1[c] + m2[c]) / 2, rtol=1e-6)
+    dx, dy = (m1["p0_x"] - m2["p0_x"]) / 2, (m1["p0_y"] - m2["p0_y"]) / 2  # each member's distance from the median
+    np.testing.assert_allclose(both["p0_spread"], np.sqrt((dx ** 2 + dy ** 2) / 2), rtol=1e-6)
+    assert list(both.columns) == ["image", "p0_x", "p0_y", "p0_likelihood", "p0_uncertainty", "p0_spread",
+                                  "p1_x", "p1_y", "p1_likelihood", "p1_uncertainty", "p1_spread"]
+    assert (both["p0_uncertainty"] > 0).all()
+    # the folder, its ensemble.json and the Python predictor are the same model
+    pd.testing.assert_frame_equal(predict(ens / "ensemble.json", val, device="cpu"), both)
+    predictor = Predictor.from_checkpoint(ens, device="cpu")
+    assert predictor.strategy.name == "ensemble of 2 (whole-frame)" and predictor.calibration is not None
+
+
+def test_evaluate_says_how_well_the_uncertainty_ranks_the_errors(trained: dict[str, Any]) -> None:
+    ev = evaluate(trained["folder"], trained["tables"]["val"], device="cpu")
+    m = ev.metrics
+    for key in ("likelihood_auc_10px", "spread_auc_10px", "uncertainty_auc_10px", "points_over_10px",
+                "uncertainty_mean_px", "uncertainty_calibration_error_px"):
+        assert key in m, key
+    errors = ev.per_image[["error_px/p0", "error_px/p1"]].to_numpy()
+    assert m["points_over_10px"] == float((errors > 10).sum())
+    assert ev.reliability is not None and int(ev.reliability["n"].sum()) == 14
+    assert "p0_uncertainty" in ev.per_image.columns and "p0_spread" in ev.per_image.columns
+
+
+def test_export_writes_every_member_with_its_check_and_a_manifest(trained: dict[str, Any], tmp_path: Path) -> None:
+    done = export_model(trained["folder"], tmp_path / "deploy", format="torchscript")
+    assert isinstance(done, ExportedEnsemble) and [m.path.name for m in done.members] == ["member-1.pt", "member-2.pt"]
+    assert all(m.max_abs_diff <= 1e-3 for m in done.members)
+    record = json.loads((tmp_path / "deploy" / "ensemble.json").read_text())
+    assert record["format"] == "cnnkit-ensemble-export" and "median" in record["combine"]["points"]
+    assert [m["file"] for m in record["members"]] == ["member-1.pt", "member-2.pt"]
+    assert record["calibration"] == json.loads((trained["folder"] / "ensemble.json").read_text())["calibration"]
+    traced = torch.jit.load(str(tmp_path / "deploy" / "member-2.pt"))
+    assert traced(torch.rand(1, 3, 30, 40)).shape == (1, 4)
+
+
+def test_a_killed_member_resumes_and_a_finished_one_is_skipped(trained: dict[str, Any], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in member 2's second epoch; --resume skips member 1 and continues member 2 from its epoch 1,
+    ending with the weights of the uninterrupted ensemble."""
+    exp = write_experiment(tmp_path)
+    original, calls, kill_at = StepSetup.inputs, [], [2 * BATCHES_PER_EPOCH + BATCHES_PER_EPOCH + 2]
+
+    def inputs(self: StepSetup, batch: Any, **kw: Any) -> Any:
+        if kw.get("generator") is not None:  # training batches only
+            calls.append(1)
+            if len(calls) in kill_at:  # member 2, epoch 2, batch 2
+                raise KeyboardInterrupt
+        return original(self, batch, **kw)
+
+    monkeypatch.setattr(StepSetup, "inputs", inputs)
+    assert main(["train", str(exp), "--ensemble", "2", "-q"]) == 130
+    ens = tmp_path / "ens"
+    manifest = json.loads((ens / "ensemble.json").read_text())
+    assert [m["done"] for m in manifest["members"]] == [True, False] and manifest["calibration"] is None
+    with pytest.raises(CheckpointError, match="member model file"):  # the unfinished member is not used...
+        read_manifest(ens / "ensemble.json")
+    assert find_model(ens / "member-1").file == ens / "member-1" / "best.safetensors"  # ...a finished one is
+    first = (ens / "member-1" / "best.safetensors").read_bytes()
+    kill_at.clear()
+    calls.clear()
+    assert main(["train", str(exp), "--ensemble", "2", "--resume", "-q"]) == 0
+    assert len(calls) == BATCHES_PER_EPOCH  # member 1 skipped, member 2 trained its second epoch only
+    assert (ens / "member-1" / "best.safetensors").read_bytes() == first
+    assert list(pd.read_csv(ens / "member-2" / "metrics.csv")["epoch"]) == [1, 2]
+    assert all(m["done"] for m in read_manifest(ens / "ensemble.json").members)
+    resumed, whole = load_file(ens / "member-2" / "last.safetensors"), \
+        load_file(trained["folder"] / "member-2" / "last.safetensors")
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], rtol=1e-5, atol=1e-6, msg=key)
