@@ -1,13 +1,11 @@
 """Ensembles end to end: train N members into one folder (``--ensemble``), resume a killed member, use the
-ensemble as one model (predict, evaluate, report, export).
-
-The experiment: 24 synthetic 40x30 PNGs with a bright dot (landmark p0) and its mirror point (p1),
-16 train / 7 val / 1 test rows, a tiny direct-head spec, 2 epochs; a member trains in about a second.
+ensemble as one model (predict, evaluate, report, export). The experiment: ``tests/ensemble_fixtures.py``.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
-from PIL import Image
 from safetensors.torch import load_file
 
 from cnnkit.cli import main
@@ -28,39 +24,18 @@ from cnnkit.infer.predict import Predictor, predict
 from cnnkit.io.ensemble import find_model, read_manifest
 from cnnkit.io.export import ExportedEnsemble, export_model
 
-SPEC = [["conv", {"filter_size": 3, "layer_depth": 6, "strides": [1, 2, 2, 1]}], ["relu"],
-        ["conv", {"filter_size": 3, "layer_depth": 8, "strides": [1, 2, 2, 1]}], ["relu"], ["global_avg_pool"]]
-BATCHES_PER_EPOCH = 4  # 16 training rows, batch 4
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ensemble_fixtures import BATCHES_PER_EPOCH, write_experiment  # noqa: E402
 
 
-def write_experiment(folder: Path, output: str = "ens") -> Path:
-    """24 images with a bright 3x3 dot (p0) and its mirror point (p1); split column 16/7/1; an experiment file."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(24):
-        img = rng.integers(0, 60, size=(30, 40, 3), dtype=np.uint8)
-        x, y = int(rng.integers(3, 37)), int(rng.integers(3, 27))
-        img[y - 1: y + 2, x - 1: x + 2] = 255
-        Image.fromarray(img).save(folder / f"img_{i:02d}.png")
-        split = "train" if i < 16 else "val" if i < 23 else "test"
-        rows.append({"image": f"img_{i:02d}.png", "x0": x + 0.5, "x1": 39.5 - x, "y0": y + 0.5, "y1": 29.5 - y,
-                     "split": split})
-    pd.DataFrame(rows).to_csv(folder / "labels.csv", index=False)
-    exp = {"model": {"spec": SPEC},
-           "data": {"source": "labels.csv", "images": ".", "split": {"column": "split"}, "size": "40x30"},
-           "train": {"epochs": 2, "batch_size": 4, "lr": 0.05, "optimizer": "sgd", "seed": 3, "device": "cpu",
-                     "plots": False, "schedule": "none"},
-           "augment": None, "output": output}
-    path = folder / "exp.yaml"
-    path.write_text(yaml.safe_dump(exp, sort_keys=False))
-    return path
+PAIRS = ["--set", "data.flip_pairs=[[p0, p1]]"]  # a likelihood that varies: agreement with the mirror image
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("ensemble")
     exp = write_experiment(folder)
-    assert main(["train", str(exp), "--ensemble", "2", "-q"]) == 0
+    assert main(["train", str(exp), "--ensemble", "2", "-q", *PAIRS]) == 0
     return {"folder": folder / "ens", "exp": exp, "tables": load_experiment(exp).tables()}
 
 
@@ -146,7 +121,7 @@ def test_a_killed_member_resumes_and_a_finished_one_is_skipped(trained: dict[str
         return original(self, batch, **kw)
 
     monkeypatch.setattr(StepSetup, "inputs", inputs)
-    assert main(["train", str(exp), "--ensemble", "2", "-q"]) == 130
+    assert main(["train", str(exp), "--ensemble", "2", "-q", *PAIRS]) == 130
     ens = tmp_path / "ens"
     manifest = json.loads((ens / "ensemble.json").read_text())
     assert [m["done"] for m in manifest["members"]] == [True, False] and manifest["calibration"] is None
@@ -156,7 +131,7 @@ def test_a_killed_member_resumes_and_a_finished_one_is_skipped(trained: dict[str
     first = (ens / "member-1" / "best.safetensors").read_bytes()
     kill_at.clear()
     calls.clear()
-    assert main(["train", str(exp), "--ensemble", "2", "--resume", "-q"]) == 0
+    assert main(["train", str(exp), "--ensemble", "2", "--resume", "-q", *PAIRS]) == 0
     assert len(calls) == BATCHES_PER_EPOCH  # member 1 skipped, member 2 trained its second epoch only
     assert (ens / "member-1" / "best.safetensors").read_bytes() == first
     assert list(pd.read_csv(ens / "member-2" / "metrics.csv")["epoch"]) == [1, 2]

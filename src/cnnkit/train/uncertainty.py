@@ -104,9 +104,13 @@ def choose_calibration(outputs: Outputs, landmarks: Sequence[str], *, signals: S
     assert outputs.true is not None  # validation tables are annotated
     errors = point_errors(outputs.pred, outputs.true)
     names = np.broadcast_to(np.asarray(list(landmarks), dtype=object), errors.shape)
-    available = {"likelihood": outputs.likelihood, "spread": outputs.spread}
-    candidates = [s for s in signals if all(available.get(p) is not None for p in _parts(s))]
+    available = {k: v for k, v in {"likelihood": outputs.likelihood, "spread": outputs.spread}.items()
+                 if v is not None and _varies(v)}  # a constant (a direct head without flip pairs) ranks nothing
+    candidates = [s for s in signals if all(p in available for p in _parts(s))]
     if not candidates or np.isfinite(errors).sum() < 2:
+        if not candidates:
+            log.info("uncertainty: not calibrated: no signal varies from point to point (a direct head without "
+                     "flip pairs measures no doubt; a heatmap head, flip pairs or an ensemble do)")
         return None
     threshold = _threshold(errors)
     halves = _halves(len(errors), seed)
@@ -135,11 +139,16 @@ def describe(record: Mapping[str, Any] | None) -> str:
             f"cross-fitted: {aucs}; calibration error {record.get('val_calibration_error_px')} px)")
 
 
+def _varies(values: np.ndarray) -> bool:
+    finite = values[np.isfinite(values)]
+    return finite.size > 1 and bool(np.ptp(finite) > 0)
+
+
 def _parts(signal: str) -> tuple[str, ...]:
     return ("spread", "likelihood") if signal == "both" else (signal,)
 
 
-def _inputs(signal: str, available: Mapping[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
+def _inputs(signal: str, available: Mapping[str, np.ndarray]) -> dict[str, np.ndarray | None]:
     return {p: available[p] for p in _parts(signal)}
 
 
