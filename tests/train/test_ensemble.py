@@ -5,6 +5,9 @@ ensemble as one model (predict, evaluate, report, export). The experiment: ``tes
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,6 @@ from cnnkit.io.export import ExportedEnsemble, export_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ensemble_fixtures import BATCHES_PER_EPOCH, write_experiment  # noqa: E402
-
 
 PAIRS = ["--set", "data.flip_pairs=[[p0, p1]]"]  # a likelihood that varies: agreement with the mirror image
 
@@ -140,3 +142,30 @@ def test_a_killed_member_resumes_and_a_finished_one_is_skipped(trained: dict[str
         load_file(trained["folder"] / "member-2" / "last.safetensors")
     for key in whole:
         torch.testing.assert_close(resumed[key], whole[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to python")
+def test_torchrun_spreads_the_members_over_the_processes(trained: dict[str, Any]) -> None:
+    """Two gloo processes: rank 0 trains member 1 and rank 1 member 2, each alone (not DDP), so each member
+    equals the one trained in a single process; rank 0 writes the manifest."""
+    folder = trained["exp"].parent
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                            "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", CNNKIT_DIST_TIMEOUT_S="120", CNNKIT_TEST_WATCH=str(folder / "spread"))
+    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(Path(__file__).with_name("_ddp_worker.py")),
+           "train", str(trained["exp"]), "--ensemble", "2", *PAIRS, "--set", "output=spread"]
+    done = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    writes = dict(re.findall(r"AUDIT rank=(\d) writes=\d+ (\[.*\])", out))
+    assert "member-2/" in writes["1"] and "member-1/" not in writes["1"] and "ensemble.json" not in writes["1"], out
+    assert "member-1/" in writes["0"] and "member-2/" not in writes["0"], out
+    manifest = read_manifest(folder / "spread" / "ensemble.json")
+    assert all(m["done"] for m in manifest.members) and manifest.calibration is not None
+    for k in (1, 2):
+        alone, spread = (load_file(f / f"member-{k}" / "last.safetensors") for f in (trained["folder"], folder / "spread"))
+        for key in alone:
+            torch.testing.assert_close(spread[key], alone[key], rtol=1e-5, atol=1e-6, msg=f"member {k}: {key}")
