@@ -169,3 +169,25 @@ def test_torchrun_spreads_the_members_over_the_processes(trained: dict[str, Any]
         alone, spread = (load_file(f / f"member-{k}" / "last.safetensors") for f in (trained["folder"], folder / "spread"))
         for key in alone:
             torch.testing.assert_close(spread[key], alone[key], rtol=1e-5, atol=1e-6, msg=f"member {k}: {key}")
+
+
+def test_a_crop_trained_ensemble_scores_frames_with_each_members_views(tmp_path: Path) -> None:
+    """Members trained on views: each scores the frames with the strategy its run measured best."""
+    from crop_fixtures import small_subject_table
+
+    from cnnkit.train.fit import fit
+
+    table = small_subject_table(tmp_path / "img", 12, size=(320, 240), flip_pairs=[("a", "b")])
+    train, val = table.split((0.75, 0.25), seed=0)
+    spec = [["conv", {"filter_size": 3, "layer_depth": 8, "strides": [1, 2, 2, 1]}], ["relu"],
+            ["conv", {"filter_size": 3, "layer_depth": 8, "strides": [1, 2, 2, 1]}], ["relu"]]
+    run = fit(spec, train, val, out_dir=tmp_path / "ens", head={"type": "heatmap", "width": 8}, ensemble=2,
+              crop={"size": [64, 64], "whole": 0.4, "map_loss": 0.0}, epochs=2, batch_size=4, quiet=True,
+              plots=False, augment=None, device="cpu")
+    assert run.best == tmp_path / "ens" / "ensemble.json" and set(run.history["member"]) == {1, 2}
+    manifest = read_manifest(run.best)
+    assert all(m["views"] in ("two-pass", "full-frame") for m in manifest.members)
+    both = predict(tmp_path / "ens", val, device="cpu")
+    members = [predict(f, val, device="cpu") for f in manifest.files]
+    np.testing.assert_allclose(both["a_x"], (members[0]["a_x"] + members[1]["a_x"]) / 2, rtol=1e-6)
+    assert both["a_spread"].notna().all() and both["a_uncertainty"].notna().all()
