@@ -163,7 +163,8 @@ def predict(model_path: str | Path, source: Any, *, batch_size: int = INFERENCE_
             progress: bool = False, views: str = "auto") -> pd.DataFrame:
     """Predict landmarks (original pixels, with likelihoods) or classes for images or videos.
 
-    ``source``: image paths, a folder, a .zip, an annotation file/DataFrame, an
+    ``model_path``: a model file, a run folder (its best model) or an ensemble (its folder or
+    ``ensemble.json``: the members' median point, and ``<name>_spread``). ``source``: image paths, a folder, a .zip, an annotation file/DataFrame, an
     AnnotationTable, or one or more video files (``.mp4 .avi .mov .mkv`` ...).
     ``tta_flip``: also predict on the mirrored image and average (landmark models need
     left/right flip pairs in their checkpoint). ``progress``: a progress bar per video.
@@ -175,7 +176,8 @@ def predict(model_path: str | Path, source: Any, *, batch_size: int = INFERENCE_
 
     Returns:
         Images: indexed like the input rows; ``image`` then ``<name>_x, <name>_y,
-        <name>_likelihood`` per landmark (or ``label, confidence, prob_<class>``).
+        <name>_likelihood`` (and ``<name>_uncertainty``, ``<name>_spread`` where the model has them)
+        per landmark (or ``label, confidence, prob_<class>``).
         Videos: one row per decoded frame, none dropped: ``video`` (several videos only),
         ``frame, time_s`` and the same prediction columns; frame ``i`` is the ``i``-th
         decoded frame (:mod:`cnnkit.data.video`).
