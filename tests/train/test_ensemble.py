@@ -173,9 +173,8 @@ def test_torchrun_spreads_the_members_over_the_processes(trained: dict[str, Any]
 
 def test_a_crop_trained_ensemble_scores_frames_with_each_members_views(tmp_path: Path) -> None:
     """Members trained on views: each scores the frames with the strategy its run measured best."""
-    from crop_fixtures import small_subject_table
-
     from cnnkit.train.fit import fit
+    from crop_fixtures import small_subject_table
 
     table = small_subject_table(tmp_path / "img", 12, size=(320, 240), flip_pairs=[("a", "b")])
     train, val = table.split((0.75, 0.25), seed=0)
