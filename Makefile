@@ -29,8 +29,9 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/cnnkit demo --out runs/demo
 
+# The performance family (bench/perf/); each script rewrites its section of docs/PERFORMANCE.md.
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/perf/run_all.py --write
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

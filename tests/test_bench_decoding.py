@@ -1,18 +1,20 @@
-"""bench/decoding.py: the choice rule and the pixel errors, on synthetic maps (the real run needs a checkpoint)."""
+"""bench/accuracy/decoding.py: the choice rule and the harness's pixel errors, on synthetic maps (the real run
+needs a checkpoint)."""
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "decoding.py"
-spec = importlib.util.spec_from_file_location("bench_decoding", BENCH)
-assert spec is not None and spec.loader is not None
-decoding = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(decoding)
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # bench/ is not installed; its scripts put the root on sys.path the same way
+
+from bench.accuracy import decoding  # noqa: E402
+from bench.harness.heatmaps import errors_px  # noqa: E402
 
 
 def _errs(gains: dict[str, float], n: int = 50) -> dict[tuple[str, bool], np.ndarray]:
@@ -40,7 +42,7 @@ def test_errors_are_in_original_pixels_and_flip_uses_the_mirror_maps() -> None:
             "scale": torch.tensor([[0.5, 0.5]]), "offset": torch.zeros(1, 2)}  # original = input / 0.5
     size = (32, 24)  # input px: the point decodes at (14, 10) exactly
     for flip in (False, True):
-        err = decoding.errors_px(data, decoding.DECODERS["soft-argmax"], torch.tensor([0]), size, flip)
+        err = errors_px(data, decoding.DECODERS["soft-argmax"], size, torch.tensor([0]), flip)
         assert err.shape == (1, 1) and err[0, 0] < 1e-4
     data["points"] = torch.tensor([[[17.0, 14.0]]])  # 3, 4 input px off -> 5 input px -> 10 original px
-    assert abs(decoding.errors_px(data, decoding.DECODERS["local"], torch.tensor([0]), size, False)[0, 0] - 10) < 1e-3
+    assert abs(errors_px(data, decoding.DECODERS["local"], size, torch.tensor([0]), False)[0, 0] - 10) < 1e-3

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +123,130 @@ def test_cli(scene_video: Path, tmp_path: Path) -> None:
     table = read_annotations(tmp_path / "o" / "via_project.json", unannotated="keep")
     assert sorted(_scene(int(Path(p).stem[-6:])) for p in table.images) == ["A", "B", "C"]
     assert main(["extract-frames", str(scene_video), "--out", str(tmp_path / "p")]) == 2  # no names
+
+
+# -- issue 26: a frames folder is added to, never overwritten ------------------------------------------
+def _same_named_lips_videos(tmp_path: Path, lips_video_dir: Path) -> tuple[Path, Path]:
+    """Two cameras' files of one name in two folders: d1/cam.avi and d2/cam.avi (different lips videos)."""
+    for d, name in (("d1", "002_cal.avi"), ("d2", "008_xaud.avi")):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "cam.avi").write_bytes((lips_video_dir / name).read_bytes())
+    return tmp_path / "d1" / "cam.avi", tmp_path / "d2" / "cam.avi"
+
+
+def test_a_second_video_of_the_same_name_never_replaces_frames(tmp_path: Path, lips_video_dir: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    d1, d2 = _same_named_lips_videos(tmp_path, lips_video_dir)
+    out = tmp_path / "E"
+    first = extract_frames(d1, out, n=2, method="uniform", landmarks=["tip"])
+    pictures = {p.name: p.read_bytes() for p in out.glob("*.png")}
+    table_before = (out / "frames.csv").read_bytes()
+    assert sorted(pictures) == ["cam_frame000000.png", "cam_frame000363.png"]
+    with caplog.at_level(logging.WARNING, logger="cnnkit"):
+        second = extract_frames(d2, out, n=2, method="uniform", landmarks=["tip"])
+    assert {p: (out / p).read_bytes() for p in pictures} == pictures  # the labelled pictures are untouched
+    assert [Path(p).name for p in second.frames["image"]] == ["cam-2_frame000000.png", "cam-2_frame000288.png"]
+    assert f"{out} already holds frames named cam_frame*.png: the frames of {d2} are named cam-2_frame*.png" \
+        in caplog.text
+    table = (out / "frames.csv").read_bytes()
+    assert table.startswith(table_before)  # its rows as they were, then the new ones
+    rows = pd.read_csv(out / "frames.csv")
+    assert rows["image"].tolist() == ["cam_frame000000.png", "cam_frame000363.png", "cam-2_frame000000.png",
+                                      "cam-2_frame000288.png"]
+    assert rows["video"].tolist() == [str(d1)] * 2 + [str(d2)] * 2
+    project = read_annotations(out / "via_project.json", unannotated="keep")  # lists every frame of the folder
+    assert project.images == [str((out / n).resolve()) for n in rows["image"]]
+    assert first.project == second.project
+
+
+def test_frames_table_that_is_not_ours_or_links_stop_before_any_frame(tmp_path: Path, scene_video: Path) -> None:
+    out = tmp_path / "E"
+    out.mkdir()
+    (out / "frames.csv").write_text("image,x,y\nmine.png,1,2\n")
+    with pytest.raises(DataError, match=r"frames\.csv is not a frames table of extract-frames .*nothing was written"):
+        extract_frames(scene_video, out, n=2, method="uniform", landmarks=["nose"])
+    assert sorted(p.name for p in out.iterdir()) == ["frames.csv"]
+    (out / "frames.csv").unlink()
+    precious = tmp_path / "precious.csv"
+    precious.write_text("keep me\n")
+    (out / "frames.csv").symlink_to(precious)
+    with pytest.raises(DataError, match=r"frames\.csv \(the frames table\) is a symbolic link to .*nothing was written"):
+        extract_frames(scene_video, out, n=2, method="uniform", landmarks=["nose"])
+    (out / "frames.csv").unlink()
+    (out / "via_project.json").symlink_to(precious)
+    with pytest.raises(DataError, match=r"via_project\.json \(the frames' VIA project\) is a symbolic link"):
+        extract_frames(scene_video, out, n=2, method="uniform", landmarks=["nose"])
+    assert precious.read_text() == "keep me\n" and not list(out.glob("*.png"))
+
+
+def test_a_planted_link_is_never_written_through(tmp_path: Path, scene_video: Path) -> None:
+    out = tmp_path / "E"
+    out.mkdir()
+    target = tmp_path / "elsewhere.png"
+    target.write_bytes(b"not yours")
+    (out / "mouse 1_frame000000.png").symlink_to(target)  # the name the first frame would get
+    result = extract_frames(scene_video, out, n=2, method="uniform", landmarks=["nose"])
+    assert target.read_bytes() == b"not yours" and (out / "mouse 1_frame000000.png").is_symlink()
+    assert [Path(p).name for p in result.frames["image"]] == ["mouse 1-2_frame000000.png",
+                                                              "mouse 1-2_frame000099.png"]
+
+
+def test_write_new_file_refuses_any_existing_name(tmp_path: Path) -> None:
+    from cnnkit.data.guard import write_new_file
+
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "file.png").write_bytes(b"old")
+    for name in ("dangling.png", "file.png"):
+        with pytest.raises(DataError, match=rf"{name} \(a frame\) already exists; nothing was replaced"):
+            write_new_file(tmp_path / name, lambda fh: fh.write(b"new"), what="a frame")
+    assert (tmp_path / "file.png").read_bytes() == b"old" and not (tmp_path / "nowhere.png").exists()
+    write_new_file(tmp_path / "new.png", lambda fh: fh.write(b"new"))
+    assert (tmp_path / "new.png").read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling.png", "file.png", "new.png"]  # no temp left
+
+
+def test_a_read_only_folder_is_refused_in_one_line(tmp_path: Path, scene_video: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from cnnkit.cli import main
+
+    out = tmp_path / "E"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        assert main(["extract-frames", str(scene_video), "--n", "2", "--out", str(out), "--landmarks", "a"]) == 2
+    finally:
+        out.chmod(0o755)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{out} (the folder of the frames' VIA project) is read-only" in err
+    assert not list(out.iterdir())
+
+
+def test_fewer_usable_frames_than_n_is_said(tmp_path: Path, index_video, caplog: pytest.LogCaptureFixture) -> None:
+    video = index_video(tmp_path / "short.mp4", 8)
+    for method in ("uniform", "kmeans"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="cnnkit"):
+            result = extract_frames(video, tmp_path / method, n=50, method=method, landmarks=["a"])
+        assert len(result.frames) == 8
+        assert f"{video}: 8 usable frames, fewer than the 50 asked for (n): all 8 are taken" in caplog.text
+
+
+@pytest.mark.parametrize("method", ["uniform", "kmeans"])
+def test_cli_extract_frames_of_a_cut_video_exits_3(tmp_path: Path, lips_video_dir: Path, method: str,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from cnnkit.cli import main
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import video_damage
+
+    cut = video_damage.cut_in_half(lips_video_dir / "002_cal.avi", tmp_path / "cam.avi")
+    args = ["extract-frames", str(cut), "--n", "3", "--method", method, "--landmarks", "a"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 3
+    assert [r.getMessage() for r in caplog.records if "partial video" in r.getMessage()] == [
+        f"{cut}: partial video: 177 frames decoded, 2.94 s of the 6.06 s it declares (728 frames in its header); "
+        f"the file ends inside frame 177. Every decoded frame is kept; the file is truncated or damaged."]
+    assert "Exit status 3: pass --accept-partial" in capsys.readouterr().err
+    frames = pd.read_csv(tmp_path / "a" / "frames.csv")["frame"].tolist()
+    assert len(frames) == 3 and max(frames) <= 176
+    assert main([*args, "--out", str(tmp_path / "b"), "--accept-partial"]) == 0

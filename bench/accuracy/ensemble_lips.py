@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import ROOT, flags  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data" / "lips-via"
 VIDEOS = ROOT.parent / "shared" / "data" / "lips-video"
 OUT = ROOT / "runs" / "ensemble_lips"
@@ -65,7 +67,7 @@ def train(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     if args.arm == "seeds":  # the product's path
         cnnkit.fit("resnet18", parts["train"], parts["extra"], out_dir=out, ensemble=args.members, seed=0,
-                   resume=args.resume, **_fit_options(args))
+                   resume=args.resume, overwrite=not args.resume, **_fit_options(args))
     else:
         _train_folds(parts, out, args)
     print(f"{args.arm}: {args.members} members in {time.perf_counter() - start:.0f} s -> {out}")
@@ -84,7 +86,7 @@ def _train_folds(parts: dict[str, Any], out: Path, args: argparse.Namespace) -> 
         keep = np.sort(np.setdiff1d(np.arange(len(train)), folds[k - 1]))
         folder = out / member_folder(k)
         if not (folder / "best.safetensors").is_file() or not args.resume:
-            cnnkit.fit("resnet18", train.subset(keep), parts["extra"], out_dir=folder, seed=k - 1,
+            cnnkit.fit("resnet18", train.subset(keep), parts["extra"], out_dir=folder, seed=k - 1, overwrite=True,
                        **_fit_options(args))
         members.append(members_entry(member_folder(k), f"{member_folder(k)}/best.safetensors", seed=k - 1, done=True,
                                      fold=k, rows=len(keep)))
@@ -242,15 +244,12 @@ def _track_figures(track: pd.DataFrame, truth: dict[int, np.ndarray], names: lis
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = flags.parser(__doc__, quick={"help": "a tenth of each split, 1 epoch, 2 members, 48x36"},
+                     out={"default": OUT}, epochs={"default": 40}, size={"default": (96, 72)})
     p.add_argument("command", choices=("train", "measure", "video"))
     p.add_argument("--arm", choices=("seeds", "folds"), default="seeds")
     p.add_argument("--members", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--size", type=int, nargs=2, default=[96, 72])
-    p.add_argument("--out", type=Path, default=OUT)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--quick", action="store_true", help="a tenth of each split, 1 epoch, 2 members, 48x36")
+    p.add_argument("--resume", action="store_true", help="skip finished members (else they are trained again)")
     args = p.parse_args()
     if args.quick:
         args.epochs, args.members, args.size, args.out = 1, 2, [48, 36], args.out.with_name(args.out.name + "_quick")

@@ -10,7 +10,7 @@ model). The 60 suggested images, or the 60 random ones, are added with their tru
 for the human corrections) and ONE model is trained on each 120-image set with the recipe and seed
 of ``loop_lips.py``; both are scored on the test split (392 images, speakers unseen in training).
 
-    .venv/bin/python bench/accuracy/suggest_lips.py --seeds 0 1 --members 4 --epochs 30 --parallel
+    .venv/bin/python bench/accuracy/suggest_lips.py --seeds 0 1 --members 4 --epochs 30 --parallel 2
     .venv/bin/python bench/accuracy/suggest_lips.py --quick          # a smoke run
 """
 
@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.harness import ROOT, flags  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data" / "lips-via"
 HEAD = {"type": "heatmap", "width": 128, "stride": 4}
 
@@ -49,7 +51,7 @@ def _fit(table: Any, out: Path, args: argparse.Namespace, seed: int, ensemble: i
 
     run = cnnkit.fit("resnet18", table, None, out_dir=out, head=HEAD, augment="auto", size=tuple(args.size),
                      epochs=args.epochs, batch_size=16, lr=1e-3, optimizer="adam", schedule="cosine", loss="l1",
-                     seed=seed, device="cpu", quiet=True, plots=False, ensemble=ensemble)
+                     seed=seed, device="cpu", quiet=True, plots=False, ensemble=ensemble, overwrite=True)
     return run.best if ensemble > 1 else run.last
 
 
@@ -129,16 +131,13 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p = flags.parser(__doc__, quick={"help": "tiny sizes and 1 epoch: checks the script runs"},
+                     seeds={"default": [0, 1], "help": "seeds (default 0 1)"}, epochs={"default": 30},
+                     size={"default": (96, 72)}, out={"default": ROOT / "runs" / "suggest_lips"},
+                     parallel={"help": "above 1: one process per seed, one thread each (default 1: one process)"})
     p.add_argument("--members", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--size", type=int, nargs=2, default=[96, 72])
     p.add_argument("--start", type=int, default=60)
     p.add_argument("--add", type=int, default=60)
-    p.add_argument("--out", type=Path, default=ROOT / "runs" / "suggest_lips")
-    p.add_argument("--parallel", action="store_true", help="one process per seed, one thread each")
-    p.add_argument("--quick", action="store_true", help="tiny sizes and 1 epoch: checks the script runs")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one seed, print its JSON
     args = p.parse_args()
     if args.quick:
@@ -147,9 +146,9 @@ def main() -> None:
     if args.one is not None:
         print("RESULT " + json.dumps(one_seed(args.one, args)))
         return
-    if args.parallel:
+    if args.parallel > 1:
         env = dict(os.environ, OMP_NUM_THREADS="1")
-        argv = [a for a in sys.argv[1:] if a != "--parallel"]
+        argv = [*sys.argv[1:], "--parallel", "1"]  # the last one given wins
         procs = [subprocess.Popen([sys.executable, __file__, *argv, "--one", str(s)], stdout=subprocess.PIPE,
                                   text=True, env=env) for s in args.seeds]
         results = []

@@ -81,7 +81,8 @@ def main(variant: str, epochs: int, size: int, seed: int) -> None:
     norm = None if "imnorm" in parts else LITE_NORMALISATION
     start = time.time()
     run = cnnkit.fit(model(parts, size, seed), train, val, out_dir=f"runs/hymenoptera_lite0/{variant}_{size}_s{seed}",
-                     normalisation=norm, augment=AUGMENT, **options(parts, epochs, size, seed))  # fmt: skip
+                     normalisation=norm, augment=AUGMENT, overwrite=True,  # a rerun of a recipe replaces its run
+                     **options(parts, epochs, size, seed))  # fmt: skip
     h = run.history
     print(json.dumps({"variant": variant, "size": size, "epochs": epochs, "seed": seed,
                       "wall_s": round(time.time() - start, 1), "train": len(train), "val": len(val),

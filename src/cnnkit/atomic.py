@@ -6,16 +6,30 @@ anything fails on the way, the temporary file is removed and the previous file i
 untouched. ``atomic_open`` is for code that writes bytes itself; ``atomic_path`` for
 libraries that insist on a file name (``savefig``, ``torch.onnx.export``, ``jit.save``).
 This module sits at the bottom of the layering: any part of cnnkit may use it.
+
+A write that fails for a reason about the user's path (a full disk, a read-only folder, a file
+where a folder should be: ``PATH_ERRNOS``) raises ONE ``OSError`` with that errno and the target
+named, whatever the writer raised on top of it (``torch.save`` chains a ``RuntimeError`` to the
+``OSError``; safetensors raises its own error with "(os error 28)" in the text). The command line
+prints such an error as one line; any other failure keeps its type and traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+#: Errors about the user's output path, not bugs: named in one line by the command line (exit 2).
+PATH_ERRNOS = frozenset(code for code in (
+    errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
+    errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EFBIG) if code is not None)
+_OS_ERROR_TEXT = re.compile(r"\(os error (\d+)\)")  # how Rust's std::io::Error shows an errno (safetensors)
 
 
 @contextlib.contextmanager
@@ -32,19 +46,20 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         b'hello'
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    _usual_mode(tmp)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:  # also KeyboardInterrupt: never leave a temp file behind
-        tmp.unlink(missing_ok=True)
-        raise
+    with _path_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        tmp = Path(tmp_name)
+        try:
+            _usual_mode(tmp)
+            with os.fdopen(fd, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:  # also KeyboardInterrupt: never leave a temp file behind
+            tmp.unlink(missing_ok=True)
+            raise
     _fsync_dir(target.parent)
 
 
@@ -66,21 +81,56 @@ def atomic_path(path: str | os.PathLike[str], *, keep_suffix: bool = True) -> It
         hi ['a.txt']
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     suffix = f".tmp{target.suffix}" if keep_suffix else ".tmp"
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    _usual_mode(tmp)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:  # the writer closed it; make its bytes durable before the rename
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _path_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            yield tmp
+            # The writer may have made the file anew (safetensors writes a 0600 file and renames it)
+            _usual_mode(tmp)
+            with open(tmp, "rb+") as f:  # the writer closed it; make its bytes durable before the rename
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     _fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def _path_errors(target: Path) -> Iterator[None]:
+    """Re-raise a failure about the user's path (``PATH_ERRNOS``) as one ``OSError`` naming it."""
+    try:
+        yield
+    except BaseException as exc:
+        found = path_error(exc, target)
+        if found is None:
+            raise
+        raise found from None
+
+
+def path_error(exc: BaseException, target: str | os.PathLike[str]) -> OSError | None:
+    """The ``OSError`` about the user's path behind ``exc`` (itself, what caused it or what it was raised
+    while handling, or an errno in a Rust library's message), naming ``target`` (or the folder that
+    failed); None when the failure is about something else."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = seen.errno if isinstance(seen, OSError) else _errno_in_text(str(seen))
+        if code is not None and code in PATH_ERRNOS:
+            name = getattr(seen, "filename", None)
+            named = os.fsdecode(name) if isinstance(name, (str, bytes)) else None
+            ours = named is not None and Path(named).name.startswith(f".{Path(target).name}.")  # a temp file
+            return OSError(code, os.strerror(code), named if named and not ours else os.fspath(target))
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _errno_in_text(text: str) -> int | None:
+    found = _OS_ERROR_TEXT.search(text)
+    return int(found.group(1)) if found else None
 
 
 def _usual_mode(tmp: Path) -> None:

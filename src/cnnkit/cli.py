@@ -1,12 +1,16 @@
 """The ``cnnkit`` command: parse arguments, build configs, call library functions.
 
-User errors (``cnnkit.CnnkitError``) print one line and exit with code 2; Ctrl-C exits
-with 130; anything else is a bug and keeps its traceback.
+User errors (``cnnkit.CnnkitError``) print one line and exit with code 2, and so do the
+``OSError``s about the user's paths (a full disk, a read-only folder, a file where a folder
+should be: ``cnnkit.atomic.PATH_ERRNOS``, with the path named); Ctrl-C exits with 130;
+anything else is a bug and keeps its traceback. A command that read a video ending before its
+declared length (its frames kept and reported) exits with 3 unless ``--accept-partial``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnkit import __version__
+from cnnkit.data.video import partial_videos
 from cnnkit.engine.inference import INFERENCE_BATCH, VIEWS
 from cnnkit.errors import CnnkitError
 from cnnkit.viz.video import DEFAULT_THRESHOLD as LIKELIHOOD_THRESHOLD
@@ -23,7 +28,8 @@ from cnnkit.viz.video import DEFAULT_THRESHOLD as LIKELIHOOD_THRESHOLD
 EXAMPLES = {
     "train": "cnnkit train exp.yaml --set train.epochs=5 --set data.size=96x96",
     "predict": "cnnkit predict runs/exp/best.safetensors photos/ --out preds.csv --via review.json\n"
-               "  cnnkit predict runs/exp/best.safetensors clip.mp4 --out clip.csv --labeled-video clip_labeled.mp4",
+               "  cnnkit predict runs/exp/best.safetensors clip.mp4 --out clip.csv --labeled-video clip_labeled.mp4\n"
+               "  cnnkit predict runs/exp/best.safetensors videos/ --out preds/ --format csv,dlc   # an archive",
     "evaluate": "cnnkit evaluate runs/exp/best.safetensors test.csv --images images/ --out per_image.csv",
     "summary": "cnnkit summary resnet50 --size 224x224 --outputs 1000",
     "spec": "cnnkit spec resnet18 > my_model.yaml",
@@ -61,7 +67,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="annotation file (CSV, VIA, COCO, DeepLabCut) or a folder of class folders")
     p.add_argument("--images", help="folder that image paths are relative to")
     p.add_argument("--zip", help="zip archive holding the images")
-    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark")
+    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark "
+                   "(@order: unnamed points by click order)")
 
 
 def _device_args(p: argparse.ArgumentParser) -> None:
@@ -83,6 +90,12 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
                         "frame shrunk into one view first, then a view around the points found)")
 
 
+def _accept_partial_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accept-partial", action="store_true",
+                   help="a video that ends before its declared length (truncated, damaged): use its decoded frames "
+                   "and exit 0 (default: the same, but exit status 3)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnkit", description="Build CNNs from a layer list; train them on "
                                      "images streamed from disk (landmarks or classes).")
@@ -94,13 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in the output folder (from epoch 1 when nothing was committed yet)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in the output folder (without it, a folder holding a run is refused)")
     p.add_argument("--ensemble", type=int, metavar="N", help="train N models (seeds seed .. seed+N-1) into one "
                    "folder: an ensemble, used as one model with an uncertainty per point (= --set train.ensemble=N)")
     p = _add(sub, "predict", "predict landmarks or classes for images or videos")
     p.add_argument("model")
     p.add_argument("inputs", nargs="+", help="images, folders, a .zip, an annotation file, or videos "
-                   "(.mp4 .avi .mov .mkv ...: one row per decoded frame)")
-    p.add_argument("--out", default="predictions.csv")
+                   "(.mp4 .avi .mov .mkv ...: one row per decoded frame); folders or quoted globs of videos: an "
+                   "archive, one output set per video under --out (a folder), resumable")
+    p.add_argument("--out", default="predictions.csv", help="the CSV (default predictions.csv); an archive: "
+                   "the folder the outputs mirror the videos' paths in")
     p.add_argument("--format", default="csv", metavar="FORMATS", help="comma-separated: csv (the default, at "
                    "--out), dlc (DeepLabCut CSV + .h5, for movement and napari), nwb (videos: NWB with ndx-pose); "
                    "dlc and nwb files are written beside --out (docs/video.md)")
@@ -111,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"labelled video: points with a lower likelihood are drawn faded (default {LIKELIHOOD_THRESHOLD}, "
                    "chosen on lips-via; see docs/video.md)")
     p.add_argument("--hide-unsure", action="store_true", help="labelled video: hide those points instead")
+    _accept_partial_option(p)
     p.add_argument("--images", help="folder that paths in an annotation file are relative to")
     _inference_args(p)
     p = _add(sub, "evaluate", "score a model on annotated images (errors in original pixels)")
@@ -173,6 +191,7 @@ def _loop_parsers(sub: Any) -> None:
     p.add_argument("--landmarks", help="landmark names to label, comma-separated")
     p.add_argument("--model", help="take the landmark names from this model (.safetensors)")
     p.add_argument("--seed", type=int, default=0)
+    _accept_partial_option(p)
     p = _add(sub, "suggest", "rank unlabelled images or video frames by the model's doubt; write the top ones "
              "with their predictions as a VIA project to correct")
     p.add_argument("model")
@@ -184,6 +203,7 @@ def _loop_parsers(sub: Any) -> None:
     p.add_argument("--min-gap", type=int, default=10, help="frames between two suggestions in a video (10)")
     p.add_argument("--no-flip", action="store_true", help="skip the mirror-image disagreement (one pass less)")
     _device_args(p)
+    _accept_partial_option(p)
     p = _add(sub, "merge", "add corrected/new annotations to a labels file (conflicts listed; a backup is kept)")
     p.add_argument("corrected", help="the corrected annotations, e.g. a VIA project saved after review")
     p.add_argument("--into", required=True, help="the training labels file (.csv table or VIA .json project)")
@@ -191,7 +211,8 @@ def _loop_parsers(sub: Any) -> None:
                    help="which side wins where an image is labelled differently in both (default: stop)")
     p.add_argument("--out", help="write the merged labels here and leave --into untouched")
     p.add_argument("--images", help="folder that paths in the corrected file are relative to")
-    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark")
+    p.add_argument("--landmark-attribute", help="VIA region attribute that names each landmark, in both files "
+                   "(default: the one named landmark/bodypart, or the only one)")
 
 
 def _smooth_parser(sub: Any) -> None:
@@ -220,7 +241,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = [*args.set, *([f"train.ensemble={args.ensemble}"] if args.ensemble is not None else [])]
     exp = load_experiment(args.experiment, overrides)
-    result = run_experiment(exp, quiet=args.quiet, resume=args.resume)
+    result = run_experiment(exp, quiet=args.quiet, resume=args.resume, overwrite=args.overwrite)
     run = result["run"]
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 130 if run.interrupted else 0
@@ -238,9 +259,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cnnkit.data.guard import refuse_to_overwrite_labels
+    from cnnkit.infer.archive import archive_videos
     from cnnkit.infer.inputs import video_paths
     from cnnkit.infer.predict import predict, predictions_table
 
+    archive = archive_videos(args.inputs, args.out)
+    if archive is not None:
+        return _predict_archive(args, archive)
     refuse_to_overwrite_labels(args.out, what="--out")
     if args.via:
         refuse_to_overwrite_labels(args.via, what="--via")
@@ -269,6 +294,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
         write_via(predictions_table(preds, landmarks), args.via)
         print(f"VIA project for review -> {args.via}")
     return 0
+
+
+def _predict_archive(args: argparse.Namespace, videos: list[Any]) -> int:
+    """A folder or glob of videos: one output set per video under --out, resumable (docs/video.md#archive).
+
+    Exit status (rank 0; the other ranks exit 0): 1 when a video failed, 3 when videos only ended early.
+    """
+    from cnnkit.infer.archive import predict_archive
+
+    if args.via or args.labeled_video:
+        raise CnnkitError("--via and --labeled-video do not apply to an archive of videos (a folder or glob); "
+                          "predict single videos for labelled videos")
+    summary = predict_archive(args.model, videos, args.out, formats=args.format, batch_size=args.batch_size,
+                              device=args.device, tta_flip=args.tta_flip, views=args.views, progress=not args.quiet)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
+    print("\n".join(summary.lines()))
+    print(f"summary -> {Path(args.out) / 'archive_summary.csv'}")
+    return summary.exit_status(accept_partial=getattr(args, "accept_partial", False))
 
 
 def _predict_videos(args: argparse.Namespace, videos: list[Path]) -> Any:
@@ -457,6 +501,20 @@ def cmd_smooth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _partial_video_status(args: argparse.Namespace, ended: list[Any]) -> int:
+    """0, or 3 when a video ended early (each already said so in one line) and it was not accepted.
+
+    Under torchrun only rank 0 answers for the run (an archive's summary holds every rank's partial
+    videos): another rank's 3 would read as a failed process and restart the job.
+    """
+    if not ended or getattr(args, "accept_partial", False) or os.environ.get("RANK", "0") != "0":
+        return 0
+    print(f"cnnkit {args.command}: {len(ended)} video(s) ended before their declared length (lines above); "
+          f"their decoded frames were used. Exit status 3: pass --accept-partial to accept partial videos.",
+          file=sys.stderr)
+    return 3
+
+
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "summary": cmd_summary,
             "spec": cmd_spec, "check-data": cmd_check_data, "convert": cmd_convert, "cache": cmd_cache,
             "export": cmd_export, "demo": cmd_demo, "report": cmd_report,
@@ -464,14 +522,33 @@ COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate
             "smooth": cmd_smooth}
 
 
+def _path_error_line(exc: OSError, command: str) -> str | None:
+    """One line for an error about the user's path (full disk, read-only, ...); None for anything else."""
+    from cnnkit.atomic import PATH_ERRNOS
+
+    if exc.errno not in PATH_ERRNOS or not exc.filename:
+        return None
+    after = (" What the run committed before is intact: fix that (free space, permissions), then run the same "
+             "command with --resume.") if command == "train" else ""
+    return f"cnnkit {command}: error: {exc.filename}: {exc.strerror} [{errno.errorcode.get(exc.errno or 0, '')}].{after}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
     try:
-        return COMMANDS[args.command](args)
+        with partial_videos() as ended:
+            code = COMMANDS[args.command](args)
+        return _partial_video_status(args, ended) if code == 0 else code
     except CnnkitError as exc:
         print(f"cnnkit {args.command}: error: {str(exc).strip()}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        line = _path_error_line(exc, args.command)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -110,7 +109,7 @@ class Experiment:
         return spec
 
     def job(self, tables: Mapping[str, AnnotationTable], *, quiet: bool = False,
-            resume: bool = False) -> TrainingJob:
+            resume: bool = False, overwrite: bool = False) -> TrainingJob:
         """The training run this file describes, with its configs as built (nothing converted back)."""
         from cnnkit.train.fit import TrainingJob, resolve_augment
 
@@ -121,8 +120,20 @@ class Experiment:
             model=self.model_spec(), train=tables["train"], val=tables.get("val"), data=self.data_config(),
             cfg=dataclasses.replace(cfg, quiet=quiet or cfg.quiet), augment=resolve_augment(self.augment(), tables["train"]),
             out_dir=self.output, head=model.get("head"), pretrained=self._weights(pretrained),
-            resume=resume,
+            resume=resume, overwrite=overwrite, inputs=self.inputs(),
         )
+
+    def inputs(self) -> tuple[Path, ...]:
+        """The files this experiment reads (itself, its tables, split file, zip, spec, weights): a run
+        never writes over them (``cnnkit.train.commit.check_not_inputs``)."""
+        data, model = self.settings["data"], self.settings.get("model") or {}
+        split = data.get("split")
+        named = [data.get(k) for k in ("source", "val", "test", "zip")] + [model.get("spec"), model.get("pretrained")]
+        named.append(split.get("file") if isinstance(split, Mapping) else None)
+        paths = [self._path(v) for v in named if isinstance(v, str) and v]
+        if self.name:
+            paths.append(Path(self.name))
+        return tuple(p for p in paths if p.is_file())
 
     def _weights(self, pretrained: Any) -> str | Path | None:
         """``model.pretrained``: a packaged name (``efficientnet_lite0``) as written, else a file path."""
@@ -255,33 +266,39 @@ def _split_by_column(table: AnnotationTable, column: str) -> dict[str, Annotatio
     return {k: v for k, v in parts.items() if len(v)}
 
 
-def run_experiment(exp: Experiment, *, quiet: bool = False, resume: bool = False) -> dict[str, Any]:
+def run_experiment(exp: Experiment, *, quiet: bool = False, resume: bool = False,
+                   overwrite: bool = False) -> dict[str, Any]:
     """Train as the file says, evaluate on test (if any), save the resolved settings.
 
-    Under torchrun every rank runs this; only rank 0 writes files and evaluates on test.
+    Under torchrun every rank runs this; only rank 0 writes files and evaluates on test. Rank 0
+    holds the output folder's lock from before the tables are read until the test results are
+    written (``cnnkit.train.lock``): a second run into the folder is refused at once.
     """
+    from cnnkit.train.commit import check_not_inputs
     from cnnkit.train.distributed import distributed
+    from cnnkit.train.start import holding_folder
 
-    with distributed(None, exp.train_config().device) as dist:
-        return _run_experiment(exp, quiet, resume, dist)
+    check_not_inputs(exp.output, exp.inputs())  # before the lock makes the folder
+    with distributed(None, exp.train_config().device) as dist, holding_folder(exp.output, dist):
+        return _run_experiment(exp, quiet, resume, overwrite, dist)
 
 
-def _run_experiment(exp: Experiment, quiet: bool, resume: bool, dist: DistContext) -> dict[str, Any]:
-    from cnnkit.atomic import atomic_write_text
+def _run_experiment(exp: Experiment, quiet: bool, resume: bool, overwrite: bool,
+                    dist: DistContext) -> dict[str, Any]:
     from cnnkit.infer.evaluate import evaluate
+    from cnnkit.io import run_folder as RF
     from cnnkit.train.fit import run_job
 
     tables = exp.tables()
-    job = exp.job(tables, quiet=quiet, resume=resume)
+    job = exp.job(tables, quiet=quiet, resume=resume, overwrite=overwrite)
     # run_job builds (and so validates) the model before it writes anything to the run folder.
-    run = run_job(job, dist, extra_files={"experiment.yaml": yaml.safe_dump(exp.settings, sort_keys=False)})
+    run = run_job(job, dist, extra_files={RF.EXPERIMENT: yaml.safe_dump(exp.settings, sort_keys=False)})
     result: dict[str, Any] = {"run": run}
     if "test" in tables and not run.interrupted and dist.is_main:
         # best = selected on val (or the last epoch without val); the test split chooses nothing.
         test = evaluate(run.best, tables["test"], batch_size=job.cfg.resolved_batch_size, device=job.cfg.device,
                         workers=job.data.workers, tta_flip=exp.tta_flip)
-        atomic_write_text(job.out_dir / "test_metrics.json", json.dumps(_plain(test.metrics), indent=2))
-        test.per_image.to_csv(job.out_dir / "test_per_image.csv", index=False)
+        RF.RunFolder(job.out_dir).write_test_results(_plain(test.metrics), test.per_image)
         result["test"] = test
     return result
 

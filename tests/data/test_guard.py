@@ -46,3 +46,33 @@ def test_refuse_names_the_file_and_the_way_out(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"review\.json \(--via\) already exists and holds annotations for 1 .*merge"):
         refuse_to_overwrite_labels(path, what="--via")
     refuse_to_overwrite_labels(_via(tmp_path / "empty.json", [[]]))  # nothing to lose: no error
+
+
+def test_links_and_read_only_targets_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cnnkit.cli import main
+
+    real = tmp_path / "real.csv"
+    real.write_text("image,a_x,a_y,a_likelihood\n1.png,1,2,0.9\n")  # predictions: replaceable by content
+    link = tmp_path / "preds.csv"
+    link.symlink_to(real)
+    with pytest.raises(DataError, match=r"preds\.csv \(--out\) is a symbolic link to .*real\.csv; nothing was written"):
+        refuse_to_overwrite_labels(link, what="--out")
+    real.chmod(0o444)
+    try:
+        with pytest.raises(DataError, match=r"real\.csv \(--out\) is read-only; nothing was written\. Make it "
+                                            r"writable \(chmod u\+w\)"):
+            refuse_to_overwrite_labels(real, what="--out")
+    finally:
+        real.chmod(0o644)
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(DataError, match=r"locked \(the folder of --out\) is read-only"):
+            refuse_to_overwrite_labels(folder / "new" / "p.csv", what="--out")  # a folder it would make in there
+        review = _via(tmp_path / "r.json", [[POINT]])
+        assert main(["convert", str(review), str(folder / "out.csv")]) == 2
+    finally:
+        folder.chmod(0o755)
+    assert "(the folder of the output) is read-only" in capsys.readouterr().err
+    assert list(folder.iterdir()) == [] and link.is_symlink()

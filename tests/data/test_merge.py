@@ -107,19 +107,16 @@ def test_out_leaves_labels_untouched_and_refuses_a_labelled_out(tmp_path: Path) 
         merge_annotations(review, labels, prefer="existing", out=tmp_path / "merged.csv")
 
 
-def test_refuses_what_it_cannot_write_back(tmp_path: Path) -> None:
+def test_refuses_what_it_cannot_write_back_unless_out(tmp_path: Path) -> None:
     imgs, labels, review = _setup(tmp_path)
-    other = write_via(_table(imgs[:2], [[1, 2, 3, 4], [5, 6, 7, 8]]), tmp_path / "rect.json")
-    data = json.loads(other.read_text())
-    next(iter(data["_via_img_metadata"].values()))["regions"].append(
-        {"shape_attributes": {"name": "rect", "x": 1, "y": 1, "width": 2, "height": 2}, "region_attributes": {}})
-    other.write_text(json.dumps(data))
-    with pytest.raises(DataError, match="non-point regions.*would be lost"):
-        merge_annotations(review, other)
     dlc = tmp_path / "CollectedData_me.csv"
-    dlc.write_text("scorer,me,me\nbodyparts,tip,tip\ncoords,x,y\nimgs/f0.png,1,2\n")
+    dlc.write_text("scorer,me,me,me,me\nbodyparts,tip,tip,base,base\ncoords,x,y,x,y\nimgs/f0.png,1,2,3,4\n")
+    before = dlc.read_bytes()
     with pytest.raises(DataError, match="DeepLabCut.*out="):
         merge_annotations(review, dlc)
+    merged = merge_annotations(review, dlc, out=tmp_path / "merged.csv", prefer="corrected")  # a new file: converted
+    assert dlc.read_bytes() == before and len(merged.added) == 3
+    assert read_annotations(tmp_path / "merged.csv").images == imgs[:4]
 
 
 def test_different_landmark_names_are_an_error(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import random
 from pathlib import Path
@@ -152,9 +153,10 @@ def test_failed_write_keeps_previous_file_and_leaves_no_temp(tmp_path: Path, mon
         raise OSError(28, "No space left on device (injected)")
 
     monkeypatch.setattr(atomic.os, "fsync", broken_fsync)
-    with pytest.raises(OSError, match="injected"):
+    with pytest.raises(OSError, match=r"No space left on device: '.*m\.safetensors'") as info:  # the target named
         save_model(path, _trained_tiny(width=6), META)
     monkeypatch.undo()
+    assert info.value.errno == 28 and info.value.filename == str(path) and info.value.__suppress_context__
     assert path.read_bytes() == before
     assert torch.equal(load_model(path, builder=build_tiny)[0](x), old(x))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
@@ -275,3 +277,36 @@ def test_remove_stale_temps_touches_only_the_named_targets_temporaries(tmp_path:
     assert remove_stale_temps(tmp_path, ("last.state.pt", "curves.png")) == [".curves.png.x9.tmp.png",
                                                                              ".last.state.pt.k1ll.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.txt.y.tmp", "keep.tmp", "last.state.pt"]
+
+
+def test_names_that_do_not_match_the_head_are_refused_on_load(tmp_path: Path) -> None:
+    """3 landmark names on a 16-output model would predict 3 points from the first outputs; 2 class names
+    on a 3-class head, probabilities that do not sum to 1. Both are refused, naming the file."""
+    builder = pytest.importorskip("cnnkit.model.builder")
+    spec = [["conv", {"filter_size": 3, "layer_depth": 4}]]
+    landmarks = save_model(tmp_path / "points.safetensors", builder.build_model(spec, size=(16, 16), outputs=16,
+                                                                               head="gap"),
+                           {"task": "landmarks", "landmarks": ["a", "b", "c"]})
+    with pytest.raises(CheckpointError, match=r"points\.safetensors: metadata names 3 landmarks but the model has "
+                                              r"16 outputs \(2 x landmarks \(x and y\)\)"):
+        load_model(landmarks)
+    classes = save_model(tmp_path / "classes.safetensors", builder.build_model(spec, size=(16, 16), outputs=3),
+                         {"task": "classes", "classes": ["ant", "bee"]})
+    with pytest.raises(CheckpointError, match=r"names 2 classes but the model has 3 outputs \(one per class\)"):
+        load_model(classes)
+    with pytest.raises(CheckpointError, match="names 2 classes"):
+        load_weights_into(builder.build_model(spec, size=(16, 16), outputs=3), classes)
+    good = save_model(tmp_path / "good.safetensors", builder.build_model(spec, size=(16, 16), outputs=3),
+                      {"task": "classes", "classes": ["ant", "bee", "wasp"]})
+    assert load_model(good)[1]["classes"] == ["ant", "bee", "wasp"]
+
+
+def test_a_model_file_follows_the_umask(tmp_path: Path) -> None:
+    """safetensors writes a 0600 file of its own; the atomic writer gives it the usual mode before the rename."""
+    old = os.umask(0o022)
+    try:
+        path = save_model(tmp_path / "m.safetensors", _trained_tiny(), META)
+        text = atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644 == text.stat().st_mode & 0o777

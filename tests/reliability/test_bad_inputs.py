@@ -258,7 +258,8 @@ VIA_BAD = {
         {"shape_attributes": {"name": "rect", "x": 1, "y": 1, "width": 3, "height": 3}}]}}},
         r"no point regions in 1 images: only non-point regions \(rect x1\)"),
     "point without cx": ({"_via_img_metadata": {"k": {"filename": "im0.png", "regions": [
-        {"shape_attributes": {"name": "point", "x": 1}}]}}}, r"image 'k': point without numeric cx/cy"),
+        {"shape_attributes": {"name": "point", "x": 1}, "region_attributes": {"landmark": "a"}}]}}},
+        r"image 'k': point without numeric cx/cy"),
     "VIA 3 view with two files": ({"project": {"vid_list": ["1"]}, "file": {"1": {"fname": "im0.png"}},
                                    "view": {"1": {"fid_list": ["1", "2"]}}, "metadata": {}},
                                   r"view\['1'\] must show exactly one file"),

@@ -6,7 +6,7 @@ errors) is a bug. Inputs are drawn "mostly valid with random damage": each field
 usually well-formed but may be replaced by any JSON value, so the search reaches deep
 into each reader instead of stopping at the first type check.
 
-``TARGETS`` (name -> (strategy, check)) is shared with ``bench/fuzz.py``, which runs the
+``TARGETS`` (name -> (strategy, check)) is shared with ``bench/perf/fuzz.py``, which runs the
 same properties for many more examples. CI keeps ``max_examples`` modest.
 """
 

@@ -16,7 +16,7 @@ from cnnkit.data.table import AnnotationTable
 from cnnkit.engine.metrics import class_metrics, landmark_metrics, point_errors
 from cnnkit.infer.evaluate import Evaluation
 from cnnkit.reporting import build_page
-from cnnkit.reporting.run_folder import EvalData, RunFolder
+from cnnkit.reporting.run_folder import EvalData, RunRecord
 
 HISTORY = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.7, 0.6]})
 
@@ -32,8 +32,8 @@ def _images(folder: Path, n: int, size: tuple[int, int] = (640, 480)) -> list[st
     return paths
 
 
-def _run(tmp_path: Path, meta: dict[str, Any]) -> RunFolder:
-    return RunFolder(tmp_path, {"model_argument": "resnet18"}, HISTORY, None, None, meta)
+def _run(tmp_path: Path, meta: dict[str, Any]) -> RunRecord:
+    return RunRecord(tmp_path, {"model_argument": "resnet18"}, HISTORY, None, None, meta)
 
 
 def _landmark_page(tmp_path: Path, k: int, likelihood: bool) -> tuple[str, Evaluation]:

@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,8 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 WORKER = Path(__file__).with_name("_ddp_worker.py")
 SPEC = [["conv", {"filter_size": 3, "layer_depth": 6, "strides": [1, 2, 2, 1]}], ["relu"],
         ["conv", {"filter_size": 3, "layer_depth": 8, "strides": [1, 2, 2, 1]}], ["relu"], ["global_avg_pool"]]
-TIMEOUT_S = 120
+#: Only stops a hung job (a test fails by what the job did, never by how fast a busy machine ran it).
+TIMEOUT_S = 900
 
 pytestmark = pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to python")
 
@@ -67,14 +67,12 @@ def _write_data(folder: Path) -> Path:
     return path
 
 
-def _torchrun(args: list[str], cwd: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
+def _torchrun(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
                                                                "MASTER_PORT")}
     full_env = {**clean, "OMP_NUM_THREADS": "1", "CNNKIT_DIST_TIMEOUT_S": "60", **env}
     cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", *args]
-    start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=TIMEOUT_S)
-    return done, time.perf_counter() - start
+    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +81,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("ddp")
     exp_path = _write_data(folder)
     run_experiment(load_experiment(exp_path, ["train.batch_size=4", "output=single"]), quiet=True)
-    done, _ = _torchrun([str(WORKER), "train", str(exp_path)], folder, CNNKIT_TEST_WATCH=str(folder))
+    done = _torchrun([str(WORKER), "train", str(exp_path)], folder, CNNKIT_TEST_WATCH=str(folder))
     assert done.returncode == 0, done.stdout + done.stderr
     return {"folder": folder, "exp": exp_path, "out": done.stdout + done.stderr}
 
@@ -137,10 +135,10 @@ def test_validation_metrics_equal_one_process_on_the_same_weights(runs: dict[str
 
 def test_resume_under_two_processes_repeats_the_uninterrupted_run(runs: dict[str, Any]) -> None:
     folder, exp = runs["folder"], str(runs["exp"])
-    first, _ = _torchrun(["-m", "cnnkit", "train", exp, "--set", "train.epochs=1", "--set", "output=resumed"], folder)
+    first = _torchrun(["-m", "cnnkit", "train", exp, "--set", "train.epochs=1", "--set", "output=resumed"], folder)
     assert first.returncode == 0, first.stdout + first.stderr
     assert len(pd.read_csv(folder / "resumed" / "metrics.csv")) == 1
-    second, _ = _torchrun(["-m", "cnnkit", "train", exp, "--resume", "--set", "output=resumed"], folder)
+    second = _torchrun(["-m", "cnnkit", "train", exp, "--resume", "--set", "output=resumed"], folder)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "resuming" in second.stderr and "after epoch 1" in second.stderr
     assert list(pd.read_csv(folder / "resumed" / "metrics.csv")["epoch"]) == [1, 2]
@@ -151,7 +149,7 @@ def test_torchrun_max_restarts_survives_a_killed_rank(runs: dict[str, Any]) -> N
     """A job script's line: rank 1 is SIGKILLed in epoch 2; torchrun restarts both workers with the same
     ``--resume`` command line, and the job ends with the uninterrupted run's epochs and weights."""
     folder = runs["folder"]
-    done, _ = _torchrun(["--max-restarts=1", "--monitor-interval=0.2", str(WORKER), "train", str(runs["exp"]),
+    done = _torchrun(["--max-restarts=1", "--monitor-interval=0.2", str(WORKER), "train", str(runs["exp"]),
                          "--resume", "--set", "output=elastic"], folder,
                         CNNKIT_TEST_KILL_RANK="1", CNNKIT_TEST_KILL_BATCH="6")  # 4 batches per epoch and rank
     out = done.stdout + done.stderr
@@ -166,12 +164,14 @@ def test_torchrun_max_restarts_survives_a_killed_rank(runs: dict[str, Any]) -> N
 
 def test_a_failing_rank_ends_the_job_with_its_message(runs: dict[str, Any]) -> None:
     folder = runs["folder"]
-    done, elapsed = _torchrun([str(WORKER), "train", str(runs["exp"]), "--set", "output=failed"], folder,
-                              CNNKIT_TEST_FAIL_RANK="1")
+    # The surviving rank waits in a collective: the job must end because torchrun stops it when rank 1 fails,
+    # not because that collective times out. The timeout is set far beyond the test's own (TIMEOUT_S), so a job
+    # that only a timeout would end fails the test as hung, however fast or slow the machine.
+    done = _torchrun([str(WORKER), "train", str(runs["exp"]), "--set", "output=failed"], folder,
+                     CNNKIT_TEST_FAIL_RANK="1", CNNKIT_DIST_TIMEOUT_S=str(10 * TIMEOUT_S))
     out = done.stdout + done.stderr
     assert done.returncode != 0
     assert "synthetic failure on rank 1 at training batch 2" in out
-    assert elapsed < 60, f"the job took {elapsed:.0f} s to end"
     assert not (folder / "failed" / "last.safetensors").exists()
 
 

@@ -53,3 +53,36 @@ def test_warmup_cosine_is_read_as_cosine_it_always_equalled() -> None:
     assert TrainConfig(schedule="warmup_cosine", warmup_epochs=1).schedule == "cosine"
     with pytest.raises(ValueError, match="schedule: unknown value 'cosin'. Did you mean 'cosine'"):
         TrainConfig(schedule="cosin")
+
+
+def _trained_weights(optimizer: str, implementation: str | None) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    model = _model()
+    opt = make_optimizer(model, TrainConfig(optimizer=optimizer, weight_decay=1e-4), implementation=implementation)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        loss = model(torch.rand(4, 3, 8, 8, generator=gen)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("implementation", ["foreach", "fused"])
+def test_optimizer_implementations_take_the_same_steps(optimizer: str, implementation: str) -> None:
+    loop = _trained_weights(optimizer, "for-loop")
+    other = _trained_weights(optimizer, implementation)
+    start = [p.detach() for p in (torch.manual_seed(0), _model())[1].parameters()]
+    assert any(not torch.equal(a, s) for a, s in zip(loop, start, strict=True))  # the steps moved the weights
+    for a, b in zip(loop, other, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_optimizer_implementation_reaches_torch_and_unknown_names_fail() -> None:
+    model = _model()
+    assert make_optimizer(model, TrainConfig(), implementation="foreach").defaults["foreach"] is True
+    assert make_optimizer(model, TrainConfig(), implementation="fused").defaults["fused"] is True
+    assert make_optimizer(model, TrainConfig()).defaults["foreach"] is None  # torch's own choice by default
+    with pytest.raises(ValueError, match="expected one of"):
+        make_optimizer(model, TrainConfig(), implementation="vectorised")

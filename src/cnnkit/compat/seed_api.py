@@ -84,8 +84,9 @@ from cnnkit.engine.inference import run_inference, validation_strategy
 from cnnkit.engine.metrics import class_metrics
 from cnnkit.engine.step import StepSetup
 from cnnkit.errors import ConfigError, DataError, did_you_mean
-from cnnkit.io.checkpoint import FORMAT_VERSION, load_model
+from cnnkit.io.checkpoint import load_model
 from cnnkit.io.checkpoint import save_model as _save_checkpoint
+from cnnkit.io.meta import CheckpointMeta
 from cnnkit.model.builder import build_model
 from cnnkit.rng import make_generator, seed_global
 from cnnkit.spec.parse import load_spec
@@ -173,17 +174,14 @@ def _read_args(df_xy_args: Mapping[str, Any], opt_mode: str, *, targets: bool) -
 # -- training -------------------------------------------------------------------------
 
 
-def _meta(table: AnnotationTable, args: _Args, opt_mode: str) -> dict[str, Any]:
-    """Checkpoint metadata in the layout of ``cnnkit.train.fit`` (read by ``cnnkit.infer.predict``)."""
+def _meta(table: AnnotationTable, args: _Args, opt_mode: str) -> CheckpointMeta:
+    """Checkpoint metadata as training makes it (``CheckpointMeta.for_run``), plus the seed call's labels."""
     channels = 1 if args.gray else 3
-    return {
-        "format_version": FORMAT_VERSION, "task": table.task, "landmarks": list(table.landmarks),
-        "classes": list(table.classes), "flip_pairs": [], "normalisation": T.default_normalisation(channels),
-        "size": list(args.size), "channels": channels, "grayscale": args.gray, "letterbox": False,
-        "augment": Augment().to_dict(),
-        "seed_api": {"opt_mode": opt_mode, "x_label": str(args.x_label), "y_label": _names(args.y_label),
-                     "xp_label": _names(args.xp_label), "yp_label": _names(args.yp_label)},
-    }  # fmt: skip
+    meta = CheckpointMeta.for_run(task=table.task, landmarks=table.landmarks, classes=table.classes, flip_pairs=(),
+                                  normalisation=T.default_normalisation(channels), size=args.size, channels=channels,
+                                  grayscale=args.gray, augment=Augment().to_dict())
+    return meta.with_values(seed_api={"opt_mode": opt_mode, "x_label": str(args.x_label), "y_label": _names(args.y_label),
+                                      "xp_label": _names(args.xp_label), "yp_label": _names(args.yp_label)})
 
 
 def _names(labels: Any) -> list[str] | None:
@@ -218,7 +216,7 @@ def _outputs(task: str, table: AnnotationTable) -> int:
     return 2 * len(table.landmarks) if task == "landmarks" else len(table.classes)
 
 
-def _restore(name: Any, model: Any, meta: dict[str, Any], device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+def _restore(name: Any, model: Any, meta: CheckpointMeta, device: torch.device) -> tuple[nn.Module, CheckpointMeta]:
     """Load ``name``'s checkpoint for training; it must match the data the dict describes."""
     if name is None:
         raise ConfigError("train(restore_model=True) needs restore_name, the save_name of an earlier run")
@@ -231,7 +229,7 @@ def _restore(name: Any, model: Any, meta: dict[str, Any], device: torch.device) 
     if model is not None and json.loads(json.dumps(load_spec(model))) != saved["model"]["spec"]:
         raise ConfigError(f"{path}: the model list differs from the checkpoint's architecture; pass model=None "
                           "or the same list to continue from it.")  # fmt: skip
-    return net, {**meta, "normalisation": saved["normalisation"]}
+    return net, meta.with_values(normalisation=saved.normalisation)
 
 
 def _printer(p: int, n_batches: int, sink: list[float]) -> Callable[[int, Mapping[str, float]], None]:
@@ -298,7 +296,7 @@ def _save(net: nn.Module, meta: Mapping[str, Any], save_name: str | None) -> Non
 # -- prediction and testing -----------------------------------------------------------
 
 
-def _load(args: _Args, name: Any, opt_mode: str, is_training: bool, what: str) -> tuple[nn.Module, dict[str, Any]]:
+def _load(args: _Args, name: Any, opt_mode: str, is_training: bool, what: str) -> tuple[nn.Module, CheckpointMeta]:
     if name is None:
         raise ConfigError(f"{what} needs the model name given to train(save_name=...)")
     if is_training:

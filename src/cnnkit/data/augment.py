@@ -3,7 +3,7 @@ rotation, scale, shift, colour jitter, blur and noise.
 
 Why batched on the device: after the loader hands over a uint8 batch, one affine grid per
 image and a few element-wise colour ops are cheap on the accelerator (and still cheap on CPU
-compared with a forward/backward pass, see ``bench/augment.py`` and docs/PERFORMANCE.md),
+compared with a forward/backward pass, see ``bench/perf/augment.py`` and docs/PERFORMANCE.md),
 while the loader workers stay free for JPEG decoding, which dominates on CPU.
 
 Convention:

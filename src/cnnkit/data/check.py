@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from cnnkit.data.decode import DECODE_ERRORS, exif_orientation, oriented_size
+from cnnkit.data.decode import DECODE_ERRORS, error_text, exif_orientation, oriented_size
 from cnnkit.data.images import ImageSource
 from cnnkit.data.table import AnnotationTable
 from cnnkit.errors import DataError
@@ -128,7 +128,7 @@ def _image_sizes(
         try:
             return _probe(source.read(name), decode), "", ""
         except (DataError, *DECODE_ERRORS, Image.DecompressionBombError) as exc:
-            return None, "unreadable", f"{type(exc).__name__}: {exc}"
+            return None, "unreadable", f"{type(exc).__name__}: {error_text(exc)}"
 
     names = table.images
     if workers > 0:

@@ -9,7 +9,7 @@ centred) -> grey with the seed's weights ``0.2125 R + 0.7154 G + 0.0721 B``.
 
 Resize filter: LANCZOS with ``reducing_gap=3`` (Pillow first box-reduces by an integer factor
 while the remaining reduction stays >= 3x: only undrafted images such as large PNGs, about
-0.2 grey levels from a plain LANCZOS). ``bench/loader.py`` measures it against BILINEAR with
+0.2 grey levels from a plain LANCZOS). ``bench/perf/loader.py`` measures it against BILINEAR with
 ``reducing_gap=2``, which is faster but further from the seed's full decode + LANCZOS; the
 figures and the reasons for the choice are in docs/PERFORMANCE.md.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import struct
 from dataclasses import dataclass
 
@@ -47,6 +48,18 @@ _TRANSPOSE = {
 _GREY_MODES = {"L", "LA", "1", "La"}
 #: What Pillow raises on corrupt or truncated data.
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct.error)
+
+
+_BYTES_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
+def error_text(exc: BaseException) -> str:
+    """What went wrong, for a message that names the image itself: Pillow says ``cannot identify image
+    file <_io.BytesIO object at 0x...>`` of the in-memory bytes it was given; that part is dropped."""
+    text = _BYTES_REPR.sub("", str(exc)).strip()
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return f"{text} (not a format Pillow reads)"
+    return text or type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -127,7 +140,7 @@ def _decode(
         ) from exc
     except DECODE_ERRORS as exc:
         raise DataError(
-            f"cannot decode image {name!r} ({len(data)} bytes): {exc}. The file is corrupt, truncated "
+            f"cannot decode image {name!r} ({len(data)} bytes): {error_text(exc)}. The file is corrupt, truncated "
             "or not an image; run cnnkit.check_data(table) (CLI: cnnkit check-data) to list every "
             "bad image, then fix or drop those rows."
         ) from exc
@@ -240,7 +253,7 @@ def frame_size(data: bytes, *, name: str = "") -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as im:
             return oriented_size(im.size, exif_orientation(im))
     except DECODE_ERRORS as exc:
-        raise DataError(f"cannot read the size of image {name!r} ({len(data)} bytes): {exc}") from exc
+        raise DataError(f"cannot read the size of image {name!r} ({len(data)} bytes): {error_text(exc)}") from exc
 
 
 def decode_frame(data: bytes, *, min_scale: float = 1.0, grayscale: bool = False,
@@ -267,7 +280,7 @@ def decode_frame(data: bytes, *, min_scale: float = 1.0, grayscale: bool = False
     except Image.DecompressionBombError as exc:
         raise DataError(f"image {name!r} is too large to decode safely ({exc})") from exc
     except DECODE_ERRORS as exc:
-        raise DataError(f"cannot decode image {name!r} ({len(data)} bytes): {exc}. Run `cnnkit check-data`.") from exc
+        raise DataError(f"cannot decode image {name!r} ({len(data)} bytes): {error_text(exc)}. Run `cnnkit check-data`.") from exc
     content = (box[2], box[3]) if box is not None else (float(raw[0]), float(raw[1]))
     content = oriented_size(content, orientation)  # type: ignore[arg-type, assignment]
     return arr, Geometry(orig, (content[0] / orig[0], content[1] / orig[1]))

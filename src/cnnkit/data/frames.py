@@ -11,12 +11,24 @@ is the frame index, the ``i``-th decoded frame: the same numbering ``predict`` u
 video), ``frames.csv`` (image, video, frame, time_s) and ``via_project.json``: a VIA 2
 project listing the frames with the landmark names as a dropdown, ready for labelling (it
 opens in VIA with the images shown; see ``data/sources/writers.py``).
+
+A folder is added to, never overwritten: frames of a video whose stem is already used in
+the folder (``d1/cam.mp4`` then ``d2/cam.mp4``, or a file planted under that name) are named
+``cam-2_frame...``, and said so; each PNG is created exclusively (``guard.write_new_file``:
+never over a file, never through a link); ``frames.csv`` keeps its rows, byte for byte, and
+gets the new ones after them; ``via_project.json`` is replaced only when it holds no
+annotation (it then lists every frame of ``frames.csv``). A labelled project, a
+``frames.csv`` that is not a frames table, a link in place of either, or a read-only folder
+stop the command before any frame is written.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,17 +38,21 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cnnkit.data.guard import refuse_to_overwrite_labels
+from cnnkit.atomic import atomic_write_bytes
+from cnnkit.data.guard import check_writable, refuse_symlink, refuse_to_overwrite_labels, write_new_file
 from cnnkit.data.sources.writers import write_via
 from cnnkit.data.table import AnnotationTable
-from cnnkit.data.video import iter_frames, video_info
+from cnnkit.data.video import iter_frames, report_partial, video_info
 from cnnkit.errors import ConfigError, DataError
 
 log = logging.getLogger("cnnkit")
 
 Method = Literal["uniform", "kmeans"]
 PROJECT_NAME = "via_project.json"
+FRAMES_CSV = "frames.csv"
+FRAMES_COLUMNS = ["image", "video", "frame", "time_s"]
 THUMB_WIDTH = 32
+_FRAME_NAME = re.compile(r"^(?P<stem>.+)_frame\d+\.png$")
 
 
 @dataclass(frozen=True)
@@ -45,7 +61,7 @@ class ExtractedFrames:
 
     Attributes:
         project: the VIA project to label in.
-        frames: one row per written frame: image (path), video, frame (index), time_s.
+        frames: one row per frame written by this call: image (path), video, frame (index), time_s.
     """
 
     project: Path
@@ -59,8 +75,9 @@ def extract_frames(videos: str | Path | Sequence[str | Path], out: str | Path, *
 
     Args:
         videos: one video file or several.
-        out: the folder to write to (created).
-        n: frames per video (all of them when the video is shorter).
+        out: the folder to write to (created). A folder that already holds frames is added
+            to (see the module docstring); nothing in it is replaced.
+        n: frames per video (all of them when the video is shorter, said in one line).
         method: ``"kmeans"`` (frames that differ from each other) or ``"uniform"`` (evenly spaced).
         landmarks: the names to label, in order (e.g. a model's ``meta["landmarks"]``); they
             become the dropdown of the project's region attribute ``landmark``.
@@ -68,10 +85,11 @@ def extract_frames(videos: str | Path | Sequence[str | Path], out: str | Path, *
         max_candidates: k-means looks at no more than this many frames per video.
 
     Returns:
-        ``ExtractedFrames`` (the project path and the table of frames).
+        ``ExtractedFrames`` (the project path and the table of the frames written now).
 
     Raises:
-        DataError: a video is unreadable, or ``out`` already holds a labelled project.
+        DataError: a video is unreadable or holds no frame; ``out`` holds a labelled project,
+            a ``frames.csv`` that is not a frames table, a link in their place, or is read-only.
         ConfigError: a bad ``n`` or ``method``.
     """
     paths = [Path(videos)] if isinstance(videos, (str, Path)) else [Path(v) for v in videos]
@@ -81,24 +99,50 @@ def extract_frames(videos: str | Path | Sequence[str | Path], out: str | Path, *
         raise ConfigError(f"need at least one video and n >= 1. Received {len(paths)} videos, n={n}")
     out = Path(out)
     project = out / PROJECT_NAME
-    refuse_to_overwrite_labels(project, what="the frames' VIA project")
+    before = _check_folder(out, project)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for video, stem in zip(paths, _stems(paths), strict=True):
+    for video, stem in zip(paths, free_stems(paths, out, before["image"].astype(str).tolist()), strict=True):
         chosen = choose_frames(video, n, method=method, seed=seed, max_candidates=max_candidates)
+        if len(chosen) < n:
+            log.warning("%s: %d usable frames, fewer than the %d asked for (n): all %d are taken",
+                        video, len(chosen), n, len(chosen))
         rows += _save(video, chosen, out, stem)
         log.info("%s: %d frames (%s) -> %s", video, len(chosen), method, out)
-    frames = pd.DataFrame(rows, columns=["image", "video", "frame", "time_s"])
-    frames.assign(image=[Path(p).name for p in frames["image"]]).to_csv(out / "frames.csv", index=False)
-    write_via(_empty_table(frames, landmarks), project)
+    frames = pd.DataFrame(rows, columns=FRAMES_COLUMNS)
+    _append_rows(out / FRAMES_CSV, frames.assign(image=[Path(p).name for p in frames["image"]]))
+    listed = pd.concat([before.assign(image=[str((out / p).resolve()) for p in before["image"]]), frames])
+    listed = listed[[Path(p).is_file() for p in listed["image"]]].reset_index(drop=True)
+    write_via(_empty_table(listed, landmarks), project)
     return ExtractedFrames(project, frames)
+
+
+def _check_folder(out: Path, project: Path) -> pd.DataFrame:
+    """Refuse what must not be written to (before any frame is); the rows ``frames.csv`` holds."""
+    refuse_to_overwrite_labels(project, what="the frames' VIA project")
+    table = out / FRAMES_CSV
+    refuse_symlink(table, what="the frames table")
+    check_writable(table, what="the frames table")
+    if not table.is_file() or table.stat().st_size == 0:
+        return pd.DataFrame(columns=FRAMES_COLUMNS)
+    try:
+        before = pd.read_csv(table, dtype={"image": str, "video": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        before = pd.DataFrame()
+    if list(before.columns) != FRAMES_COLUMNS:
+        raise DataError(f"{table} is not a frames table of extract-frames (columns {list(before.columns)[:6]}, "
+                        f"expected {FRAMES_COLUMNS}); nothing was written. Choose another --out.")
+    return before
 
 
 def choose_frames(video: str | Path, n: int, *, method: Method = "kmeans", seed: int = 0,
                   max_candidates: int = 3000) -> list[int]:
     """The sorted frame indices ``extract_frames`` takes from one video."""
     if method == "uniform":
-        total = video_info(video).frames
+        info = video_info(video)
+        if info.end is not None:  # counting read the whole video: report it here, once
+            report_partial(info.end)
+        total = info.frames
         return sorted({int(round(i)) for i in np.linspace(0, total - 1, min(n, total))})
     index, thumbs = _thumbnails(Path(video), max_candidates)
     if len(index) <= n:
@@ -175,23 +219,58 @@ def _sq_dist(x: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0)
 
 
-def _stems(paths: Sequence[Path]) -> list[str]:
-    """File stems, made unique (``clip``, ``clip-2``) when two videos share one."""
-    seen: dict[str, int] = {}
+def free_stems(paths: Sequence[Path], out: Path, listed: Sequence[str] = ()) -> list[str]:
+    """A file stem per video whose frame names nothing in ``out`` holds or ``listed`` names.
+
+    ``clip``, else ``clip-2``, ``clip-3`` ...: two videos of one name (in one call, or a
+    later call into the same folder) never share frame names; said in one line.
+    """
+    taken = {m.group("stem") for name in [*_names(out), *listed]
+             if (m := _FRAME_NAME.match(Path(name).name))}
     stems = []
     for p in paths:
-        seen[p.stem] = seen.get(p.stem, 0) + 1
-        stems.append(p.stem if seen[p.stem] == 1 else f"{p.stem}-{seen[p.stem]}")
+        stem, k = p.stem, 1
+        while stem in taken:
+            k += 1
+            stem = f"{p.stem}-{k}"
+        if k > 1:
+            log.warning("%s already holds frames named %s_frame*.png: the frames of %s are named %s_frame*.png",
+                        out, p.stem, p, stem)
+        taken.add(stem)
+        stems.append(stem)
     return stems
+
+
+def _names(folder: Path) -> list[str]:
+    return os.listdir(folder) if folder.is_dir() else []
 
 
 def _save(video: Path, chosen: list[int], out: Path, stem: str) -> list[tuple[str, str, int, float]]:
     rows = []
     for frame in iter_frames(video, indices=chosen):
-        path = out / f"{stem}_frame{frame.index:06d}.png"
-        Image.fromarray(frame.image).save(path)
+        path = save_new_frame(out / frame_name(stem, frame.index), frame.image)
         rows.append((str(path.resolve()), str(video), frame.index, frame.time_s))
     return rows
+
+
+def frame_name(stem: str, index: int) -> str:
+    """``<stem>_frame<NNNNNN>.png``: the name of decoded frame ``index`` of a video."""
+    return f"{stem}_frame{index:06d}.png"
+
+
+def save_new_frame(path: Path, image: np.ndarray) -> Path:
+    """Write a frame as PNG to a name nothing holds yet (never over a file, never through a link)."""
+    return write_new_file(path, lambda fh: Image.fromarray(image).save(fh, format="PNG"), what="a frame")
+
+
+def _append_rows(table: Path, rows: pd.DataFrame) -> None:
+    """Write ``frames.csv``: its rows as they were, byte for byte, then ``rows``."""
+    old = table.read_bytes() if table.is_file() else b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    buffer = io.StringIO()
+    rows.to_csv(buffer, index=False, header=not old, lineterminator="\n")
+    atomic_write_bytes(table, old + buffer.getvalue().encode("utf-8"))
 
 
 def _empty_table(frames: pd.DataFrame, landmarks: Sequence[str] | None) -> AnnotationTable:

@@ -2,7 +2,9 @@
 
 ``refuse_to_overwrite_labels(path)`` is called by every command that writes an
 annotation file (``predict --via``, ``suggest``, ``extract-frames``, ``convert``) before
-it does any work. It reads only the file itself (never the images), so a labels file
+it does any work. It also refuses a target that is a symbolic link (writing would either
+replace the link or change a file the user never named) and a read-only file or folder
+(``check_writable``). It reads only the file itself (never the images), so a labels file
 whose images have moved is still recognised. What counts as labels:
 
 - a VIA 1/2 JSON with any region or file attribute, a VIA 3 project with any metadata,
@@ -10,16 +12,25 @@ whose images have moved is still recognised. What counts as labels:
 - a CSV with at least one row, unless it is a prediction table (it has ``*_likelihood``
   or ``confidence`` columns, which cnnkit's predictions carry and label tables do not);
 - any other non-empty file (unknown: kept to be safe).
+
+``write_new_file(path, write)`` creates a file that must not exist yet (extracted frames):
+it never replaces a file and never follows a link planted under that name.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
+import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 
+from cnnkit.atomic import atomic_open
 from cnnkit.errors import DataError
 
 
@@ -79,6 +90,8 @@ def refuse_to_overwrite_labels(path: str | Path, *, what: str = "the output") ->
         path: the file about to be written.
         what: how the caller names that file in the message (e.g. ``"--via"``).
     """
+    refuse_symlink(path, what=what)
+    check_writable(path, what=what)
     n = labelled_count(path)
     if n:
         raise DataError(
@@ -86,3 +99,79 @@ def refuse_to_overwrite_labels(path: str | Path, *, what: str = "the output") ->
             f"labels; nothing was written. Write to another file, or move that one away first. To add "
             f"corrected annotations to a labels file, use `cnnkit merge` (it keeps a backup)."
         )
+
+
+def refuse_symlink(path: str | Path, *, what: str = "the output") -> None:
+    """Raise ``DataError`` if ``path`` is a symbolic link (cnnkit neither replaces nor writes through one)."""
+    path = Path(path)
+    if path.is_symlink():
+        raise DataError(f"{path} ({what}) is a symbolic link to {os.readlink(path)}; nothing was written. cnnkit "
+                        f"neither replaces a link nor writes through it: name the real file, or another file.")
+
+
+def check_writable(path: str | Path, *, what: str = "the output") -> None:
+    """Raise ``DataError`` if ``path`` is a read-only file or would go into a read-only folder.
+
+    Read-only means without write permission for this process, or without the owner's write
+    bit (so a file made read-only on purpose is refused even when running as root).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir() and _read_only(path):
+        raise DataError(f"{path} ({what}) is read-only; nothing was written. Make it writable "
+                        f"(chmod u+w) if it may be changed, or write elsewhere.")
+    folder = _existing_folder(path.parent)
+    if _read_only(folder):
+        raise DataError(f"{folder} (the folder of {what}) is read-only; nothing was written. "
+                        f"Write elsewhere, or make the folder writable.")
+
+
+def _read_only(path: Path) -> bool:
+    access = os.W_OK | (os.X_OK if path.is_dir() else 0)
+    return not os.access(path, access) or not path.stat().st_mode & stat.S_IWUSR
+
+
+def _existing_folder(folder: Path) -> Path:
+    """The folder itself, or its nearest existing parent (the one a new folder would be made in)."""
+    folder = folder.absolute()
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
+def write_new_file(path: str | Path, write: Callable[[BinaryIO], None], *, what: str = "a new file") -> Path:
+    """Create ``path`` from what ``write`` writes; raise ``DataError`` if any entry has that name.
+
+    The bytes go through ``cnnkit.atomic`` to a private name in the same folder (fsynced, so
+    a crash leaves no half file under ``path``), which is then hard-linked to ``path``:
+    ``link`` fails if anything, a dangling symbolic link included, holds the name, so
+    nothing is replaced and no link is followed. Where hard links are not supported, the
+    file is created with ``O_EXCL | O_NOFOLLOW`` instead.
+    """
+    path = Path(path)
+    private = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new")
+    try:
+        with atomic_open(private) as fh:
+            write(fh)
+        _link_new(private, path, what)
+    finally:
+        private.unlink(missing_ok=True)
+    return path
+
+
+def _link_new(tmp: Path, path: Path, what: str) -> None:
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise DataError(f"{path} ({what}) already exists; nothing was replaced") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+    try:  # no hard links here (FAT, some network drives): an exclusive create, never through a link
+        out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except FileExistsError:
+        raise DataError(f"{path} ({what}) already exists; nothing was replaced") from None
+    with os.fdopen(out, "wb") as fh, open(tmp, "rb") as src:
+        fh.write(src.read())
+        fh.flush()
+        os.fsync(fh.fileno())

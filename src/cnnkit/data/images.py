@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from cnnkit.data.table import AnnotationTable
 from cnnkit.errors import DataError, did_you_mean
 
@@ -21,6 +23,27 @@ from cnnkit.errors import DataError, did_you_mean
 Fingerprint = tuple[str, int, int]
 
 _FIX_HINT = "run cnnkit.check_data(table) (CLI: cnnkit check-data) to list every missing image"
+#: Bytes per pixel of the largest uncompressed image format (16-bit RGBA): a file larger than
+#: Pillow's pixel limit at this many bytes a pixel cannot be an image Pillow would decode.
+MAX_BYTES_PER_PIXEL = 8
+
+
+def max_image_bytes() -> int | None:
+    """The largest image file read into memory: Pillow's decompression-bomb limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``) at ``MAX_BYTES_PER_PIXEL``; None when that limit is switched off."""
+    pixels = Image.MAX_IMAGE_PIXELS
+    return None if pixels is None else int(pixels) * MAX_BYTES_PER_PIXEL
+
+
+def check_image_bytes(size: int, where: str) -> None:
+    """Refuse to read ``size`` bytes as one image (``where`` names it) when no image can be that large."""
+    limit = max_image_bytes()
+    if limit is not None and size > limit:
+        raise DataError(
+            f"{where}: {size:,} bytes, more than any image within Pillow's decompression-bomb limit "
+            f"({Image.MAX_IMAGE_PIXELS:,} pixels x {MAX_BYTES_PER_PIXEL} bytes = {limit:,}); not read. Remove it "
+            "from the table, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it."
+        )
 
 
 class ImageSource(ABC):
@@ -53,6 +76,7 @@ class FileImages(ImageSource):
 
     def read(self, name: str) -> bytes:
         try:
+            check_image_bytes(os.stat(name).st_size, f"image file {name!r}")
             return Path(name).read_bytes()
         except FileNotFoundError as exc:
             raise DataError(f"image file not found: {name!r}. {_FIX_HINT}.") from exc
@@ -122,6 +146,7 @@ class ZipImages(ImageSource):
 
     def read(self, name: str) -> bytes:
         info = self._info(name)
+        check_image_bytes(info.file_size, f"member {name!r} of zip archive {str(self.path)!r}")  # before reading
         try:
             return self._archive().read(info)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:

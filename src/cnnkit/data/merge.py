@@ -9,11 +9,21 @@ Rows are matched by image file (resolved path). For each image of the corrected 
 - in it with different ones: a **conflict**. Conflicts are listed and nothing is written
   unless ``prefer`` says which side wins (``"corrected"`` or ``"existing"``).
 
-Images of the corrected file without any point are skipped (not labelled yet). The
-labels file keeps its format (a CSV table, or a VIA 2 project for ``.json``), its other
-rows and columns; the original is first copied to ``<name>.backup-<time><suffix>``.
-Every image of the corrected file is taken as checked by a person: remove from it (or
-clear the points of) the images you did not review.
+Images of the corrected file without any point are skipped (not labelled yet). Every
+image of the corrected file is taken as checked by a person: remove from it (or clear the
+points of) the images you did not review.
+
+The merge is a surgical edit (``merge_edit.py``): only the merged points (or labels) change
+in the labels file; its other region and file attributes and their definitions, project
+name and settings, other regions, region order, untouched images, CSV columns and cells are
+kept as they were. The original is first copied to ``<name>.backup-<time><suffix>`` beside
+it. A labels file that is a symbolic link is edited through the link (the link is how the
+user names the file; replacing it would leave the real labels unchanged): the real file is
+edited and backed up beside itself. A read-only labels file or folder is refused.
+
+Landmark identity comes from a named region attribute in both files (``landmark_attribute``
+applies to both; a file whose points do not carry it is read by its own unambiguous one,
+said in one line), never from click order (``data/sources/via.py``).
 """
 
 from __future__ import annotations
@@ -23,16 +33,18 @@ import logging
 import os
 import shutil
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from cnnkit.data.guard import refuse_to_overwrite_labels
-from cnnkit.data.sources import read_annotations
+from cnnkit.atomic import atomic_write_text
+from cnnkit.data.guard import check_writable, refuse_to_overwrite_labels
+from cnnkit.data.merge_edit import Edit, edit_csv, edit_via, read_csv_text, rebase_folder, write_csv_text
+from cnnkit.data.sources import load_json, read_annotations
+from cnnkit.data.sources.via import ORDER, AttributeNotFoundError, identity_attribute, parse_via_json
 from cnnkit.data.sources.writers import write_csv, write_via
 from cnnkit.data.table import AnnotationTable
 from cnnkit.errors import ConfigError, DataError
@@ -95,12 +107,13 @@ def merge_annotations(corrected: str | Path | AnnotationTable, into: str | Path,
 
     Args:
         corrected: the corrected annotations (any format ``read_annotations`` reads) or a table.
-        into: the labels file (CSV or VIA 2 project JSON); rewritten in place unless ``out``.
+        into: the labels file (CSV or VIA 2 project JSON); edited in place unless ``out``.
         prefer: which side wins a conflict: ``"corrected"`` or ``"existing"``; None: conflicts
             raise ``MergeConflictError`` and nothing is written.
         out: write the merged labels here instead (``into`` is then left untouched).
         images: folder the corrected file's image paths are relative to (e.g. a VIA export).
-        landmark_attribute: VIA region attribute naming the points (default: detected).
+        landmark_attribute: VIA region attribute naming the points, in both files (default:
+            the one named landmark/bodypart, or the only one; ambiguous files are refused).
         tolerance: points closer than this (pixels) are the same.
 
     Returns:
@@ -108,18 +121,25 @@ def merge_annotations(corrected: str | Path | AnnotationTable, into: str | Path,
 
     Raises:
         MergeConflictError: conflicts and no ``prefer``.
-        DataError: unreadable files, different landmark names, or a labels file whose
-            format merge cannot write back (pass ``out``).
+        DataError: unreadable files, different landmark names, ambiguous landmark names, a
+            read-only labels file or folder, or a labels file whose format merge cannot
+            write back (pass ``out``).
     """
     if prefer not in (None, "corrected", "existing"):
         raise ConfigError(f"prefer must be 'corrected', 'existing' or None. Received: {prefer!r}")
-    into, target = Path(into), Path(out) if out is not None else Path(into)
-    if target.resolve() != into.resolve():
-        refuse_to_overwrite_labels(target, what="the merged output")
-    existing = _read_into(into)
-    new = _read_corrected(corrected, images, landmark_attribute)
+    if landmark_attribute == ORDER:
+        raise DataError("merge matches points by name; landmark_attribute='@order' (click order) cannot be merged. "
+                        "Name the points with a region attribute in VIA first.")
+    into = Path(into)
+    target = _target(into, out)
+    surgical = _edits_in_place(into, target)
+    existing, attribute, into_named = _read_into(into, landmark_attribute, surgical)
+    new, new_named = _read_corrected(corrected, images, landmark_attribute)
+    if landmark_attribute is not None and not (into_named or new_named):
+        raise DataError(f"landmark_attribute {landmark_attribute!r}: neither {into} nor {corrected} has points with "
+                        f"that region attribute. Check its spelling (VIA: Attributes panel > Region attributes).")
     new, existing = _align(new, existing, into)
-    merged, report = _combine(existing, new, tolerance, prefer, target)
+    edits, report = _plan(existing, new, tolerance, prefer, target)
     if report.conflicts and prefer is None:
         shown = "\n  ".join(str(c) for c in report.conflicts[:_SHOWN])
         more = f"\n  ... and {len(report.conflicts) - _SHOWN} more" if len(report.conflicts) > _SHOWN else ""
@@ -129,24 +149,86 @@ def merge_annotations(corrected: str | Path | AnnotationTable, into: str | Path,
             f"prefer='corrected' or 'existing' (command line: --prefer corrected|existing).", report.conflicts)
     if target.exists():
         report.backup = _backup(target)
-    _write(merged, target, _via_attribute(into))
+    if surgical:
+        _write_edits(into, target, edits, new, attribute)
+    else:
+        _write_table(_merged_table(existing, new, edits), target)
     return report
 
 
-def _read_into(into: Path) -> AnnotationTable:
+def _target(into: Path, out: str | Path | None) -> Path:
+    """The file to write: ``out``, or ``into`` itself (through a link, to the real file); checked."""
+    if out is not None and Path(out).absolute() != into.absolute():
+        refuse_to_overwrite_labels(out, what="the merged output")
+        return Path(out)
+    if into.is_symlink():
+        real = into.resolve()
+        log.info("%s is a symbolic link to %s: merging into %s (its backup goes beside it)", into, real, real)
+        check_writable(real, what="the labels file (the target of the link)")
+        return real
+    check_writable(into, what="the labels file")
+    return into
+
+
+def _edits_in_place(into: Path, target: Path) -> bool:
+    """Edit ``into``'s own document (True) or write a new file from the merged table (False)."""
+    if not into.exists():
+        return False
+    same_kind = (into.suffix.lower() == ".json") == (target.suffix.lower() == ".json")
+    if target.resolve() == into.resolve():
+        _check_writable_format(into)
+        return True
+    if not same_kind:
+        return False
+    try:
+        _check_writable_format(into)
+    except DataError:
+        return False  # e.g. a DeepLabCut file into a new CSV: a conversion, from the table
+    return True
+
+
+def _read_into(into: Path, wanted: str | None, surgical: bool) -> tuple[AnnotationTable, str, bool]:
+    """The labels as a table, the region attribute that names their points (VIA), and whether
+    their points carry ``wanted``."""
     if not into.exists():  # a new labels file: the corrected annotations are its first rows
         log.info("%s does not exist yet: it will hold the corrected annotations", into)
-        return AnnotationTable(pd.DataFrame({"image": pd.Series([], dtype=object)}), source=str(into))
-    _check_writable_format(into)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        table = read_annotations(into, unannotated="keep")
-    for w in caught:
-        if "non-point regions" in str(w.message):
-            raise DataError(f"{into}: {w.message}. Merging rewrites the file with points only, so these would be "
-                            f"lost; pass out=<another file> (--out) to write the merged labels elsewhere.")
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return table
+        empty = AnnotationTable(pd.DataFrame({"image": pd.Series([], dtype=object)}), source=str(into))
+        return empty, wanted or "landmark", False
+    table, named = _read_named(into, wanted, unannotated="keep")
+    attribute = "landmark"
+    if surgical and into.suffix.lower() == ".json":
+        attribute = _write_attribute(into, wanted if named else None)
+    return table, attribute, named
+
+
+def _read_named(path: Path, wanted: str | None, **opts: Any) -> tuple[AnnotationTable, bool]:
+    """Read with ``wanted`` naming the points (True); a file whose points lack it is read by its own name."""
+    try:
+        return read_annotations(path, landmark_attribute=wanted, **opts), wanted is not None
+    except AttributeNotFoundError as missing:
+        try:
+            table = read_annotations(path, **opts)
+        except DataError:
+            raise missing from None  # no name of its own either: the misspelt option is the news
+        log.info("%s: its points do not carry %r; read by its own landmark attribute", path, wanted)
+        return table, False
+
+
+def _write_attribute(into: Path, wanted: str | None) -> str:
+    """The region attribute that names the labels project's points (new points get it too)."""
+    project = parse_via_json(load_json(into), str(into))
+    if any(s.get("name") == "point" for img in project.images for s, _ in img.regions):
+        name = identity_attribute(project, wanted, str(into))
+        return name if name is not None else "landmark"
+    if wanted is not None:
+        return wanted
+    named = [k for k in project.options if k.strip().lower() in ("landmark", "landmarks", "bodypart", "bodyparts")]
+    if len(named) == 1 or len(project.options) == 1:
+        return named[0] if named else next(iter(project.options))
+    if project.options:
+        raise DataError(f"{into}: its region attributes {list(project.options)} could each name the points and none "
+                        f"is named 'landmark'; choose one with landmark_attribute=<name> (--landmark-attribute).")
+    return "landmark"
 
 
 def _check_writable_format(into: Path) -> None:
@@ -165,10 +247,10 @@ def _check_writable_format(into: Path) -> None:
 
 
 def _read_corrected(corrected: str | Path | AnnotationTable, images: str | Path | None,
-                    landmark_attribute: str | None) -> AnnotationTable:
+                    wanted: str | None) -> tuple[AnnotationTable, bool]:
     if isinstance(corrected, AnnotationTable):
-        return corrected
-    return read_annotations(corrected, unannotated="keep", images=images, landmark_attribute=landmark_attribute)
+        return corrected, False
+    return _read_named(Path(corrected), wanted, unannotated="keep", images=images)
 
 
 def _align(new: AnnotationTable, existing: AnnotationTable, into: Path) -> tuple[AnnotationTable, AnnotationTable]:
@@ -200,37 +282,32 @@ def _key(image: str) -> str:
     return os.path.normcase(os.path.realpath(image))
 
 
-def _combine(existing: AnnotationTable, new: AnnotationTable, tol: float, prefer: Prefer | None,
-             target: Path) -> tuple[AnnotationTable, MergeReport]:
+def _plan(existing: AnnotationTable, new: AnnotationTable, tol: float, prefer: Prefer | None,
+          target: Path) -> tuple[list[Edit], MergeReport]:
+    """What changes (one ``Edit`` per image written) and the report of every image."""
     report = MergeReport(written=target, backup=None, prefer=prefer)
     cols = _value_columns(existing)
-    df = existing.df.copy()
+    names = existing.landmarks or ("label",)
     rows = {_key(img): i for i, img in enumerate(existing.images)}
-    additions = []
+    edits: list[Edit] = []
     for r, image in enumerate(new.images):
         values = new.df.iloc[r][cols]
+        i = rows.get(_key(image))
         if not _labelled(values):
             report.skipped.append(image)
-            continue
-        i = rows.get(_key(image))
-        if i is None:
-            additions.append(r)
+        elif i is None:
+            edits.append(Edit(None, r, image, names))
             report.added.append(image)
-        elif not _labelled(df.iloc[i][cols]):
-            df.loc[df.index[i], cols] = values.to_numpy()
+        elif not _labelled(existing.df.iloc[i][cols]):
+            edits.append(Edit(i, r, image, names))
             report.filled.append(image)
+        elif (conflict := _compare(existing, existing.df.iloc[i][cols], values, tol, image)) is None:
+            report.unchanged.append(image)
         else:
-            conflict = _compare(existing, df.iloc[i][cols], values, tol, image)
-            if conflict is None:
-                report.unchanged.append(image)
-            else:
-                report.conflicts.append(conflict)
-                if prefer == "corrected":
-                    df.loc[df.index[i], cols] = values.to_numpy()
-    if additions:
-        df = pd.concat([df, new.df.iloc[additions][["image", *cols]]], ignore_index=True)
-        _report_missing_columns(df, existing.df.columns, cols, len(additions))
-    return existing.with_df(df), report
+            report.conflicts.append(conflict)
+            if prefer == "corrected":
+                edits.append(Edit(i, r, image, conflict.differs))
+    return edits, report
 
 
 def _labelled(values: pd.Series) -> bool:
@@ -249,20 +326,40 @@ def _compare(table: AnnotationTable, old: pd.Series, new: pd.Series, tol: float,
     return Conflict(image, differs, float(dist.max())) if differs else None
 
 
+def _write_edits(into: Path, target: Path, edits: list[Edit], new: AnnotationTable, attribute: str) -> None:
+    """Apply ``edits`` to ``into``'s own document and write it to ``target``."""
+    if into.suffix.lower() == ".json":
+        doc = edit_via(load_json(into), edits, new, attribute, base=into.parent)
+        if target.resolve().parent != into.resolve().parent:
+            doc = rebase_folder(doc, into)
+        atomic_write_text(target, json.dumps(doc, ensure_ascii=False))
+    else:
+        text = edit_csv(read_csv_text(into), edits, new, folder=target.parent, source=str(into))
+        write_csv_text(text, target)
+
+
+def _merged_table(existing: AnnotationTable, new: AnnotationTable, edits: list[Edit]) -> AnnotationTable:
+    """The labels as a table with ``edits`` applied (a new file, or another format than ``into``)."""
+    df = existing.df.copy()
+    added = []
+    for edit in edits:
+        cols = ["label"] if edit.names == ("label",) else [f"{n}_{a}" for n in edit.names for a in "xy"]
+        if edit.row is None:
+            added.append(edit.source)
+        else:
+            df.loc[df.index[edit.row], cols] = new.df.iloc[edit.source][cols].to_numpy()
+    if added:
+        cols = _value_columns(existing)
+        df = pd.concat([df, new.df.iloc[added][["image", *cols]]], ignore_index=True)
+        _report_missing_columns(df, existing.df.columns, cols, len(added))
+    return existing.with_df(df)
+
+
 def _report_missing_columns(df: pd.DataFrame, existing_cols: pd.Index, cols: list[str], n: int) -> None:
     extra = [c for c in existing_cols if c not in ("image", *cols)]
     if extra:
         log.info("%d added rows have no value in the labels file's other columns %s; fill them in if training "
                  "uses them (e.g. a split column)", n, extra)
-
-
-def _via_attribute(path: Path) -> str:
-    """The labels project's landmark attribute (its only dropdown/radio region attribute), else 'landmark'."""
-    if path.suffix.lower() != ".json" or not path.exists():
-        return "landmark"
-    region = (json.loads(path.read_text(encoding="utf-8-sig")).get("_via_attributes") or {}).get("region") or {}
-    choices = [k for k, v in region.items() if isinstance(v, dict) and v.get("type") in ("dropdown", "radio")]
-    return choices[0] if len(choices) == 1 else "landmark"
 
 
 def _backup(path: Path) -> Path:
@@ -276,8 +373,8 @@ def _backup(path: Path) -> Path:
     raise DataError(f"{path}: could not find a free backup name beside it; remove old backups")
 
 
-def _write(table: AnnotationTable, target: Path, attribute: str) -> None:
+def _write_table(table: AnnotationTable, target: Path) -> None:
     if target.suffix.lower() == ".json":
-        write_via(table, target, attribute=attribute)
+        write_via(table, target)
     else:
         write_csv(table, target)

@@ -9,22 +9,28 @@ frames carry no timestamps it is ``index / fps``. Frames are returned as stored:
 rotation metadata of phone videos is not applied, so frames extracted for labelling and frames
 seen by ``predict`` always agree.
 
+A video that ends before its declared length keeps every frame that decoded and says so in
+one line (``data/video_pass.py``: what counts as ending early, and why a cut packet is never
+decoded). A file without any frame is an error.
+
 Memory: one decoded frame at a time (plus the decoder's own reference frames).
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cnnkit.data.decode import Geometry, _content_box, _pad, _resized_array
+from cnnkit.data.video_pass import StreamPass, VideoEnd, partial_videos, report_partial
 from cnnkit.errors import DataError
+
+__all__ = ["VIDEO_SUFFIXES", "VideoEnd", "VideoFrame", "VideoFrames", "VideoInfo", "is_video", "iter_frames",
+           "partial_videos", "report_partial", "resize_frame", "video_info"]
 
 #: File name endings read as videos (case-insensitive).
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
@@ -44,6 +50,8 @@ class VideoInfo:
             state 120 frames/s and hold a frame in every other slot, 60 frames/s.
         width, height: frame size in pixels.
         duration_s: duration of the video stream in seconds (``frames / fps`` if unknown).
+        end: set when counting found that the video ends before its declared length
+            (``frames`` is then the number decoded); None otherwise and with ``count=False``.
     """
 
     path: Path
@@ -52,6 +60,7 @@ class VideoInfo:
     width: int
     height: int
     duration_s: float
+    end: VideoEnd | None = None
 
 
 @dataclass(frozen=True)
@@ -88,8 +97,12 @@ def video_info(path: str | Path, *, count: bool = True) -> VideoInfo:
             several times faster than playing the video). False: trust the container's
             count (instant; 0 when it states none, and possibly wrong).
 
+    A count that finds the video ending early returns the frames decoded and sets ``end``
+    (it logs nothing: the caller reports it with ``report_partial``).
+
     Raises:
-        DataError: the file is missing, is not a readable video, or has no video stream.
+        DataError: the file is missing, is not a readable video, has no video stream, or
+            (``count=True``) holds no frame.
     """
     path = Path(path)
     with _open(path) as container:
@@ -100,14 +113,16 @@ def video_info(path: str | Path, *, count: bool = True) -> VideoInfo:
         if duration <= 0 and container.duration:
             duration = container.duration / 1_000_000  # container.duration is in microseconds
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)
-    frames = sum(1 for _ in _decoded(path, want=None)) if count else stated
+    counted = VideoFrames(_decoded(path, want=None, report=False)) if count else None
+    frames = sum(1 for _ in counted) if counted is not None else stated
     fps = frames / duration if duration > 0 and frames > 0 else (float(rate) if rate else 0.0)
     if duration <= 0 and fps > 0:
         duration = frames / fps
-    return VideoInfo(path=path, frames=frames, fps=fps, width=width, height=height, duration_s=duration)
+    return VideoInfo(path=path, frames=frames, fps=fps, width=width, height=height, duration_s=duration,
+                     end=counted.end if counted is not None else None)
 
 
-def iter_frames(path: str | Path, *, indices: Iterable[int] | None = None) -> Iterator[VideoFrame]:
+def iter_frames(path: str | Path, *, indices: Iterable[int] | None = None) -> VideoFrames:
     """Decode a video from its start and yield its frames (all, or those in ``indices``).
 
     Args:
@@ -115,16 +130,47 @@ def iter_frames(path: str | Path, *, indices: Iterable[int] | None = None) -> It
         indices: frame numbers to return (any order, repeats ignored); they come back in
             decode order, and decoding stops after the last one. None: every frame.
 
-    Yields:
-        ``VideoFrame`` s in decode order; frame ``i`` is the ``i``-th decoded frame.
+    Returns:
+        A ``VideoFrames`` iterator of ``VideoFrame`` s in decode order (frame ``i`` is the
+        ``i``-th decoded frame). Once it has run to the end, ``.end`` tells whether the
+        video ended early; without ``indices`` that is also logged as one warning line
+        (see ``VideoEnd``).
 
     Raises:
-        DataError: the file is missing or unreadable, a frame cannot be decoded, or an
-            index lies past the last frame (raised once the video has ended).
+        DataError: the file is missing or unreadable, holds no frame, or an index lies
+            past the last frame (raised once the video has ended).
     """
     path = Path(path)
     want = None if indices is None else _wanted(indices, path)
-    yield from _decoded(path, want=want, rgb=True)
+    return VideoFrames(_decoded(path, want=want, rgb=True))
+
+
+class VideoFrames(Iterator[VideoFrame]):
+    """The frames of one video in decode order; after the last one, ``end`` says how it ended."""
+
+    def __init__(self, frames: Generator[VideoFrame, None, VideoEnd | None]) -> None:
+        self._frames = frames
+        self.finished = False  # ran to the end (not stopped early, not failed)
+        self.end: VideoEnd | None = None  # set when the video ended before its declared length
+
+    def __iter__(self) -> VideoFrames:
+        return self
+
+    def __next__(self) -> VideoFrame:
+        try:
+            return next(self._frames)
+        except StopIteration as stop:
+            self.finished, self.end = True, stop.value
+            raise
+
+    def close(self) -> None:
+        """Stop decoding and release the file (as a generator's ``close``)."""
+        self._frames.close()
+
+    @property
+    def complete(self) -> bool:
+        """True once every frame the file declares has been decoded."""
+        return self.finished and self.end is None
 
 
 def resize_frame(image: np.ndarray, *, size: tuple[int, int], grayscale: bool = False,
@@ -156,67 +202,45 @@ def _wanted(indices: Iterable[int], path: Path) -> set[int]:
     return want
 
 
-def _decoded(path: Path, *, want: set[int] | None, rgb: bool = False) -> Iterator[VideoFrame]:
-    """The decode loop: every frame is decoded, only the wanted ones converted to RGB."""
-    import av
+def _decoded(path: Path, *, want: set[int] | None, rgb: bool = False, report: bool = True,
+             threads: str = "AUTO") -> Generator[VideoFrame, None, VideoEnd | None]:
+    """The decode loop: every frame is decoded, only the wanted ones converted to RGB.
 
+    Returns (as the generator's value) the ``VideoEnd`` of a video that ended early, after
+    logging it when ``report`` and every frame was asked for (a pass that picks frames leaves
+    the line to the pass that chose them); None when it is complete or stopped at ``want``.
+    ``threads``: FFmpeg's thread type ("NONE": one thread; the tests compare both).
+    """
     last = max(want) if want else -1
     index = -1
     with _open(path) as container:
         stream = _video_stream(container, path)
-        stream.thread_type = "AUTO"  # frame threads: same frames, same order, decoded in parallel
-        clock = _Clock(stream, reorder=container.format.name == "avi")
-        try:
-            for packet in container.demux(stream):
-                clock.feed(packet)
-                for frame in packet.decode():
-                    index += 1
-                    if want is not None and index > last:
-                        return
-                    time_s = clock.time_s(frame, index)
-                    if want is None or index in want:
-                        image = frame.to_ndarray(format="rgb24") if rgb else _NO_IMAGE
-                        yield VideoFrame(index, time_s, image)
-        except av.FFmpegError as exc:
-            raise DataError(f"{path}: cannot decode frame {index + 1} ({exc}); the file may be truncated "
-                            "or damaged. Re-encode it (e.g. with ffmpeg) and try again.") from exc
+        stream.thread_type = threads  # frame threads: same frames, same order, decoded in parallel
+        reading = StreamPass(stream, reorder=container.format.name == "avi")
+        for frame in reading.frames(container):
+            index += 1
+            if want is not None and index > last:
+                return None
+            time_s = reading.clock.time_s(frame, index)
+            if want is None or index in want:
+                image = frame.to_ndarray(format="rgb24") if rgb else _NO_IMAGE
+                yield VideoFrame(index, time_s, image)
+        end = reading.end(path, index + 1)
+        declared = reading.declared_frames()  # PyAV 18.1.1 refuses to read a closed container's stream
+    if index < 0:
+        why = f"; {end.reason}" if end is not None and end.reason else ""
+        raise DataError(f"{path}: no frame could be decoded (0 decoded, {declared} declared{why}): "
+                        f"an empty or damaged video. Check that the recording finished, or leave the file out.")
     if want and last > index:
-        raise DataError(f"{path}: asked for frame {last}, but the video has {index + 1} frames (0-{index})")
+        cut = f"; it ends early: {end.reason}, the file is truncated or damaged" if end is not None else ""
+        raise DataError(f"{path}: asked for frame {last}, but the video has {index + 1} frames (0-{index}){cut}")
+    if end is not None and report and want is None:  # a full pass says it; picking frames leaves it to that pass
+        report_partial(end)
+    return end
 
 
 _NO_IMAGE = np.empty((0, 0, 3), np.uint8)  # placeholder for frames that are only counted, never shown
 _NO_IMAGE.setflags(write=False)
-
-
-class _Clock:
-    """Frame times in seconds from the first frame.
-
-    AVI stores no presentation times: FFmpeg derives them from the decode order, and with
-    B-frames the decoded (presentation-order) frames then carry each other's times. With
-    ``reorder`` the ``n``-th frame out of the decoder gets the smallest time not yet given
-    among the packets fed so far, which is its own: every frame shown before it was decoded
-    before it. Elsewhere the frame's own pts is used; ``index / fps`` where there is none.
-    """
-
-    def __init__(self, stream: Any, *, reorder: bool) -> None:
-        self.base = Fraction(stream.time_base) if stream.time_base else None
-        rate = stream.average_rate or stream.guessed_rate
-        self.fps = float(rate) if rate else 0.0
-        self.reorder = reorder
-        self.origin: int | None = None  # pts of the first timed frame: time 0
-        self.pending: list[int] = []  # a min-heap of packet times not yet given to a frame
-
-    def feed(self, packet: Any) -> None:
-        if self.reorder and packet.pts is not None and packet.size:
-            heapq.heappush(self.pending, packet.pts)
-
-    def time_s(self, frame: Any, index: int) -> float:
-        pts = heapq.heappop(self.pending) if self.reorder and self.pending else frame.pts
-        if pts is None or self.base is None:
-            return index / self.fps if self.fps else float("nan")
-        if self.origin is None:
-            self.origin = pts
-        return float((pts - self.origin) * self.base)
 
 
 def _open(path: Path) -> Any:

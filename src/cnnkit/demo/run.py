@@ -128,7 +128,8 @@ def run_demo(
     train, val, test = table.split(SPLIT, seed=seed)
     start = time.perf_counter()
     run = fit(DEMO_SPEC, train, val, out_dir=paths.run, head=DEMO_HEAD, augment=DEMO_AUGMENT, size=DEMO_SIZE,
-              epochs=n_epochs, batch_size=16, lr=2e-3, schedule="cosine", loss="mse", seed=seed, quiet=quiet)
+              epochs=n_epochs, batch_size=16, lr=2e-3, schedule="cosine", loss="mse", seed=seed, quiet=quiet,
+              overwrite=True)  # the demo folder is the demo's own: a second `cnnkit demo` replaces its run
     seconds = time.perf_counter() - start
     ev = evaluate(run.best, test)
     metrics = _summary_metrics(ev.metrics, len(test), seconds)

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
+from cnnkit.atomic import atomic_open, atomic_write_text
 from cnnkit.data.sources.writers import write_via
 from cnnkit.data.table import AnnotationTable, infer_flip_pairs
 from cnnkit.errors import DataError
@@ -135,7 +136,8 @@ def make_demo_dataset(folder: str | Path, *, n_images: int = 300, seed: int = 0,
     for i in range(int(n_images)):
         sample = render_sample(np.random.default_rng([int(seed), i]), small_subject=small)
         path = root / IMAGES_FOLDER / f"demo_{i:04d}.jpg"
-        Image.fromarray(sample.image).save(path, format="JPEG", quality=JPEG_QUALITY)
+        with atomic_open(path) as fh:  # a killed generation never leaves half an image under a final name
+            Image.fromarray(sample.image).save(fh, format="JPEG", quality=JPEG_QUALITY)
         row: dict[str, object] = {"image": str(path)}
         for name, (x, y) in zip(LANDMARKS, sample.points, strict=True):
             row[f"{name}_x"], row[f"{name}_y"] = float(x), float(y)
@@ -147,7 +149,7 @@ def make_demo_dataset(folder: str | Path, *, n_images: int = 300, seed: int = 0,
                 "project": PROJECT_NAME, "landmarks": list(LANDMARKS)}
     if small is not None:  # only then: the default set's manifest stays as it was
         settings["small_subject"] = small.to_dict()
-    manifest.write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    atomic_write_text(manifest, json.dumps(settings, indent=2))
     return project
 
 

@@ -38,8 +38,8 @@ from cnnkit.data.guard import refuse_to_overwrite_labels
 from cnnkit.errors import ConfigError, DataError, did_you_mean
 from cnnkit.io.ensemble import read_model_meta
 
-__all__ = ["FORMATS", "PredictionMeta", "check_outputs", "dlc_frame", "output_paths", "parse_formats",
-           "write_predictions"]
+__all__ = ["FORMATS", "PredictionMeta", "check_outputs", "check_targets", "dlc_frame", "output_paths",
+           "parse_formats", "write_predictions"]
 
 log = logging.getLogger("cnnkit")
 
@@ -131,6 +131,11 @@ def check_outputs(out: str | Path, formats: str | Sequence[str], meta: Predictio
         log.warning("--format dlc: writing the CSV only; the .h5 (napari-deeplabcut, DeepLabCut) needs PyTables: %s",
                     EXTRA)
     return chosen
+
+
+def check_targets(out: str | Path, formats: str | Sequence[str], meta: PredictionMeta) -> tuple[str, ...]:
+    """:func:`check_outputs` without its warnings, for a caller that checks many outputs (an archive's)."""
+    return _checked(out, formats, meta)
 
 
 def _checked(out: str | Path, formats: str | Sequence[str], meta: PredictionMeta) -> tuple[str, ...]:

@@ -71,7 +71,11 @@ def _from_path(path: Path, images: str | Path | None) -> AnnotationTable:
     if path.is_dir():
         found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p.name))
         if not found:
-            raise DataError(f"{path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            videos = sum(1 for p in path.rglob("*") if is_video(p)
+                         and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            archive = (f"; it holds {videos} videos: predict them as an archive, one output set per video: "
+                       f"cnnkit predict MODEL {path} --out preds/ (cnnkit.infer.archive)") if videos else ""
+            raise DataError(f"{path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)}){archive}")
         return _from_files(found, str(path))
     if path.suffix.lower() == ".zip":
         with zipfile.ZipFile(path) as zf:

@@ -46,7 +46,8 @@ from cnnkit.engine.uncertainty import Calibrated
 from cnnkit.errors import CheckpointError, ConfigError, DataError
 from cnnkit.infer.inputs import images_table, video_paths
 from cnnkit.io.checkpoint import load_model
-from cnnkit.io.ensemble import find_model
+from cnnkit.io.ensemble import ensemble_meta, find_model
+from cnnkit.io.meta import CheckpointMeta
 from cnnkit.trajectories.calibrate import ErrorCalibration
 
 log = logging.getLogger("cnnkit")
@@ -64,7 +65,7 @@ class Predictor:
     """
 
     net: nn.Module
-    meta: dict[str, Any]
+    meta: CheckpointMeta
     setup: StepSetup
     strategy: Strategy
     views: str = "whole-frame"  # as resolved by cnnkit.engine.inference.resolve_views
@@ -89,8 +90,7 @@ class Predictor:
         first = members[0]
         if calibration is not None and first.setup.task == "landmarks":
             ensemble = Calibrated(ensemble, calibration, first.meta.get("landmarks") or [], has_spread=len(members) > 1)
-        meta = {k: v for k, v in first.meta.items() if k not in ("error_calibration", "uncertainty_measured")}
-        meta["ensemble"] = {**ref.manifest.to_dict(), "files": [str(f) for f in ref.files]}
+        meta = ensemble_meta(first.meta, ref.manifest)
         resolved = ", ".join(dict.fromkeys(m.views for m in members))
         return cls(nn.ModuleList([m.net for m in members]), meta, first.setup, ensemble, resolved, calibration)
 
@@ -214,7 +214,7 @@ class _Member:
     """One model file loaded for inference: its network, metadata, step set-up and strategy."""
 
     net: nn.Module
-    meta: dict[str, Any]
+    meta: CheckpointMeta
     setup: StepSetup
     strategy: Strategy
     views: str
@@ -242,7 +242,7 @@ def _calibration(record: Any, where: str | Path) -> ErrorCalibration | None:
         raise CheckpointError(f"{where}: {exc}") from None
 
 
-def crop_of(meta: dict[str, Any]) -> CropConfig | None:
+def crop_of(meta: CheckpointMeta) -> CropConfig | None:
     """The crop settings a checkpoint was trained with (None: whole-frame resize); refused for classes."""
     crop = CropConfig.parse(meta.get("crop"))
     if crop is not None and meta["task"] != "landmarks":
@@ -250,7 +250,7 @@ def crop_of(meta: dict[str, Any]) -> CropConfig | None:
     return crop
 
 
-def _flip_perm(meta: dict[str, Any], path: str | Path, *, required: bool) -> list[int] | None:
+def _flip_perm(meta: CheckpointMeta, path: str | Path, *, required: bool) -> list[int] | None:
     """The landmark flip permutation from the checkpoint's pairs; None without pairs (or for classes)."""
     if meta["task"] != "landmarks":
         return None

@@ -32,14 +32,14 @@ project into the training labels with ``cnnkit merge``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
+from cnnkit.data.frames import frame_name, free_stems, save_new_frame
 from cnnkit.data.guard import refuse_to_overwrite_labels
 from cnnkit.data.sources import read_annotations
 from cnnkit.data.sources.writers import write_via
@@ -103,12 +103,12 @@ def suggest(model: str | Path, inputs: Any, *, n: int = 50, via: str | Path | No
     return top
 
 
-def has_uncertainty(meta: dict[str, Any]) -> bool:
+def has_uncertainty(meta: Mapping[str, Any]) -> bool:
     """Whether the model's predictions carry ``<name>_uncertainty`` (a calibration in the file or the ensemble)."""
     return bool(meta.get("error_calibration") or (meta.get("ensemble") or {}).get("calibration"))
 
 
-def _landmarks(model: str | Path, meta: dict[str, Any]) -> list[str]:
+def _landmarks(model: str | Path, meta: Mapping[str, Any]) -> list[str]:
     if meta.get("task") != "landmarks":
         raise ConfigError(f"{model}: suggest needs a landmark model; this one predicts {meta.get('task')}")
     return list(meta["landmarks"])
@@ -241,13 +241,20 @@ def _write_review(top: pd.DataFrame, names: list[str], via: Path) -> pd.DataFram
 
 
 def _save_frames(top: pd.DataFrame, folder: Path) -> list[Any]:
+    """Save the suggested video frames in ``folder`` under names nothing there holds yet.
+
+    Frames are created exclusively (never over a file, never through a link); a video
+    whose stem is taken in the folder (an earlier review, another video of that name)
+    gets ``<stem>-2``, as ``extract-frames`` does.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     images: list[Any] = list(top["image"]) if "image" in top.columns else [None] * len(top)
-    for video, rows in top[top["video"].notna()].groupby("video", sort=False):
+    groups = list(top[top["video"].notna()].groupby("video", sort=False))
+    stems = free_stems([Path(str(video)) for video, _ in groups], folder)
+    for (video, rows), stem in zip(groups, stems, strict=True):
         where = {int(f): i for i, f in zip(rows.index, rows["frame"], strict=True)}
-        for frame in iter_frames(video, indices=list(where)):
-            path = folder / f"{Path(video).stem}_frame{frame.index:06d}.png"
-            Image.fromarray(frame.image).save(path)
+        for frame in iter_frames(str(video), indices=list(where)):
+            path = save_new_frame(folder / frame_name(stem, frame.index), frame.image)
             images[where[frame.index]] = str(path.resolve())
     return images
 

@@ -2,7 +2,7 @@
 
 A background thread decodes and resizes the next batches while the model runs on the
 current one (PyAV and Pillow release the GIL while they work), so on a CPU the decode costs
-little of the model's time (``bench/video_predict.py``). Memory: the batches in flight only.
+little of the model's time (``bench/perf/video_predict.py``). Memory: the batches in flight only.
 
 Output columns: ``frame, time_s`` and then, per landmark, ``<name>_x, <name>_y`` (original
 pixels) and ``<name>_likelihood`` (and ``<name>_uncertainty``, ``<name>_spread`` where the model has
@@ -135,11 +135,10 @@ def predict_frames(predictor: Any, frames: Iterable[VideoFrame], *, batch_size: 
     Returns:
         One row per frame: ``frame, time_s`` then the prediction columns.
     """
-    meta = predictor.meta
-    size = None if predictor.setup.crop is not None else tuple(meta["size"])
-    batches = prefetch(frame_batches(frames, size=size, grayscale=bool(meta.get("grayscale")),
-                                     letterbox=bool(meta.get("letterbox")), batch_size=batch_size))
-    index, times, scored = [], [], []
+    batches = prefetch(model_batches(predictor, frames, batch_size=batch_size))
+    index: list[int] = []
+    times: list[float] = []
+    scored = []
     with torch.inference_mode():
         for batch in batches:
             part = predictor.score_batch(batch.inputs)
@@ -150,6 +149,19 @@ def predict_frames(predictor: Any, frames: Iterable[VideoFrame], *, batch_size: 
                 on_batch(batch.frames, part.pred, part.likelihood)
             if progress is not None:
                 progress.update(len(batch.frames))
+    return frames_table(predictor, index, times, scored)
+
+
+def model_batches(predictor: Any, frames: Iterable[VideoFrame], *, batch_size: int) -> Iterator[FrameBatch]:
+    """:func:`frame_batches` made the way ``predictor``'s model reads its input (size, grey, letterbox, crop)."""
+    meta = predictor.meta
+    size = None if predictor.setup.crop is not None else tuple(meta["size"])
+    return frame_batches(frames, size=size, grayscale=bool(meta.get("grayscale")),
+                         letterbox=bool(meta.get("letterbox")), batch_size=batch_size)
+
+
+def frames_table(predictor: Any, index: list[int], times: list[float], scored: list[Any]) -> pd.DataFrame:
+    """Scored batches of one video -> its table: ``frame, time_s`` then the prediction columns."""
     outputs = Outputs.join(scored)
     head = {"frame": np.asarray(index, dtype=np.int64), "time_s": np.asarray(times, dtype=np.float64)}
     return pd.DataFrame({**head, **predictor.output_columns(outputs)})
@@ -165,12 +177,13 @@ def predict_video(predictor: Any, path: str | Path, *, batch_size: int = INFEREN
 
         stated = video_info(path, count=False).frames  # the container's count: instant, may be off
         bar = tqdm(total=stated or None, desc=path.name, unit="frame", leave=True)
+    frames = iter_frames(path)  # a video that ends early logs one line and keeps its frames
     try:
-        return predict_frames(predictor, iter_frames(path), batch_size=batch_size, on_batch=on_batch,
-                              progress=bar)
+        return predict_frames(predictor, frames, batch_size=batch_size, on_batch=on_batch, progress=bar)
     finally:
         if bar is not None:
-            bar.total = bar.n  # the decoded count is the true one
+            if frames.complete:  # a partial or failed video keeps its bar short of 100 %
+                bar.total = bar.n  # the decoded count is the true one
             bar.close()
 
 

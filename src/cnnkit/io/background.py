@@ -7,7 +7,8 @@ waits for the previous one, so files are written in submission order and a commi
 written last by a job stays the last thing written.
 
 A job's error is raised in the training thread at the next ``submit`` or ``wait``, so a
-full disk still stops the run (one epoch later) with the original ``OSError``.
+full disk still stops the run (one epoch later), with one ``OSError`` naming the file
+(``cnnkit.atomic`` turns what the writer raised into it; the command line prints one line).
 
 On Linux the worker thread runs at the lowest CPU priority (nice 19; the nice value is per
 thread there): on a machine whose cores the training threads keep busy, the write takes the

@@ -30,16 +30,16 @@ from typing import Any
 from cnnkit.atomic import atomic_write_text
 from cnnkit.errors import CheckpointError
 from cnnkit.io.checkpoint import PathLike, read_meta
+from cnnkit.io.meta import CheckpointMeta
+from cnnkit.io.run_folder import CHECKPOINTS, ENSEMBLE, member_folder
 
-MANIFEST = "ensemble.json"
+__all__ = ["FORMAT", "MANIFEST", "VERSION", "EnsembleManifest", "ModelRef", "ensemble_meta", "find_model", "is_ensemble",
+           "member_folder", "members_entry", "read_manifest", "read_model_meta", "write_manifest"]
+
+MANIFEST = ENSEMBLE  # the file's name, as io/run_folder names it
 FORMAT = "cnnkit-ensemble"
 VERSION = 1
-RUN_MODELS = ("best.safetensors", "last.safetensors")
-
-
-def member_folder(k: int) -> str:
-    """The folder of member ``k`` (from 1) inside the ensemble's run folder."""
-    return f"member-{k}"
+RUN_MODELS = CHECKPOINTS  # a plain run folder's model files, in the order a reader prefers them
 
 
 @dataclass(frozen=True)
@@ -151,15 +151,21 @@ def is_ensemble(path: PathLike) -> bool:
     return (p / MANIFEST).is_file() if p.is_dir() else p.suffix.lower() == ".json" and p.is_file()
 
 
-def read_model_meta(path: PathLike) -> dict[str, Any]:
+def read_model_meta(path: PathLike) -> CheckpointMeta:
     """The metadata of what ``path`` names (:func:`find_model`): a model file's, or an ensemble's first
-    member's plus ``ensemble`` (the manifest as a dict, members' files absolute)."""
+    member's (:func:`ensemble_meta`)."""
     ref = find_model(path)
     if ref.manifest is None:
         assert ref.file is not None
         return read_meta(ref.file)
-    meta = read_meta(ref.files[0])
-    return {**meta, "ensemble": {**ref.manifest.to_dict(), "files": [str(f) for f in ref.files]}}
+    return ensemble_meta(read_meta(ref.files[0]), ref.manifest)
+
+
+def ensemble_meta(first: CheckpointMeta, manifest: EnsembleManifest) -> CheckpointMeta:
+    """An ensemble's metadata: its first member's, without the member's own calibration, plus
+    ``ensemble`` (the manifest as a dict, members' files absolute; kept in ``extra``: no model file holds it)."""
+    return first.with_values(error_calibration=None, uncertainty_measured=None,
+                             ensemble={**manifest.to_dict(), "files": [str(f) for f in manifest.files]})
 
 
 def members_entry(folder: str, model: str, *, seed: int, done: bool, **extra: Any) -> dict[str, Any]:

@@ -114,11 +114,12 @@ def _export_file(model_path: str | Path, out: str | Path | None, *, format: str,
     if not diff <= atol:
         raise CheckpointError(f"{target}: exported outputs differ from PyTorch by {diff:.3g} (> {atol}); "
                               f"the file was written but should not be trusted")
-    if meta.get("crop") is not None:  # what a deployment must repeat around the graph (module docstring)
-        meta = {**meta, "inference": "two-pass", "inference_note": "the graph scores one fixed-size view; see "
+    record = meta.to_dict()
+    if meta.crop is not None:  # what a deployment must repeat around the graph (module docstring)
+        record |= {"inference": "two-pass", "inference_note": "the graph scores one fixed-size view; see "
                 "docs/resolution.md for the whole view and the subject view to cut (cnnkit's full-frame strategy, "
                 "which the run may have measured best, needs the network on the whole frame)"}
-    atomic_write_text(target.with_name(target.name + ".json"), json.dumps(meta, indent=2))
+    atomic_write_text(target.with_name(target.name + ".json"), json.dumps(record, indent=2))
     return Exported(target, format, diff)
 
 

@@ -198,7 +198,7 @@ def dark_decode(maps: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
 
 #: Heatmap decoders by name: ``[B, K, H, W]`` logits -> ``[B, 2K]`` normalised points.
 #: 'soft-argmax' is what the head trains with (integral regression) and the default at inference;
-#: the others were measured against it on lips-via (bench/decoding.py, docs/decoding.md).
+#: the others were measured against it on lips-via (bench/accuracy/decoding.py, docs/decoding.md).
 DECODERS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = MappingProxyType({
     "soft-argmax": soft_argmax,
     "local": local_soft_argmax,
@@ -308,7 +308,7 @@ def make_head(
 
 
 #: Radius, in heatmap cells, of the disc whose probability mass is the heatmap likelihood.
-#: Chosen on lips-via's `extra` split (bench/lips_likelihood.py; docs/ACCURACY.md).
+#: Chosen on lips-via's `extra` split (bench/accuracy/lips_likelihood.py; docs/ACCURACY.md).
 LIKELIHOOD_RADIUS = 1.5
 
 

@@ -14,16 +14,17 @@ from cnnkit.data.images import ImageSource
 from cnnkit.engine.inference import INFERENCE_BATCH
 from cnnkit.errors import CnnkitError, ConfigError
 from cnnkit.infer.evaluate import Evaluation, evaluate
+from cnnkit.io.run_folder import REPORT
 from cnnkit.reporting import classes as C
 from cnnkit.reporting import landmarks as L
 from cnnkit.reporting.common import curves_section, model_name, settings_section
-from cnnkit.reporting.run_folder import EvalData, RunFolder, eval_data, load_run
+from cnnkit.reporting.run_folder import EvalData, RunRecord, eval_data, load_run
 from cnnkit.viz import html as H
 
 if TYPE_CHECKING:
     from cnnkit.experiment import Experiment
 
-REPORT_NAME = "report.html"
+REPORT_NAME = REPORT
 log = logging.getLogger("cnnkit")
 
 
@@ -69,7 +70,7 @@ def report(run_dir: str | Path, data: Any = None, *, out: str | Path | None = No
                   batch_size=batch_size, device=device, workers=workers, tta_flip=flip, views=views)
 
 
-def _write(run: RunFolder, scored: EvalData | None, ev: Evaluation | None, target: Path, start: float,
+def _write(run: RunRecord, scored: EvalData | None, ev: Evaluation | None, target: Path, start: float,
            **eval_opts: Any) -> Path:
     if ev is None and scored is not None and run.checkpoint is not None:
         ev = evaluate(run.checkpoint, scored.table, **eval_opts)
@@ -77,7 +78,7 @@ def _write(run: RunFolder, scored: EvalData | None, ev: Evaluation | None, targe
     return target
 
 
-def build_page(run: RunFolder, scored: EvalData | None, ev: Evaluation | None, *,
+def build_page(run: RunRecord, scored: EvalData | None, ev: Evaluation | None, *,
                seconds_so_far: float | None = None) -> str:
     """The HTML text: overview, settings, curves, then the task's sections when a table was scored."""
     meta = run.meta
@@ -96,7 +97,7 @@ def build_page(run: RunFolder, scored: EvalData | None, ev: Evaluation | None, *
     return H.page(title, subtitle, sections)
 
 
-def overview_section(run: RunFolder, scored: EvalData | None, ev: Evaluation | None) -> H.Section:
+def overview_section(run: RunRecord, scored: EvalData | None, ev: Evaluation | None) -> H.Section:
     """Headline numbers of the scored table and every metric ``evaluate`` returned."""
     if ev is None or scored is None:
         why = ("the run folder has no checkpoint" if run.checkpoint is None else

@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnnkit.reporting.run_folder import EvalData, RunFolder
+from cnnkit.reporting.run_folder import EvalData, RunRecord
 from cnnkit.viz import html as H
 from cnnkit.viz.report_figures import curves_png
 
 _AUGMENT_OFF = (None, 0, 0.0, False, [1.0, 1.0], (1.0, 1.0))
 
 
-def model_name(run: RunFolder) -> str:
+def model_name(run: RunRecord) -> str:
     """'resnet18', or 'custom spec (N layers)' when the run was given a layer list."""
     arg = run.settings.get("model_argument")
     if isinstance(arg, str):
@@ -26,7 +26,7 @@ def model_name(run: RunFolder) -> str:
     return str((run.settings.get("model") or {}).get("module", "unknown"))
 
 
-def settings_section(run: RunFolder, scored: EvalData | None) -> H.Section:
+def settings_section(run: RunRecord, scored: EvalData | None) -> H.Section:
     """Model, head, size, training, augmentation, data sources and split sizes."""
     body = H.key_values(settings_rows(run, scored))
     if run.experiment is not None:
@@ -34,7 +34,7 @@ def settings_section(run: RunFolder, scored: EvalData | None) -> H.Section:
     return H.Section("settings", "Settings", body)
 
 
-def settings_rows(run: RunFolder, scored: EvalData | None) -> dict[str, Any]:
+def settings_rows(run: RunRecord, scored: EvalData | None) -> dict[str, Any]:
     """The settings that matter, as label -> value (the full files stay in the run folder)."""
     s, meta = run.settings, run.meta
     train, data = s.get("train") or {}, s.get("data") or {}
@@ -75,7 +75,7 @@ def _length_rule(train: dict[str, Any], plan: dict[str, Any] | None) -> str:
     return "the default rule"
 
 
-def _data_rows(run: RunFolder, scored: EvalData | None) -> dict[str, Any]:
+def _data_rows(run: RunRecord, scored: EvalData | None) -> dict[str, Any]:
     s = run.settings
     train, val = s.get("train_table") or {}, s.get("val_table") or {}
     rows = {"training data": f"{train.get('source', '–')} ({train.get('rows', '?')} images)",

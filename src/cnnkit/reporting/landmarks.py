@@ -7,7 +7,7 @@ or is computed here from the same predictions and the table's true points.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ class Scored:
     likelihood: np.ndarray | None  # (N, K) in [0, 1] where the predictions carry it
 
 
-def scored(ev: Evaluation, table: AnnotationTable, meta: dict[str, Any]) -> Scored:
+def scored(ev: Evaluation, table: AnnotationTable, meta: Mapping[str, Any]) -> Scored:
     """Line up ``evaluate``'s predictions with the table's true points."""
     names = list(meta.get("landmarks") or table.landmarks)
     frame = ev.per_image
@@ -54,7 +54,7 @@ def scored(ev: Evaluation, table: AnnotationTable, meta: dict[str, Any]) -> Scor
     return Scored(names, pairs, frame, pred, true, point_errors(pred, true), likelihood)
 
 
-def sections(ev: Evaluation, s: Scored, source: ImageSource, meta: dict[str, Any] | None = None) -> list[H.Section]:
+def sections(ev: Evaluation, s: Scored, source: ImageSource, meta: Mapping[str, Any] | None = None) -> list[H.Section]:
     """Per-landmark, PCK, histogram, uncertainty (where the model has one), worst and typical images, confusions."""
     doubt = [uncertainty_section(ev, meta)] if ev.reliability is not None else []
     return [per_landmark_section(ev, s), pck_section(ev, s), histogram_section(ev, s), *doubt,
@@ -84,7 +84,7 @@ SIGNAL_LABELS = {"likelihood": "1 - likelihood", "spread": "ensemble spread (px)
                  "uncertainty": "calibrated uncertainty (px)"}
 
 
-def uncertainty_section(ev: Evaluation, meta: dict[str, Any] | None) -> H.Section:
+def uncertainty_section(ev: Evaluation, meta: Mapping[str, Any] | None) -> H.Section:
     """How well the model's doubt predicts its error: ROC AUCs and the reliability plot (predicted vs observed)."""
     m = ev.metrics
     rows = [(SIGNAL_LABELS[k], m[f"{k}_auc_10px"]) for k in SIGNAL_LABELS if f"{k}_auc_10px" in m]

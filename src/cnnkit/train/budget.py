@@ -176,11 +176,13 @@ def timed_seconds(budget_s: float) -> float:
 
 
 def measure_speed(model: torch.nn.Module, setup: Any, loaders: Mapping[str, Any], loss_fn: Any,
-                  cfg: TrainConfig, *, min_timed_s: float = MIN_TIMED_S) -> Speed:
+                  cfg: TrainConfig, *, min_timed_s: float = MIN_TIMED_S,
+                  clock: Callable[[], float] = time.perf_counter) -> Speed:
     """Time a few real training steps and validation batches of a throw-away ``model``.
 
     The steps go through ``train_one_epoch`` itself, so what is timed is what the run will do:
-    at least ``MIN_TIMED_STEPS`` after ``WARMUP_STEPS`` untimed ones, and ``min_timed_s`` seconds.
+    at least ``MIN_TIMED_STEPS`` after ``WARMUP_STEPS`` untimed ones, and ``min_timed_s`` seconds
+    by ``clock`` (seconds; tests give a fake one, so no decision depends on the machine's speed).
     """
     model = model.to(setup.device)
     train = loaders["train"]
@@ -190,21 +192,21 @@ def measure_speed(model: torch.nn.Module, setup: Any, loaders: Mapping[str, Any]
     opt = make_optimizer(model, cfg)
     constant = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     train_one_epoch(model, batches, setup, opt, constant, loss_fn, generator=make_generator(cfg.seed),
-                    on_batch=lambda *_: stamps.append(time.perf_counter()))
+                    on_batch=lambda *_: stamps.append(clock()))
     timed = stamps[WARMUP_STEPS - 1:]  # from the end of the last warm-up step
     step_s = (timed[-1] - timed[0]) / max(1, len(timed) - 1)
-    return Speed(step_s=step_s, val_s=_val_seconds(model, setup, loaders.get("val"), loss_fn),
+    return Speed(step_s=step_s, val_s=_val_seconds(model, setup, loaders.get("val"), loss_fn, clock),
                  steps_per_epoch=max(1, len(train)))
 
 
-def _val_seconds(model: torch.nn.Module, setup: Any, loader: Any, loss_fn: Any) -> float:
+def _val_seconds(model: torch.nn.Module, setup: Any, loader: Any, loss_fn: Any, clock: Callable[[], float]) -> float:
     """A whole validation pass, from the first ``VAL_PROBE_BATCHES`` batches (loader start included)."""
     if loader is None:
         return 0.0
-    start = time.perf_counter()
+    start = clock()
     run_inference(validation_strategy(model, setup), _First(loader, VAL_PROBE_BATCHES), loss_fn)
     probed = min(len(loader), VAL_PROBE_BATCHES)
-    return (time.perf_counter() - start) * len(loader) / max(1, probed)
+    return (clock() - start) * len(loader) / max(1, probed)
 
 
 class _Batches:

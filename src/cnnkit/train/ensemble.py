@@ -1,12 +1,15 @@
 """Ensembles: ``train.ensemble: N`` trains N models into one run folder; one thing to use afterwards.
 
-Member ``k`` (from 1) is an ordinary run in ``<out>/member-k/`` (:func:`cnnkit.io.ensemble.member_folder`)
+Member ``k`` (from 1) is an ordinary run in ``<out>/member-k/`` (:func:`cnnkit.io.run_folder.member_folder`)
 trained by :func:`cnnkit.train.fit.run_job` with ``train.seed + k - 1``: its own initial weights,
 batch order and augmentation draws, the same data and split. The manifest ``<out>/ensemble.json``
 (:mod:`cnnkit.io.ensemble`) lists the members and is rewritten after each one finishes. A member
 that finished has ``member.json`` in its folder (removed before it trains again), so a killed
 ensemble resumes member by member (``--resume``): a finished member is skipped, an unfinished one
-continues from its last committed epoch, the others start. Under ``torchrun`` the members are
+continues from its last committed epoch, the others start. A folder that holds an ensemble (its
+manifest or a member's run) is refused without ``resume`` or ``overwrite`` (which retrains every
+member), before any member's file is touched; the main process holds the folder's lock meanwhile
+(:mod:`cnnkit.train.lock`), and each member's run its member folder's. Under ``torchrun`` the members are
 spread over the processes (member ``k`` on rank ``(k - 1) mod world size``), each process training
 its members alone (not DDP), on its own GPU.
 
@@ -29,18 +32,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
-import torch.distributed as tdist
 
-from cnnkit.atomic import atomic_write_text
 from cnnkit.engine.device import resolve_device
 from cnnkit.engine.ensemble import check_members, combine
 from cnnkit.engine.inference import run_inference
 from cnnkit.engine.metrics import point_errors
 from cnnkit.engine.scored import Outputs, Scored
 from cnnkit.engine.step import StepSetup
+from cnnkit.errors import ConfigError
+from cnnkit.io import run_folder as RF
 from cnnkit.io.checkpoint import read_meta
-from cnnkit.io.ensemble import MANIFEST, EnsembleManifest, member_folder, members_entry, write_manifest
+from cnnkit.io.ensemble import EnsembleManifest, members_entry, write_manifest
+from cnnkit.io.run_folder import member_folder
+from cnnkit.train.commit import OVERWRITE_HINT, check_not_inputs
 from cnnkit.train.distributed import DistContext, distributed
+from cnnkit.train.start import holding_folder
 from cnnkit.train.uncertainty import choose_calibration, describe, model_strategy, validation_loader
 
 if TYPE_CHECKING:
@@ -50,8 +56,8 @@ log = logging.getLogger("cnnkit")
 
 #: How long a process that finished its members waits for the others (members may train for hours).
 MEMBERS_WAIT = timedelta(hours=72)
-MODEL_FILES = ("best.safetensors", "last.safetensors")
-MEMBER_MARK = "member.json"  # written into a member's folder when it finished training
+MODEL_FILES = RF.CHECKPOINTS
+MEMBER_MARK = RF.MEMBER_DONE  # written into a member's folder when it finished training
 
 
 class MemberRun(Protocol):
@@ -77,7 +83,12 @@ def run_ensemble(job: TrainingJob, dist: DistContext | None, extra_files: Mappin
                  train_member: TrainMember) -> EnsembleResult:
     """Train the ``job.cfg.ensemble`` members of ``job`` (module docstring); return the manifest."""
     out, n = job.out_dir, job.cfg.ensemble
-    with distributed(dist, job.cfg.device) as ctx:
+    check_not_inputs(out, job.inputs)
+    with distributed(dist, job.cfg.device) as ctx, holding_folder(out, ctx):
+        refusal = _refusal(job) if ctx.is_main else None
+        refusal = ctx.gather(refusal)[0]
+        if refusal is not None:  # every rank raises it, before any member's file is touched
+            raise refusal
         interrupted = False
         for k in range(1 + ctx.rank, n + 1, ctx.world_size):  # member k on rank (k - 1) mod world size
             member = _member_job(job, k)
@@ -93,14 +104,30 @@ def run_ensemble(job: TrainingJob, dist: DistContext | None, extra_files: Mappin
             if run.interrupted:
                 interrupted = True
                 break
-            atomic_write_text(member.out_dir / MEMBER_MARK, json.dumps({"member": k, "seed": member.cfg.seed}))
+            RF.RunFolder(member.out_dir).write_text(MEMBER_MARK, json.dumps({"member": k, "seed": member.cfg.seed}))
             if not ctx.is_distributed:  # progress on disk after each member (under torchrun: at the end)
                 _write(job)
-        _wait_for_all(ctx)
-        interrupted = any(ctx.gather(interrupted))
+        with ctx.patient(MEMBERS_WAIT) as group:  # who finished first waits for the others
+            interrupted = any(ctx.gather(interrupted, group=group))
         if ctx.is_main:
             _write(job, calibrate=not interrupted, device=ctx.device)
-    return EnsembleResult(out / MANIFEST, _histories(out, n), interrupted)
+    return EnsembleResult(out / RF.ENSEMBLE, _histories(out, n), interrupted)
+
+
+def _refusal(job: TrainingJob) -> ConfigError | None:
+    """Without resume or overwrite, a folder that holds an ensemble (its manifest, or a member that
+    committed or finished) is refused as a whole: its members' runs are not started again one by one."""
+    if job.resume or job.overwrite:
+        return None
+    folder = RF.RunFolder(job.out_dir)
+    held = [RF.ENSEMBLE] if folder.is_ensemble else []
+    held += [member_folder(k) for k in range(1, job.cfg.ensemble + 1)
+             if folder.member(k).present((MEMBER_MARK, RF.STATE, *MODEL_FILES))]
+    if not held:
+        return None
+    return ConfigError(f"{job.out_dir} already holds an ensemble ({', '.join(held)}). Nothing was replaced: "
+                       f"--resume (resume=True) trains its unfinished members, {OVERWRITE_HINT} trains every member "
+                       "again from scratch, or choose another output folder.")
 
 
 def finished(folder: Path) -> bool:
@@ -139,7 +166,7 @@ def _entry(job: TrainingJob, k: int) -> dict[str, Any]:
 def _write(job: TrainingJob, *, calibrate: bool = False, device: Any = None) -> None:
     """Write the manifest; at the end (``calibrate``) with the uncertainty measured on the validation split."""
     members = tuple(_entry(job, k) for k in range(1, job.cfg.ensemble + 1))
-    manifest = EnsembleManifest(job.out_dir / MANIFEST, members, varies="seed",
+    manifest = EnsembleManifest(RF.RunFolder(job.out_dir).manifest, members, varies="seed",
                                 extra={"seeds": [m["seed"] for m in members]})
     if calibrate and job.val is not None and len(job.val) and job.train.task == "landmarks":
         done = [job.out_dir / m["model"] for m in members if m["done"]]
@@ -181,20 +208,11 @@ def _as_scored(o: Outputs) -> Scored:
     return Scored(index=o.index, pred=o.pred, true=o.true, scale=o.scale, offset=o.offset, likelihood=o.likelihood)
 
 
-def _wait_for_all(ctx: DistContext) -> None:
-    """Every process waits here until all have trained their members (a long-timeout gloo barrier)."""
-    if not ctx.is_distributed:
-        return
-    group = tdist.new_group(backend="gloo", timeout=MEMBERS_WAIT)
-    tdist.barrier(group=group)
-    tdist.destroy_process_group(group)
-
-
 def _histories(out: Path, n: int) -> pd.DataFrame:
     """Every member's metrics.csv, one after another, with a ``member`` column (1..n)."""
     parts = []
     for k in range(1, n + 1):
-        path = out / member_folder(k) / "metrics.csv"
-        if path.is_file():
-            parts.append(pd.read_csv(path).assign(member=k))
+        history = RF.RunFolder(out).member(k).read_history()
+        if not history.empty:
+            parts.append(history.assign(member=k))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from cnnkit.engine.inference import Outputs, run_inference, validation_strategy
 from cnnkit.engine.metrics import class_metrics, landmark_metrics
 from cnnkit.engine.step import StepSetup
 from cnnkit.errors import CheckpointError, ConfigError, did_you_mean
+from cnnkit.io import run_folder as RF
 from cnnkit.io.background import BackgroundWriter
 from cnnkit.io.checkpoint import (
     capture_rng,
@@ -36,9 +38,10 @@ from cnnkit.io.checkpoint import (
     snapshot_state,
     write_model,
 )
+from cnnkit.io.meta import CheckpointMeta
 from cnnkit.rng import make_generator
 from cnnkit.train import commit as C
-from cnnkit.train.budget import SHORT_BUDGET_STEPS, recent_pace, recount, time_used
+from cnnkit.train.budget import SHORT_BUDGET_STEPS, Speed, recent_pace, recount, time_used
 from cnnkit.train.distributed import DistContext, merge_outputs
 from cnnkit.train.ema import WeightAverage
 from cnnkit.train.loop import EpochBar, train_one_epoch
@@ -74,8 +77,10 @@ class RunState:
 class EpochRunner:
     """Owns the model, optimizer and schedule of one run; ``run`` does the epochs."""
 
-    def __init__(self, parts: RunParts, cfg: TrainConfig, out: Path, dist: DistContext) -> None:
+    def __init__(self, parts: RunParts, cfg: TrainConfig, out: Path, dist: DistContext, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         setup = parts.setup
+        self.clock = clock  # seconds: epoch times, train.time (parts.started_s is on it), checkpoint_every 'Mmin'
         self.model = parts.model.to(setup.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -89,6 +94,7 @@ class EpochRunner:
         self.opt = make_optimizer(self.model, cfg)
         steps_per_epoch = max(1, len(self.loaders["train"]))
         self.time_plan, self.started_s = parts.time_plan, parts.started_s
+        self.speed: Speed | None = None  # a few steps timed before training: the length line says how long
         # the training-length rule (or train.time's plan), resolved once
         self.epochs = parts.time_plan.epochs if parts.time_plan is not None else cfg.epochs_for(steps_per_epoch)
         self.sched = make_scheduler(self.opt, cfg, steps_per_epoch, self.epochs)
@@ -103,7 +109,7 @@ class EpochRunner:
         self.identity = C.run_identity(cfg, self.meta, self.model, {k: len(v.dataset) for k, v in self.loaders.items()})
         self._staging: dict[str, Any] = {"best": {}, "state": {}}  # CPU buffers reused by every commit
         self._best: Any = None  # the best weights (a CPU snapshot) not yet written
-        self._last_commit_s = time.monotonic()
+        self._last_commit_s = clock()
         self.tensorboard = _tensorboard(cfg, out, dist, parts)  # train.log: tensorboard (main process only)
 
     @property
@@ -115,7 +121,7 @@ class EpochRunner:
     def resume_state(self, run_dir: Path) -> RunState:
         """``run_dir``'s committed state loaded into this runner; a fresh start when nothing is committed
         (in the output folder only). A different run's state (see ``commit.run_identity``) is refused."""
-        state_path = run_dir / C.STATE
+        state_path = run_dir / RF.STATE
         found = state_path.is_file()
         if self.dist.is_distributed:  # every rank must take the same branch (a shared file system)
             C.check_ranks_agree(self.dist.gather(found), state_path)
@@ -164,7 +170,7 @@ class EpochRunner:
             self._announce_length(state)
             if state.epochs_done >= self.epochs and self.dist.is_main:  # resumed after its last epoch
                 final = snapshot_model(self.kept_model, self._meta(state, state.epochs_done))
-                self.writer.submit(lambda: write_model(self.out / C.LAST, final))
+                self.writer.submit(lambda: write_model(self.out / RF.LAST, final))
             while state.epochs_done < self.epochs:  # train.time may re-count self.epochs after the first
                 self._one_epoch(state.epochs_done, state)
             self.writer.wait()
@@ -172,9 +178,9 @@ class EpochRunner:
             state.interrupted = True
             self.writer.finish()
             if self.dist.is_main:
-                save_model(self.out / C.INTERRUPTED, self.kept_model, self._meta(state, -1))
-                log.warning(f"interrupted: --resume (resume=True) continues from the last commit in {self.out / C.STATE}"
-                            f"; the weights of the epoch in progress are in {C.INTERRUPTED}.")
+                save_model(self.out / RF.INTERRUPTED, self.kept_model, self._meta(state, -1))
+                log.warning(f"interrupted: --resume (resume=True) continues from the last commit in {self.out / RF.STATE}"
+                            f"; the weights of the epoch in progress are in {RF.INTERRUPTED}.")
         except BaseException:
             self.writer.finish()  # the commit in flight still lands: a resume loses no finished epoch
             raise
@@ -183,7 +189,7 @@ class EpochRunner:
         return state
 
     def _one_epoch(self, epoch: int, state: RunState) -> None:
-        start = time.perf_counter()
+        start = self.clock()
         train_loader = self.loaders["train"]
         train_loader.sampler.set_epoch(epoch)
         generator = make_generator(self.dist.rank_seed(self.cfg.seed * 1_000_003 + epoch))
@@ -198,7 +204,7 @@ class EpochRunner:
         row: dict[str, float] = {"epoch": epoch + 1, **self._reduce_train_logs(logs, len(train_loader.sampler))}
         if "val" in self.loaders:
             row.update(self._validate(state))
-        row["time_s"] = time.perf_counter() - start
+        row["time_s"] = self.clock() - start
         state.history.append(row)
         state.epochs_done = epoch + 1
         if self.time_plan is not None and self.cfg.schedule != "onecycle":
@@ -213,7 +219,7 @@ class EpochRunner:
         assert plan is not None
         pace = recent_pace([row["time_s"] for row in state.history if "time_s" in row])
         # rank 0's clock for every rank, so all ranks agree on the length
-        pace, elapsed_s = self.dist.gather((pace, time.monotonic() - self.started_s))[0]
+        pace, elapsed_s = self.dist.gather((pace, self.clock() - self.started_s))[0]
         first = not plan.recounted
         self.time_plan = recount(plan, state.epochs_done, pace, plan.budget_s - elapsed_s)
         if self.time_plan.epochs != self.epochs:
@@ -223,7 +229,7 @@ class EpochRunner:
             log.info(f"train.time: the first epoch took {pace:.3g} s; training {_epochs(self.epochs)} in all "
                      "(re-counted after every epoch from the recent epochs' pace)")
         if self.dist.is_main:
-            C.update_settings(self.out, time_plan=self.time_plan.to_dict(), epochs=self.epochs)
+            RF.RunFolder(self.out).update_settings(time_plan=self.time_plan.to_dict(), epochs=self.epochs)
 
     def _reduce_train_logs(self, logs: dict[str, float], n_local: int) -> dict[str, float]:
         """Global train loss (sum over ranks / rows over ranks) and global images per second."""
@@ -236,7 +242,7 @@ class EpochRunner:
         """Mean-shape sums of all ranks (each summed its own rows, padding repeats left out)."""
         if not self.dist.is_distributed or self.setup.task != "landmarks":
             return
-        zeros = np.zeros((len(self.meta["landmarks"]), 2))
+        zeros = np.zeros((len(self.meta.landmarks), 2))
         local = np.stack([zeros if state.shape_sum is None else state.shape_sum,
                           zeros if state.shape_count is None else state.shape_count])
         total = self.dist.reduce_sum(torch.from_numpy(local)).numpy()
@@ -250,9 +256,9 @@ class EpochRunner:
     def _metrics(self, outputs: Outputs, state: RunState) -> dict[str, float]:
         assert outputs.true is not None  # validation tables are annotated
         if self.setup.task == "classes":
-            return class_metrics(outputs.pred.argmax(-1), outputs.true, classes=self.meta["classes"])
+            return class_metrics(outputs.pred.argmax(-1), outputs.true, classes=self.meta.classes)
         baseline = self._baseline_px(outputs, state)
-        found = landmark_metrics(outputs.pred, outputs.true, names=self.meta["landmarks"], baseline_px=baseline)
+        found = landmark_metrics(outputs.pred, outputs.true, names=self.meta.landmarks, baseline_px=baseline)
         return {k: float(v) for k, v in found.items()}
 
     def _baseline_px(self, outputs: Outputs, state: RunState) -> np.ndarray | None:
@@ -262,10 +268,10 @@ class EpochRunner:
                                                                            outputs.offset)
 
     # -- records ----------------------------------------------------------------------
-    def _meta(self, state: RunState, epoch: int) -> dict[str, Any]:
+    def _meta(self, state: RunState, epoch: int) -> CheckpointMeta:
         shape = state.mean_shape_norm()
-        return {**self.meta, "epoch": epoch,
-                "mean_shape_norm": None if shape is None else np.nan_to_num(shape, nan=0.5).tolist()}
+        return self.meta.with_values(epoch=epoch,
+                                     mean_shape_norm=None if shape is None else np.nan_to_num(shape, nan=0.5).tolist())
 
     def _record(self, state: RunState, row: dict[str, float]) -> None:
         rng = capture_rng()
@@ -282,15 +288,16 @@ class EpochRunner:
         kept = None
         self.writer.wait()  # the staging buffers are free again (the last write ended long ago, normally)
         if value <= state.best_value or not math.isfinite(state.best_value):
-            kept = snapshot_model(self.kept_model, {**meta, "selected_by": self._selection_key()},
+            kept = snapshot_model(self.kept_model, meta.with_values(selected_by=self._selection_key()),
                                   staging=self._staging["best"])
             self._best, state.best_value = kept, value
-        if not C.commit_due(self.cfg.checkpoint_every, state.epochs_done, self.epochs, self._last_commit_s):
+        if not C.commit_due(self.cfg.checkpoint_every, state.epochs_done, self.epochs, self._last_commit_s,
+                            self.clock()):
             return
         self.writer.submit(self._commit(state, rng, per_rank, meta, kept))
-        self._best, self._last_commit_s = None, time.monotonic()
+        self._best, self._last_commit_s = None, self.clock()
 
-    def _commit(self, state: RunState, rng: Any, per_rank: list[Any] | None, meta: dict[str, Any],
+    def _commit(self, state: RunState, rng: Any, per_rank: list[Any] | None, meta: CheckpointMeta,
                 kept: Any) -> Any:
         """Snapshot this epoch into CPU memory (training may go on) and return the job that writes it."""
         last = snapshot_model(self.kept_model, meta, tensors=None if kept is None else kept.tensors,
@@ -347,12 +354,20 @@ class EpochRunner:
                     f"set train.epochs, train.steps or train.time to change it")
         steps = self.epochs * per_epoch
         log.info(f"training {_epochs(self.epochs)} x {per_epoch} steps = {steps:,} optimizer "
-                 f"steps ({why}); the time left is shown after each epoch")
+                 f"steps ({why}){self._estimate(state)}; the time left is shown after each epoch")
         shortened = plan is not None and plan.recipe == "short"
         if self.setup.task == "landmarks" and self.setup.crop is None and steps < SHORT_BUDGET_STEPS and not shortened:
             log.info(f"a short budget (under {SHORT_BUDGET_STEPS:,} steps): at equal time, half the pixels, batch 8 "
                      "and ImageNet weights did better than the defaults (docs/training.md, 'Short budgets'; "
                      "train.time chooses the first two by itself when you leave data.size and batch_size unset)")
+
+    def _estimate(self, state: RunState) -> str:
+        """'; about 12 min on this machine (...)' from the steps timed before training (no train.time)."""
+        if self.speed is None or self.time_plan is not None:  # train.time: its plan already says it
+            return ""
+        left_s = (self.epochs - state.epochs_done) * self.speed.epoch_s
+        return (f"; about {_duration(left_s)} on this machine ({self.speed.step_s:.3g} s a step and "
+                f"{self.speed.epoch_s:.3g} s an epoch, timed before training; train.time caps it)")
 
     def _eta_s(self, state: RunState) -> float:
         """Seconds left at the recent epochs' pace (the one train.time re-counts by)."""
@@ -373,7 +388,7 @@ def format_epoch_line(row: dict[str, float], epochs: int, *, eta_s: float = floa
             parts.append(f"{key} {row[key]:.4g}")
     parts.append(f"{row['images_per_s']:.1f} img/s")
     if math.isfinite(eta_s) and int(row["epoch"]) < epochs:
-        parts.append(f"about {eta_s / 60:.0f} min left" if eta_s >= 90 else f"about {eta_s:.0f} s left")
+        parts.append(f"about {_duration(eta_s)} left")
     return "  ".join(parts)
 
 
@@ -414,6 +429,11 @@ def _tensorboard(cfg: TrainConfig, out: Path, dist: DistContext, parts: RunParts
     from cnnkit.train.tensorboard import TensorBoardLog
 
     return TensorBoardLog(out, val_loader=parts.loaders.get("val"), setup=parts.setup)
+
+
+def _duration(seconds: float) -> str:
+    """'12 min' from 90 s on, else '40 s'."""
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def _epochs(n: int) -> str:

@@ -1,25 +1,23 @@
 """``fit``: one call from a spec (or model) and tables to a run folder with checkpoints.
 
-Run folder layout::
+The run folder's files are named, read and written by ``cnnkit.io.run_folder`` (its docstring draws
+the layout).
 
-    out_dir/
-      last.state.pt                     the commit point: weights, optimizer/schedule/RNG for resume
-      last.safetensors                  the last epoch's weights + metadata (written when the run ends)
-      best.safetensors                  best by the validation metric (= last without val)
-      metrics.csv                       one row per epoch
-      settings.json                     the resolved settings, to repeat the run
-      curves.png  val_predictions.png   plots (main process only)
+One run per folder: the lock refuses a second run while the first lives, and a start without
+``resume`` refuses a folder that holds a run's results unless ``overwrite`` (``commit.check_unused``);
+no run writes over one of its own inputs (``commit.check_not_inputs``). Before the first epoch a probe
+write checks that the folder takes the files (``commit.preflight``), and the batch is checked to fit
+in memory (``cnnkit.model.memory``).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +27,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cnnkit.atomic import atomic_write_text
 from cnnkit.config import CropConfig, DataConfig, TrainConfig, from_mapping, parse_duration, split_options
 from cnnkit.data.augment import Augment
 from cnnkit.data.table import AnnotationTable
-from cnnkit.engine.device import describe_device, resolve_device
+from cnnkit.engine.device import resolve_device
 from cnnkit.errors import ConfigError, DataError
+from cnnkit.io import run_folder as RF
 from cnnkit.model.net import SpecNet
 from cnnkit.train import commit as C
 from cnnkit.train.budget import (
@@ -49,8 +47,9 @@ from cnnkit.train.budget import (
 )
 from cnnkit.train.choose_views import choose_views
 from cnnkit.train.distributed import DistContext, distributed
-from cnnkit.train.epochs import EpochRunner, RunState
+from cnnkit.train.epochs import EpochRunner
 from cnnkit.train.parts import assemble_parts, build_for_table
+from cnnkit.train.start import check_memory, holding_folder, prepare_folder, start_state
 from cnnkit.train.uncertainty import calibrate_run
 
 log = logging.getLogger("cnnkit")
@@ -82,9 +81,11 @@ def fit(
     head: Any = None,
     augment: Augment | Mapping[str, Any] | str | None = "auto",
     resume: bool | str | Path = False,
+    overwrite: bool = False,
     pretrained: str | Path | None = None,
     normalisation: Mapping[str, Sequence[float]] | None = None,
     dist: DistContext | None = None,
+    clock: Callable[[], float] = time.monotonic,
     **options: Any,
 ) -> Run:
     """Train ``model`` on ``train``; validate on ``val`` each epoch; write a run folder.
@@ -98,7 +99,8 @@ def fit(
             from ``build_model`` (its outputs must match the table).
         train, val: tables from ``read_annotations``; the task (landmarks or classes) and the
             number of outputs come from ``train``.
-        out_dir: the run folder (created).
+        out_dir: the run folder (created). One run per folder: a folder in use by a live run is refused
+            (naming it), and so is one holding a run's results unless ``resume`` or ``overwrite``.
         head: output head for specs ('flatten', 'gap', 'heatmap'); None = the one rule of
             ``cnnkit.model.defaults.default_head`` (heatmap for landmarks on a preset backbone).
         augment: an ``Augment``, a mapping of its fields, None (no augmentation) or 'auto' (the
@@ -106,10 +108,12 @@ def fit(
             brightness/contrast, and flips when the table declares left/right ``flip_pairs`` — and
             none for classes. Off at evaluation.
         resume: True to continue the run in ``out_dir`` from ``last``; or a run folder path.
+        overwrite: replace the run ``out_dir`` holds (its files are removed when this run starts).
         pretrained: a torchvision/timm ResNet weights file for the matching preset.
         normalisation: {'mean': [...], 'std': [...]} per channel; None = the default for the channels.
         dist: the process group to train in; None = ``DistContext.from_env()``: one process, or
             DDP under torchrun (started here and ended at the end). ``batch_size`` is per process.
+        clock: seconds, for ``train.time`` and ``checkpoint_every: Mmin`` (tests give a fake one).
         **options: ``DataConfig`` fields (size=(w, h), grayscale, letterbox, cache, workers, crop: 'auto'
             (default: crop training for small subjects in large frames), False, True, 'WxH' or a
             mapping; docs/resolution.md) and
@@ -122,8 +126,13 @@ def fit(
     job = TrainingJob(model=model, train=train, val=val, data=from_mapping(DataConfig, data_opts, where="fit"),
                       cfg=from_mapping(TrainConfig, train_opts, where="fit"), augment=resolve_augment(augment, train),
                       out_dir=Path(out_dir), head=head, pretrained=pretrained, normalisation=normalisation,
-                      resume=resume)
+                      resume=resume, overwrite=overwrite, inputs=table_files(train, val), clock=clock)
     return run_job(job, dist)
+
+
+def table_files(*tables: AnnotationTable | None) -> tuple[Path, ...]:
+    """The annotation files the tables were read from (a run never writes over them)."""
+    return tuple(Path(t.source) for t in tables if t is not None and isinstance(t.source, str) and Path(t.source).is_file())
 
 
 @dataclass(frozen=True)
@@ -141,28 +150,37 @@ class TrainingJob:
     pretrained: str | Path | None = None
     normalisation: Mapping[str, Sequence[float]] | None = None
     resume: bool | str | Path = False
+    overwrite: bool = False  # replace the run the folder holds
+    inputs: tuple[Path, ...] = ()  # the files the run reads (experiment, annotations, splits): never written
     time_plan: TimePlan | None = None  # what train.time resolved to (set by run_job)
+    clock: Callable[[], float] = time.monotonic  # seconds; train.time and checkpoint_every count by it
+
+    def __post_init__(self) -> None:
+        if self.resume and self.overwrite:
+            raise ConfigError("resume and overwrite: choose one (resume continues the run in the folder, "
+                              "overwrite replaces it)")
 
 
 def run_job(job: TrainingJob, dist: DistContext | None = None, *,
             extra_files: Mapping[str, str] | None = None) -> Run:
     """Build the model (seeded), the loaders and the loss once; train; return the ``Run``.
 
-    Nothing is written before the model is built, so a bad spec leaves no run folder behind.
-    ``extra_files`` ({name: text}) are written into the run folder with ``settings.json``.
+    Nothing but the folder's lock is written before the model is built, so a bad spec leaves no run
+    folder behind. ``extra_files`` ({name: text}) are written into the run folder with ``settings.json``.
     """
     if job.cfg.ensemble > 1:  # N members into one folder, each an ordinary run (train/ensemble.py)
         from cnnkit.train.ensemble import run_ensemble
 
         done = run_ensemble(job, dist, extra_files or {}, train_member=run_job)
         return Run(job.out_dir, done.history, done.manifest, done.manifest, interrupted=done.interrupted)
-    started = time.monotonic()  # train.time counts from here: start-up and measuring are part of the run
+    started = job.clock()  # train.time counts from here: start-up and measuring are part of the run
+    C.check_not_inputs(job.out_dir, job.inputs)
     job = _with_auto_crop(job)
     _check_tables(job.train, job.val, job.data.crop_settings)
     if not job.cfg.quiet and os.environ.get("RANK", "0") == "0":
         _log_flip_pairs(job.train, job.augment)
     job = _with_pretrained_rates(job)
-    with distributed(dist, job.cfg.device) as ctx:
+    with distributed(dist, job.cfg.device) as ctx, holding_folder(job.out_dir, ctx):
         device = ctx.device or resolve_device(job.cfg.device)
         job = _with_size_and_batch(job, device, ctx, started)
         # The run draws initial weights and dropout masks from the global RNG, seeded here inside a
@@ -175,22 +193,20 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
             if ctx.is_distributed:
                 torch.manual_seed(ctx.rank_seed(job.cfg.seed))  # but each rank its own dropout masks
             parts = dataclasses.replace(assemble_parts(net, job, device, ctx), started_s=started)
-            runner = EpochRunner(parts, job.cfg, job.out_dir, ctx)
-            resume = job.resume
-            # Resume first: a folder holding a different run is refused before anything in it is replaced.
-            state = runner.resume_state(Path(resume) if isinstance(resume, (str, Path)) else job.out_dir) \
-                if resume else RunState()
+            runner = EpochRunner(parts, job.cfg, job.out_dir, ctx, clock=job.clock)
+            state = start_state(job, runner, ctx)  # refuses another run's folder before anything in it is replaced
+            runner.speed = _timed_before_training(job, device, ctx, left=runner.epochs - state.epochs_done)
             if ctx.is_main:
-                _prepare_folder(job, net, device, runner.epochs, extra_files or {})
+                prepare_folder(job, net, device, runner.epochs, extra_files or {})
             state = runner.run(state)
             if ctx.is_main and not state.interrupted:  # crop models: two-pass or full-frame, measured on val
-                choose_views(job.out_dir, runner.setup, job.val, grayscale=job.data.grayscale, files=(C.BEST, C.LAST),
+                choose_views(job.out_dir, runner.setup, job.val, grayscale=job.data.grayscale, files=(RF.BEST, RF.LAST),
                              batch_size=job.cfg.resolved_batch_size, quiet=job.cfg.quiet)
                 calibrate_run(job.out_dir, runner.setup, job.val, grayscale=job.data.grayscale,  # <name>_uncertainty
-                              letterbox=job.data.letterbox, files=(C.BEST, C.LAST),
+                              letterbox=job.data.letterbox, files=(RF.BEST, RF.LAST),
                               batch_size=job.cfg.resolved_batch_size, quiet=job.cfg.quiet)
-    out = job.out_dir
-    return Run(out, state.history_frame(), out / "best.safetensors", out / "last.safetensors",
+    folder = RF.RunFolder(job.out_dir)
+    return Run(folder.path, state.history_frame(), folder.best, folder.last,
                interrupted=state.interrupted, model=runner.model)
 
 
@@ -231,21 +247,21 @@ def _with_size_and_batch(job: TrainingJob, device: torch.device, ctx: DistContex
     """The input size and batch: as given, else the defaults, or under ``train.time`` the plan's
     (measured here, or read back from the folder a resume continues; cnnkit.train.budget)."""
     if job.cfg.time is None:
-        return _with_default_batch(_with_input_size(job))
+        return check_memory(_with_default_batch(_with_input_size(job)), device)
     plan = _stored_time_plan(job) or _new_time_plan(job, device, ctx, started)
-    return dataclasses.replace(job, data=dataclasses.replace(job.data, size=plan.size),
-                               cfg=dataclasses.replace(job.cfg, batch_size=plan.batch_size), time_plan=plan)
+    return check_memory(dataclasses.replace(job, data=dataclasses.replace(job.data, size=plan.size),
+                                             cfg=dataclasses.replace(job.cfg, batch_size=plan.batch_size),
+                                             time_plan=plan), device)
 
 
 def _stored_time_plan(job: TrainingJob) -> TimePlan | None:
     """The plan a run being resumed was started with (its settings.json), if it committed an epoch."""
     if not job.resume:
         return None
-    folder = Path(job.resume) if isinstance(job.resume, (str, Path)) else job.out_dir
-    settings = folder / "settings.json"
-    if not ((folder / C.STATE).is_file() and settings.is_file()):
+    folder = RF.RunFolder(Path(job.resume) if isinstance(job.resume, (str, Path)) else job.out_dir)
+    if not folder.state.is_file():
         return None
-    stored = json.loads(settings.read_text()).get("time_plan")
+    stored = folder.read_settings().get("time_plan")
     return None if stored is None else TimePlan.from_dict(stored)
 
 
@@ -263,6 +279,7 @@ def _new_time_plan(job: TrainingJob, device: torch.device, ctx: DistContext, sta
         short = dataclasses.replace(default, data=dataclasses.replace(default.data, size=auto_size(job.train, AUTO_AREA // 2)),
                                     cfg=dataclasses.replace(default.cfg, batch_size=SHORT_BATCH_SIZE))
 
+    check_memory(default, device)  # before measuring it: a size that cannot fit is refused, not tried
     budget_s = parse_duration(job.cfg.time)
 
     def candidate(recipe: str, probe: TrainingJob) -> Candidate:
@@ -271,7 +288,16 @@ def _new_time_plan(job: TrainingJob, device: torch.device, ctx: DistContext, sta
 
     return plan_time(budget_s, candidate("default", default),
                      None if short is None else candidate("short", short),
-                     elapsed_s=lambda: ctx.gather(time.monotonic() - started)[0])
+                     elapsed_s=lambda: ctx.gather(job.clock() - started)[0])
+
+
+def _timed_before_training(job: TrainingJob, device: torch.device, ctx: DistContext, *, left: int) -> Speed | None:
+    """A few steps and validation batches timed on a throw-away copy, so the length line says how long
+    the run will take here ("about 12 min"). Not with train.time (its plan measured already), ``quiet``
+    (nobody reads it), nothing left to train, or several processes (each would time its own share)."""
+    if job.cfg.quiet or job.time_plan is not None or left <= 0 or ctx.is_distributed:
+        return None
+    return _measure_speed(job, device, ctx, min_timed_s=0.0)  # WARMUP_STEPS + MIN_TIMED_STEPS steps
 
 
 def _may_shorten(job: TrainingJob) -> bool:
@@ -292,7 +318,8 @@ def _measure_speed(job: TrainingJob, device: torch.device, ctx: DistContext, min
         net, weights_norm = build_for_table(model, job.train, job.data, job.head, job.pretrained)
         probe = dataclasses.replace(job, val=val, normalisation=job.normalisation or weights_norm)
         parts = assemble_parts(net, probe, device, ctx)
-        speed = measure_speed(parts.model, parts.setup, parts.loaders, parts.loss_fn, job.cfg, min_timed_s=min_timed_s)
+        speed = measure_speed(parts.model, parts.setup, parts.loaders, parts.loss_fn, job.cfg, min_timed_s=min_timed_s,
+                              clock=job.clock)
     val_rows = 0 if job.val is None else len(job.val)
     return dataclasses.replace(speed, val_s=speed.val_s * val_rows / max(1, 0 if val is None else len(val)))
 
@@ -329,16 +356,6 @@ def _with_pretrained_rates(job: TrainingJob) -> TrainingJob:
         return job
     cfg = dataclasses.replace(job.cfg, backbone_lr=job.cfg.lr * PRETRAINED_BACKBONE_LR_SHARE)
     return dataclasses.replace(job, cfg=cfg)
-
-
-def _prepare_folder(job: TrainingJob, net: nn.Module, device: torch.device, epochs: int,
-                    extra_files: Mapping[str, str]) -> None:
-    job.out_dir.mkdir(parents=True, exist_ok=True)
-    _write_settings(job, net, epochs)
-    for name, text in extra_files.items():
-        atomic_write_text(job.out_dir / name, text)
-    if not job.cfg.quiet:
-        log.info(describe_device(device))
 
 
 def resolve_augment(augment: Augment | Mapping[str, Any] | str | None, train: AnnotationTable) -> Augment:
@@ -391,17 +408,3 @@ def _check_finite(table: AnnotationTable) -> None:
         raise DataError(f"{table.source}: row {row} ({table.df['image'].iloc[row]}), column {(xs + ys)[col]}: "
                         f"landmark is {values[row, col]}; {len(bad)} infinite value(s) in all. Fix or blank them "
                         f"(blank = missing); `cnnkit check-data` lists them.")
-
-
-def _write_settings(job: TrainingJob, net: nn.Module, epochs: int) -> None:
-    config = net.config() if isinstance(net, SpecNet) else {"module": type(net).__name__}
-    train, val = job.train, job.val
-    settings = {
-        "model": config, "model_argument": job.model if isinstance(job.model, (str, list)) else None,
-        "head": job.head, "data": job.data.to_dict(), "train": job.cfg.to_dict(), "epochs": epochs,
-        "augment": job.augment.to_dict(),
-        "time_plan": None if job.time_plan is None else job.time_plan.to_dict(),
-        "train_table": {"source": train.source, "rows": len(train)},
-        "val_table": None if val is None else {"source": val.source, "rows": len(val)},
-    }
-    atomic_write_text(job.out_dir / "settings.json", json.dumps(settings, indent=2, default=str))

@@ -25,13 +25,31 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     return [{"params": backbone_params, "lr": cfg.backbone_lr}, {"params": list(head()), "lr": cfg.lr}]
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+#: How torch runs the update over the parameter tensors: None = torch's own choice (one tensor at a
+#: time on the CPU, ``foreach`` on CUDA), 'for-loop' (one tensor at a time), 'foreach' (a few
+#: multi-tensor kernels over all of them), 'fused' (one fused kernel; CPU since torch 2.4). The
+#: same arithmetic in every case; bench/perf/step_candidates.py times them.
+IMPLEMENTATIONS = (None, "for-loop", "foreach", "fused")
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, *, implementation: str | None = None) -> torch.optim.Optimizer:
+    """The configured optimizer over ``model``'s trainable parameters; ``implementation``: one of
+    ``IMPLEMENTATIONS``."""
     groups = _param_groups(model, cfg)
+    foreach, fused = implementation_flags(implementation)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=foreach, fused=fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=foreach, fused=fused)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True,
+                           foreach=foreach, fused=fused)
+
+
+def implementation_flags(name: str | None) -> tuple[bool | None, bool | None]:
+    """torch's ``(foreach, fused)`` arguments that select implementation ``name`` (None, None: torch's choice)."""
+    if name not in IMPLEMENTATIONS:
+        raise ValueError(f"optimizer implementation: expected one of {IMPLEMENTATIONS}. Received: {name!r}")
+    return {None: (None, None), "for-loop": (False, None), "foreach": (True, None), "fused": (None, True)}[name]
 
 
 def make_scheduler(

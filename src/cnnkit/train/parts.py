@@ -23,7 +23,7 @@ from cnnkit.data.views import ViewDataset, ViewSampler, collate_frames
 from cnnkit.engine import tensors as T
 from cnnkit.engine.step import StepSetup
 from cnnkit.errors import ConfigError
-from cnnkit.io.checkpoint import FORMAT_VERSION
+from cnnkit.io.meta import CheckpointMeta
 from cnnkit.model.builder import build_model
 from cnnkit.model.defaults import default_loss, prepare_for_task
 from cnnkit.train.budget import TimePlan
@@ -42,7 +42,7 @@ class RunParts:
     setup: StepSetup
     loaders: dict[str, Any]  # 'train', and 'val' when there is a validation table
     loss_fn: Any
-    meta: dict[str, Any]  # checkpoint metadata: task, landmarks, classes, normalisation, ...
+    meta: CheckpointMeta  # the model files' record: task, names, input, normalisation, ...
     freeze_bn: bool = False  # keep the backbone's BatchNorm statistics (pretrained weights)
     time_plan: TimePlan | None = None  # train.time's plan: its epochs replace the length rule
     started_s: float = 0.0  # time.monotonic() at the run's start, where train.time counts from
@@ -102,10 +102,8 @@ def assemble_parts(net: nn.Module, job: TrainingJob, device: torch.device, dist:
     )
     freeze_bn = job.cfg.freeze_bn if job.cfg.freeze_bn is not None else job.pretrained is not None
     loaders = _loaders(train, job.val, job.data, job.cfg, dist)
-    meta = _checkpoint_meta(train, job.data, norm, aug)
-    if job.data.crop_settings is not None:  # views='auto' chooses the inference by it (cnnkit.engine.inference.resolve_views)
-        share = loaders["train"].dataset.subject_share()
-        meta["subject_share"] = None if share is None else round(share, 4)
+    share = loaders["train"].dataset.subject_share() if job.data.crop_settings is not None else None
+    meta = _checkpoint_meta(train, job.data, norm, aug, share)
     return RunParts(model=net, setup=setup, loaders=loaders, loss_fn=make_loss_for(train, job.cfg, net, job.data.crop_settings),
                     meta=meta, freeze_bn=freeze_bn, time_plan=job.time_plan)
 
@@ -134,12 +132,12 @@ def _loaders(train: AnnotationTable, val: AnnotationTable | None, data_cfg: Data
             for name, ds in sets.items()}
 
 
-def _checkpoint_meta(train: AnnotationTable, data_cfg: DataConfig, norm: Mapping[str, Any],
-                     aug: Augment) -> dict[str, Any]:
-    return {
-        "format_version": FORMAT_VERSION, "task": train.task, "landmarks": list(train.landmarks),
-        "classes": list(train.classes), "flip_pairs": [list(p) for p in train.flip_pairs],
-        "normalisation": {k: list(v) for k, v in norm.items()}, "size": list(data_cfg.frame),
-        "channels": data_cfg.channels, "grayscale": data_cfg.grayscale, "letterbox": data_cfg.letterbox,
-        "augment": aug.to_dict(), "crop": None if data_cfg.crop_settings is None else data_cfg.crop_settings.to_dict(),
-    }
+def _checkpoint_meta(train: AnnotationTable, data_cfg: DataConfig, norm: Mapping[str, Any], aug: Augment,
+                     subject_share: float | None) -> CheckpointMeta:
+    """The model files' record (``subject_share``: crop models; ``views='auto'`` falls back on it)."""
+    crop = data_cfg.crop_settings
+    return CheckpointMeta.for_run(task=train.task, landmarks=train.landmarks, classes=train.classes,
+                                  flip_pairs=train.flip_pairs, normalisation=norm, size=data_cfg.frame,
+                                  channels=data_cfg.channels, grayscale=data_cfg.grayscale,
+                                  letterbox=data_cfg.letterbox, augment=aug.to_dict(),
+                                  crop=None if crop is None else crop.to_dict(), subject_share=subject_share)

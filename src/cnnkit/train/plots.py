@@ -13,6 +13,8 @@ from torch import nn
 
 from cnnkit.engine.inference import Outputs, run_inference, validation_strategy
 from cnnkit.engine.step import StepSetup
+from cnnkit.io.meta import CheckpointMeta
+from cnnkit.io.run_folder import CURVES, VAL_PREDICTIONS
 
 GRID_IMAGES = 16
 
@@ -45,21 +47,21 @@ def val_sample(model: nn.Module, val_loader: Any, setup: StepSetup, n: int) -> V
 
 
 def write_run_plots(out: Path, history: pd.DataFrame, model: nn.Module, val_loader: Any,
-                    setup: StepSetup, meta: dict[str, Any]) -> list[Path]:
+                    setup: StepSetup, meta: CheckpointMeta) -> list[Path]:
     """Write curves.png and (with a val set) val_predictions.png; returns the paths written."""
     from cnnkit.viz.plots import plot_classes, plot_history, plot_landmarks
 
-    written = [plot_history(history, out / "curves.png")]
+    written = [plot_history(history, out / CURVES)]
     if val_loader is None:
         return written
     sample = val_sample(model, val_loader, setup, GRID_IMAGES)
     images, batch, outputs = sample.images, sample.batch, sample.outputs
     if setup.task == "landmarks":
         written.append(plot_landmarks(images, batch["points"].numpy(), outputs.pred_input_px,
-                                      out / "val_predictions.png", names=meta["landmarks"]))
+                                      out / VAL_PREDICTIONS, names=list(meta.landmarks)))
     else:
-        classes = meta["classes"]
+        classes = meta.classes
         true = [classes[int(i)] for i in batch["label"]]
         pred = [classes[int(i)] for i in outputs.pred.argmax(-1)]
-        written.append(plot_classes(images, true, pred, out / "val_predictions.png", probs=outputs.pred.max(-1)))
+        written.append(plot_classes(images, true, pred, out / VAL_PREDICTIONS, probs=outputs.pred.max(-1)))
     return written

@@ -27,9 +27,10 @@ from torch import nn
 
 from cnnkit.engine.step import StepSetup
 from cnnkit.errors import ConfigError
+from cnnkit.io.run_folder import TENSORBOARD
 from cnnkit.train.plots import val_sample
 
-FOLDER = "tensorboard"
+FOLDER = TENSORBOARD
 IMAGES = 4
 
 

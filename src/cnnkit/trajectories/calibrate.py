@@ -15,7 +15,7 @@ monotone map from the signal to the mean error observed on validation points, an
 
 Given each point's landmark, both first scale the score by a Rayleigh ``c`` per landmark (so a
 landmark whose errors run larger than its spread says is put right), and the isotonic map is then
-fitted on the scaled score. Measured on generated validation sets (``bench/calibration_choice.py``,
+fitted on the scaled score. Measured on generated validation sets (``bench/accuracy/calibration_choice.py``,
 docs/video.md): fitted on 1000 points, isotonic with landmarks is within 0.15 px of the observed
 mean error in every scenario (0.3-0.5 px on 200 points); Rayleigh is better only when the error
 is exactly proportional to the spread (0.05 px), and off by 0.5 px when the error has a floor.

@@ -29,7 +29,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from cnnkit.errors import DataError
 
-#: defaults chosen on generated 30 frames/s trajectories (bench/smoothing_defaults.py, docs/video.md)
+#: defaults chosen on generated 30 frames/s trajectories (bench/accuracy/smoothing_defaults.py, docs/video.md)
 DEFAULT_MEDIAN_WINDOW = 5
 DEFAULT_SAVGOL_WINDOW = 11
 DEFAULT_SAVGOL_ORDER = 2

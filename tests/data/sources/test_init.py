@@ -68,7 +68,7 @@ def test_via_default_filepath_is_a_root(tmp_path: Path) -> None:
             "_via_img_metadata": {"a.png1": {"filename": "a.png", "size": 1, "file_attributes": {}, "regions": [
                 {"shape_attributes": {"name": "point", "cx": 1, "cy": 2}, "region_attributes": {}}]}}}
     (tmp_path / "p.json").write_text(json.dumps(data))
-    t = read_annotations(tmp_path / "p.json")
+    t = read_annotations(tmp_path / "p.json", landmark_attribute="@order")  # unnamed points: click order, opted in
     assert t.images == [str(tmp_path / "pics" / "a.png")] and t.landmarks == ("p0",)
 
 

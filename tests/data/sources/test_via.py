@@ -73,16 +73,59 @@ def test_via1_named_points_reordered_and_unannotated(tmp_path: Path, caplog: pyt
     assert len(kept) == 3 and np.isnan(kept.points()[2]).all()
 
 
-def test_region_order_without_attribute(tmp_path: Path) -> None:
+def test_unnamed_points_are_refused_unless_click_order_is_asked_for(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
     path = _points_via1(tmp_path)
     data = json.loads(path.read_text())
     for entry in data.values():
         for r in entry["regions"].values():
             r["region_attributes"] = {}
     path.write_text(json.dumps(data))
-    t = read_annotations(path)
+    with pytest.raises(DataError, match=r"via1\.json: the points carry no attribute, so which point is which "
+                                        r"landmark is unknown\. In VIA add a region attribute 'landmark'.*"
+                                        r"landmark_attribute='@order' \(--landmark-attribute @order\)"):
+        read_annotations(path)
+    with caplog.at_level(logging.WARNING, logger="cnnkit"):
+        t = read_annotations(path, landmark_attribute="@order")
     assert t.landmarks == ("p0", "p1", "p2")
     assert t.points()[1, 0].tolist() == [15, 16]  # region order, not names
+    assert "points are named p0..pK-1 by the order they were clicked" in caplog.text
+
+
+def _with_attributes(tmp_path: Path, name_attr: str) -> Path:
+    """A VIA 2 project: a dropdown naming the points plus a radio 'occluded' on every point, a text
+    file attribute; image b was clicked in another order than image a."""
+    def region(name: str, x: float, occluded: str) -> dict:
+        return {"shape_attributes": {"name": "point", "cx": x, "cy": x + 1},
+                "region_attributes": {name_attr: name, "occluded": occluded}}
+    meta = {"a.png1": {"filename": "a.png", "size": 1, "file_attributes": {"comment": "ok"},
+                       "regions": [region("nose", 1, "no"), region("tail", 2, "yes")]},
+            "b.png1": {"filename": "b.png", "size": 1, "file_attributes": {"comment": ""},
+                       "regions": [region("tail", 12, "no"), region("nose", 11, "no")]}}
+    attrs = {"region": {name_attr: {"type": "dropdown", "options": {"nose": "", "tail": ""}},
+                        "occluded": {"type": "radio", "options": {"yes": "", "no": ""}}},
+             "file": {"comment": {"type": "text"}}}
+    path = tmp_path / "project.json"
+    path.write_text(json.dumps({"_via_settings": {"project": {"name": "mice"}}, "_via_img_metadata": meta,
+                                "_via_attributes": attrs}))
+    _touch(tmp_path, "a.png", "b.png")
+    return path
+
+
+@pytest.mark.parametrize("name_attr", ["landmark", "BodyPart"])
+def test_a_landmark_attribute_beside_others_names_the_points(tmp_path: Path, name_attr: str) -> None:
+    t = read_annotations(_with_attributes(tmp_path, name_attr))
+    assert t.landmarks == ("nose", "tail")  # not p0, p1 by click order
+    assert t.points().tolist() == [[[1, 2], [2, 3]], [[11, 12], [12, 13]]]
+
+
+def test_several_attributes_none_named_landmark_are_refused_with_the_list(tmp_path: Path) -> None:
+    path = _with_attributes(tmp_path, "part")
+    with pytest.raises(DataError, match=r"project\.json: the points carry the attributes \['part', 'occluded'\] "
+                                        r"and none is named 'landmark' or 'bodypart'.*--landmark-attribute <name>"):
+        read_annotations(path)
+    t = read_annotations(path, landmark_attribute="part")
+    assert t.landmarks == ("nose", "tail") and t.points()[1].tolist() == [[11, 12], [12, 13]]
 
 
 def test_count_mismatch_names_the_image(tmp_path: Path) -> None:
@@ -96,7 +139,7 @@ def test_count_mismatch_names_the_image(tmp_path: Path) -> None:
         str(i): {"shape_attributes": {"name": "point", "cx": i, "cy": i}} for i in range(1, 3)}
     path.write_text(json.dumps(data))
     with pytest.raises(DataError, match=r"image 'b.png10' has 2 points but the set has 3"):
-        read_annotations(path)
+        read_annotations(path, landmark_attribute="@order")
 
 
 def test_duplicate_name_in_one_image(tmp_path: Path) -> None:
@@ -127,10 +170,16 @@ def test_official_via1_json_and_csv_parse_alike(via_examples: Path) -> None:
 @pytest.mark.parametrize("name", ["via1_json_official_testdata_points_rect_circle_ellipse_polygon.json",
                                   "via1_csv_official_testdata_points_rect_circle_ellipse_polygon.csv"])
 def test_official_mixed_shapes_warn_then_reject_uneven_counts(via_examples: Path, name: str) -> None:
+    # 4 of its 5 points carry a free-text 'name' (one has none): not a name per point, so refused ...
     with pytest.warns(UserWarning, match=r"ignored 7 non-point regions \(ellipse x3, rect x2, circle x1, polygon x1\)"):
+        with pytest.raises(DataError, match=r"the points carry one attribute, 'name', whose values do not name each "
+                                            r"point once per image"):
+            read_annotations(via_examples / name)
+    # ... and by click order the images hold different counts
+    with pytest.warns(UserWarning, match=r"ignored 7 non-point regions"):
         with pytest.raises(DataError, match=r"image 'a_swan_swimming_in_geneve_lake.jpg62201' has 1 points "
                                             r"but the set has 4"):
-            read_annotations(via_examples / name)
+            read_annotations(via_examples / name, landmark_attribute="@order")
 
 
 @pytest.mark.parametrize(("name", "found"), [

@@ -5,10 +5,17 @@ annotation-only JSON (``regions`` a list), VIA 1/2 CSV exports (``#filename`` or
 ``filename`` header, JSON in cells) and VIA 3.x projects (``xy = [1, x, y]`` points).
 
 Only ``point`` regions are landmarks. Other shapes are counted and reported (a warning
-when points are present too, a DataError when there are none). A landmark's name comes
-from a region attribute (``landmark_attribute=``, or a single dropdown/radio attribute
-found automatically); without one, points are numbered ``p0..pK-1`` in region order and
-every annotated image must have the same count.
+when points are present too, a DataError when there are none).
+
+A landmark's name always comes from a region attribute, never from the order the points
+were clicked (which differs between images). Which attribute (``identity_attribute``):
+``landmark_attribute=`` when given; else the one attribute the points carry named
+``landmark``/``bodypart`` (any case, plural too); else the only attribute the points carry,
+if it is a dropdown/radio or names each point once per image. Points that carry several
+attributes, none of those names, or no attribute that names them, are refused with the list
+of attributes and how to choose. ``landmark_attribute="@order"`` (``ORDER``) is the explicit
+opt-in for unnamed points: ``p0..pK-1`` in click order, logged as a warning, and every
+annotated image must have the same count.
 """
 
 from __future__ import annotations
@@ -37,6 +44,18 @@ log = logging.getLogger("cnnkit")
 _VIA3_SHAPES = {1: "point", 2: "rect", 3: "circle", 4: "ellipse", 5: "line", 6: "polyline", 7: "polygon",
                 8: "extreme_rect", 9: "extreme_circle"}
 _VIA3_CHOICE_TYPES = {3: "radio", 4: "dropdown"}  # _VIA_ATTRIBUTE_TYPE: 1 text, 2 checkbox, 3 radio, 4 select
+
+#: ``landmark_attribute`` value that names unnamed points by click order (p0..pK-1).
+ORDER = "@order"
+_IDENTITY_NAMES = ("landmark", "landmarks", "bodypart", "bodyparts")
+_HOW_TO_NAME = ("In VIA add a region attribute 'landmark' (Attributes panel > Region attributes: name landmark, "
+                "type dropdown, one option per landmark name) and pick each point's name; or pass "
+                "landmark_attribute='@order' (--landmark-attribute @order) to name the points p0..pK-1 by click "
+                "order, correct only if every image was clicked in the same order.")
+
+
+class AttributeNotFoundError(DataError):
+    """``landmark_attribute`` names an attribute no point carries."""
 
 
 @dataclass
@@ -198,7 +217,7 @@ def via_table(project: ViaProject, *, source: str, landmark_attribute: str | Non
     With ``allow_empty``, a project without any region is a table of images only (to
     predict on); otherwise it is an error.
     """
-    points = [[(s, a) for s, a in img.regions if s.get("name") == "point"] for img in project.images]
+    points = _point_regions(project)
     if allow_empty and not any(img.regions for img in project.images):
         log.info("%s: no regions in %d images; a table of images only", source, len(project.images))
         return AnnotationTable(pd.DataFrame({"image": [img.filename for img in project.images]}), source=source)
@@ -229,24 +248,68 @@ def _report_shapes(project: ViaProject, n_points: int, source: str) -> None:
                       f"only 'point' regions are landmarks", UserWarning, stacklevel=4)
 
 
+def identity_attribute(project: ViaProject, wanted: str | None, source: str) -> str | None:
+    """The region attribute that names each point (None: click order, ``wanted == ORDER`` only).
+
+    Raises:
+        AttributeNotFoundError: no point carries ``wanted``.
+        DataError: ``wanted`` is None and no single attribute names the points (the message
+            lists the attributes and says how to choose).
+    """
+    points = _point_regions(project)
+    return _identity_attribute(project, points, wanted, source)
+
+
+def _point_regions(project: ViaProject) -> list[list[tuple[dict[str, Any], dict[str, Any]]]]:
+    return [[(s, a) for s, a in img.regions if s.get("name") == "point"] for img in project.images]
+
+
 def _identity_attribute(project: ViaProject, points: list[list[tuple[dict[str, Any], dict[str, Any]]]],
                         wanted: str | None, source: str) -> str | None:
-    used = Counter(k for pts in points for _, a in pts for k in a)
+    if wanted == ORDER:
+        log.warning("%s: landmark_attribute '@order': points are named p0..pK-1 by the order they were clicked; "
+                    "correct only if every image was clicked in the same order", source)
+        return None
+    carried = _carried(points)
     if wanted is not None:
-        if wanted not in used and wanted not in project.options:
-            raise DataError(f"{source}: no point region has the attribute {wanted!r}."
-                            f"{did_you_mean(wanted, list(used))} Region attributes found: {sorted(used)}")
+        if wanted not in carried and wanted not in project.options:
+            raise AttributeNotFoundError(f"{source}: no point region has the attribute {wanted!r}."
+                                         f"{did_you_mean(wanted, carried)} Region attributes found: {sorted(carried)}")
         return wanted
-    choice = [k for k in project.options if k in used]
-    if len(choice) == 1:
-        log.info("%s: naming landmarks by the region attribute %r (a dropdown/radio); pass "
-                 "landmark_attribute= to choose another", source, choice[0])
-        return choice[0]
-    if not project.options and len(used) == 1 and _looks_like_names(points, next(iter(used))):
-        log.info("%s: naming landmarks by the region attribute %r (one name per point in every image); pass "
-                 "landmark_attribute= to choose another", source, next(iter(used)))
-        return next(iter(used))
-    return None
+    named = [a for a in carried if a.strip().lower() in _IDENTITY_NAMES]
+    if len(named) == 1:
+        log.info("%s: naming landmarks by the region attribute %r; pass landmark_attribute= to choose another",
+                 source, named[0])
+        return named[0]
+    if len(carried) == 1 and (carried[0] in project.options or _looks_like_names(points, carried[0])):
+        log.info("%s: naming landmarks by the region attribute %r (the only one the points carry); pass "
+                 "landmark_attribute= to choose another", source, carried[0])
+        return carried[0]
+    raise DataError(_unnamed_message(carried, named, source))
+
+
+def _carried(points: list[list[tuple[dict[str, Any], dict[str, Any]]]]) -> list[str]:
+    """Attributes with a value on at least one point, in first-seen order."""
+    seen: dict[str, None] = {}
+    for pts in points:
+        for _, attrs in pts:
+            for k, v in attrs.items():
+                if v not in ("", None, {}, []) and not (isinstance(v, str) and not v.strip()):
+                    seen.setdefault(str(k), None)
+    return list(seen)
+
+
+def _unnamed_message(carried: list[str], named: list[str], source: str) -> str:
+    if not carried:
+        return f"{source}: the points carry no attribute, so which point is which landmark is unknown. {_HOW_TO_NAME}"
+    if len(carried) == 1:
+        return (f"{source}: the points carry one attribute, {carried[0]!r}, whose values do not name each point "
+                f"once per image (empty or repeated values). Pass landmark_attribute={carried[0]!r} "
+                f"(--landmark-attribute {carried[0]}) if it does name them. {_HOW_TO_NAME}")
+    which = f"{len(named)} of them ({named}) are" if len(named) > 1 else "none is"
+    return (f"{source}: the points carry the attributes {carried} and {which} named 'landmark' or 'bodypart', so "
+            f"the one that names each landmark is ambiguous. Choose it with landmark_attribute=<name> (command line "
+            f"--landmark-attribute <name>, experiment file data.landmark_attribute).")
 
 
 def _looks_like_names(points: list[list[tuple[dict[str, Any], dict[str, Any]]]], attr: str) -> bool:
@@ -267,9 +330,8 @@ def _by_order(project: ViaProject, points: list[list[tuple[dict[str, Any], dict[
     if bad:
         shown = "; ".join(f"image {key!r} has {n} points" for key, n in bad[:5])
         raise DataError(f"{source}: {shown} but the set has {k} (the count in {counts[k]} images); "
-                        f"{len(bad)} images differ. Without a naming attribute points are matched by region "
-                        f"order, so every image needs the same count; pass landmark_attribute=<name>.")
-    log.info("%s: no naming attribute; %d landmarks p0..p%d in region order", source, k, k - 1)
+                        f"{len(bad)} images differ. Named by click order ('@order'), every image needs the same "
+                        f"count; name the points with a region attribute instead.")
     coords = [np.array([_xy(s, img.key, source) for s, _ in p]) if p else np.full((k, 2), np.nan)
               for img, p in zip(project.images, points, strict=True)]
     return [f"p{i}" for i in range(k)], coords
