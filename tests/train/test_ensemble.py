@@ -5,8 +5,10 @@ ensemble as one model (predict, evaluate, report, export). The experiment: ``tes
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -142,6 +144,38 @@ def test_a_killed_member_resumes_and_a_finished_one_is_skipped(trained: dict[str
         load_file(trained["folder"] / "member-2" / "last.safetensors")
     for key in whole:
         torch.testing.assert_close(resumed[key], whole[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_a_second_training_into_an_ensemble_is_refused_without_resume_or_overwrite(
+        trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing of the finished ensemble is touched by the refusal; --overwrite trains every member again
+    (the same seeds: the same weights), --resume finds every member finished and trains nothing."""
+    copy = tmp_path / "copy"
+    shutil.copytree(trained["folder"].parent, copy)
+    exp, ens = copy / "exp.yaml", copy / "ens"
+    marks = {k: (ens / f"member-{k}" / "member.json").read_bytes() for k in (1, 2)}
+    best = (ens / "member-1" / "best.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["train", str(exp), "--ensemble", "2", "-q", *PAIRS]) == 2
+    err = capsys.readouterr().err
+    assert f"{ens} already holds an ensemble (ensemble.json, member-1, member-2)" in err and "--resume" in err
+    assert {k: (ens / f"member-{k}" / "member.json").read_bytes() for k in (1, 2)} == marks
+    assert (ens / "member-1" / "best.safetensors").read_bytes() == best
+    assert not (ens / ".cnnkit-run.lock").exists() and not (ens / "member-1" / ".cnnkit-run.lock").exists()
+
+    assert main(["train", str(exp), "--ensemble", "2", "--overwrite", "-q", *PAIRS]) == 0
+    again = load_file(ens / "member-1" / "best.safetensors")
+    for key, value in load_file(trained["folder"] / "member-1" / "best.safetensors").items():
+        torch.testing.assert_close(again[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    assert list(pd.read_csv(ens / "member-2" / "metrics.csv")["epoch"]) == [1, 2]
+    assert all(m["done"] for m in read_manifest(ens / "ensemble.json").members)
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cnnkit"):
+        assert main(["train", str(exp), "--ensemble", "2", "--resume", *PAIRS]) == 0
+    assert "member 1 of 2 finished before; skipped" in caplog.text
+    assert "member 2 of 2 finished before; skipped" in caplog.text
 
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")

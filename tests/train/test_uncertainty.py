@@ -76,5 +76,5 @@ def test_a_run_with_a_validation_split_predicts_an_uncertainty(tmp_path: Path) -
 def test_a_likelihood_that_never_varies_gives_no_uncertainty(tmp_path: Path) -> None:
     exp = load_experiment(write_experiment(tmp_path, output="flat"))  # direct head, no flip pairs: likelihood 1
     run_experiment(exp, quiet=True)
-    assert "error_calibration" not in read_meta(tmp_path / "flat" / "best.safetensors")
+    assert read_meta(tmp_path / "flat" / "best.safetensors").error_calibration is None
     assert "p0_uncertainty" not in predict(tmp_path / "flat", exp.tables()["val"], device="cpu").columns
