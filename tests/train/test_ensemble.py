@@ -163,6 +163,17 @@ def test_a_second_training_into_an_ensemble_is_refused_without_resume_or_overwri
     assert {k: (ens / f"member-{k}" / "member.json").read_bytes() for k in (1, 2)} == marks
     assert (ens / "member-1" / "best.safetensors").read_bytes() == best
     assert not (ens / ".cnnkit-run.lock").exists() and not (ens / "member-1" / ".cnnkit-run.lock").exists()
+    # a single model is never trained into an ensemble's folder, where every reader would take the manifest
+    assert main(["train", str(exp), "--overwrite", "-q", *PAIRS]) == 2
+    assert f"{ens} holds an ensemble (ensemble.json); a single model trained there" in capsys.readouterr().err
+    assert not (ens / "best.safetensors").exists() and not (ens / "settings.json").exists()
+    # nor an ensemble into a single run's folder without --overwrite
+    assert main(["train", str(exp), "-q", "--set", "output=single"]) == 0
+    capsys.readouterr()
+    assert main(["train", str(exp), "--ensemble", "2", "-q", "--set", "output=single"]) == 2
+    assert "single holds a single model's run (last.state.pt, best.safetensors, last.safetensors)" in \
+        capsys.readouterr().err
+    assert not (copy / "single" / "member-1").exists() and not (copy / "single" / "ensemble.json").exists()
 
     assert main(["train", str(exp), "--ensemble", "2", "--overwrite", "-q", *PAIRS]) == 0
     again = load_file(ens / "member-1" / "best.safetensors")

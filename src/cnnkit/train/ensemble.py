@@ -116,10 +116,15 @@ def run_ensemble(job: TrainingJob, dist: DistContext | None, extra_files: Mappin
 
 def _refusal(job: TrainingJob) -> ConfigError | None:
     """Without resume or overwrite, a folder that holds an ensemble (its manifest, or a member that
-    committed or finished) is refused as a whole: its members' runs are not started again one by one."""
+    committed or finished) is refused as a whole: its members' runs are not started again one by one.
+    So is a folder holding a single model's run (with overwrite, the manifest then hides that model)."""
     if job.resume or job.overwrite:
         return None
     folder = RF.RunFolder(job.out_dir)
+    single = [] if folder.is_ensemble else folder.present((RF.STATE, *MODEL_FILES))
+    if single:
+        return ConfigError(f"{job.out_dir} holds a single model's run ({', '.join(single)}). Nothing was replaced: "
+                           f"choose another output folder, or {OVERWRITE_HINT} to train the ensemble there.")
     held = [RF.ENSEMBLE] if folder.is_ensemble else []
     held += [member_folder(k) for k in range(1, job.cfg.ensemble + 1)
              if folder.member(k).present((MEMBER_MARK, RF.STATE, *MODEL_FILES))]
@@ -128,6 +133,15 @@ def _refusal(job: TrainingJob) -> ConfigError | None:
     return ConfigError(f"{job.out_dir} already holds an ensemble ({', '.join(held)}). Nothing was replaced: "
                        f"--resume (resume=True) trains its unfinished members, {OVERWRITE_HINT} trains every member "
                        "again from scratch, or choose another output folder.")
+
+
+def refuse_single_run(out: Path) -> None:
+    """A single model is not trained into an ensemble's folder, even with overwrite: every reader of the
+    folder takes its ``ensemble.json``, so the new model would go unused and the members would stay."""
+    if RF.RunFolder(out).is_ensemble:
+        raise ConfigError(f"{out} holds an ensemble ({RF.ENSEMBLE}); a single model trained there would be hidden "
+                          "behind it. Nothing was written; choose another output folder, or train the ensemble "
+                          "again (train.ensemble: N, with --resume or --overwrite).")
 
 
 def finished(folder: Path) -> bool:

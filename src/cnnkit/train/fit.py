@@ -168,11 +168,12 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
     Nothing but the folder's lock is written before the model is built, so a bad spec leaves no run
     folder behind. ``extra_files`` ({name: text}) are written into the run folder with ``settings.json``.
     """
-    if job.cfg.ensemble > 1:  # N members into one folder, each an ordinary run (train/ensemble.py)
-        from cnnkit.train.ensemble import run_ensemble
+    from cnnkit.train.ensemble import refuse_single_run, run_ensemble  # train/ensemble calls back run_job
 
+    if job.cfg.ensemble > 1:  # N members into one folder, each an ordinary run (train/ensemble.py)
         done = run_ensemble(job, dist, extra_files or {}, train_member=run_job)
         return Run(job.out_dir, done.history, done.manifest, done.manifest, interrupted=done.interrupted)
+    refuse_single_run(job.out_dir)
     started = job.clock()  # train.time counts from here: start-up and measuring are part of the run
     C.check_not_inputs(job.out_dir, job.inputs)
     job = _with_auto_crop(job)
