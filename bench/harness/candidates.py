@@ -79,15 +79,13 @@ def set_root(set_name: str, args: argparse.Namespace) -> Path:
 
 
 def resolved_job(job: Any) -> Any:
-    """``job`` as ``run_job`` resolves it before building anything: crop, pretrained rates, input size, batch.
+    """``job`` as ``run_job`` resolves it before building anything (``cnnkit.train.resolve``): crop,
+    pretrained rates, input size, batch, on the device the job names."""
+    from cnnkit.engine.device import resolve_device
+    from cnnkit.train.distributed import DistContext
+    from cnnkit.train.resolve import resolve_job
 
-    The one place this harness reaches into ``cnnkit.train.fit``'s private steps; when they move
-    (the 'auto' resolver), only this function follows them.
-    """
-    from cnnkit.train import fit as F
-
-    job = F._with_pretrained_rates(F._with_auto_crop(job))
-    return F._with_default_batch(F._with_input_size(job))
+    return resolve_job(job, resolve_device(job.cfg.device), DistContext(), started=job.clock())
 
 
 def load_job(set_name: str, name: str, args: argparse.Namespace, *, limit: int | None = None) -> Any:

@@ -57,11 +57,11 @@ def probe(experiment: Path) -> dict[str, Any]:
     from cnnkit.experiment import load_experiment
     from cnnkit.train.budget import MIN_TIMED_S
     from cnnkit.train.distributed import DistContext
-    from cnnkit.train.fit import _measure_speed
+    from cnnkit.train.resolve import measure_job_speed
 
     exp = load_experiment(experiment)
     job = resolved_job(exp.job(exp.tables(), quiet=True))
-    speed = _measure_speed(job, resolve_device(job.cfg.device), DistContext(), MIN_TIMED_S)
+    speed = measure_job_speed(job, resolve_device(job.cfg.device), DistContext(), MIN_TIMED_S)
     epochs = job.cfg.epochs_for(speed.steps_per_epoch)
     return {"step_s": speed.step_s, "val_s": speed.val_s, "epoch_s": speed.epoch_s, "epochs": epochs,
             "steps_per_epoch": speed.steps_per_epoch, "estimate_s": epochs * speed.epoch_s,

@@ -39,7 +39,7 @@ from cnnkit.errors import ConfigError, DataError, check_keys, did_you_mean
 
 if TYPE_CHECKING:
     from cnnkit.train.distributed import DistContext
-    from cnnkit.train.fit import TrainingJob
+    from cnnkit.train.job import TrainingJob
 
 
 class _Loader(yaml.SafeLoader):
@@ -111,7 +111,8 @@ class Experiment:
     def job(self, tables: Mapping[str, AnnotationTable], *, quiet: bool = False,
             resume: bool = False, overwrite: bool = False) -> TrainingJob:
         """The training run this file describes, with its configs as built (nothing converted back)."""
-        from cnnkit.train.fit import TrainingJob, resolve_augment
+        from cnnkit.train.job import TrainingJob
+        from cnnkit.train.resolve import resolve_augment
 
         cfg = self.train_config()
         model = self.settings.get("model") or {}

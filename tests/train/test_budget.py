@@ -16,7 +16,7 @@ from cnnkit.data.sources import read_annotations
 from cnnkit.errors import CheckpointError, ConfigError
 from cnnkit.train import budget as B
 from cnnkit.train import epochs as epochs_module
-from cnnkit.train import fit as fit_module
+from cnnkit.train import resolve as resolve_module
 from cnnkit.train.fit import TrainingJob, fit
 from cnnkit.train.optim import make_scheduler, stretch_schedule
 
@@ -153,11 +153,11 @@ def test_only_a_whole_frame_landmark_run_with_size_and_batch_left_unset_may_shor
                            cfg=TrainConfig(time="5min", **cfg), augment=Augment(), out_dir=tmp_path)
 
     classes = read_annotations(hymenoptera_dir / "train").subset(range(8))
-    assert fit_module._may_shorten(job())
-    assert not fit_module._may_shorten(job(size=(160, 120)))
-    assert not fit_module._may_shorten(job(batch_size=16))  # given, even at the default's value
-    assert not fit_module._may_shorten(job(crop=True))
-    assert not fit_module._may_shorten(job(table=classes))
+    assert resolve_module.may_shorten(job())
+    assert not resolve_module.may_shorten(job(size=(160, 120)))
+    assert not resolve_module.may_shorten(job(batch_size=16))  # given, even at the default's value
+    assert not resolve_module.may_shorten(job(crop=True))
+    assert not resolve_module.may_shorten(job(table=classes))
 
 
 def test_a_time_budget_measures_itself_and_lays_the_schedule_over_what_fits(lips_tables, tmp_path) -> None:
@@ -192,7 +192,7 @@ def _fixed_speed(step_s: float):
 def test_a_resumed_time_run_keeps_its_plan_and_ends_where_it_would_have(lips_tables, tmp_path, monkeypatch) -> None:
     train, val = lips_tables
     opts = dict(QUIET, size=(64, 48), batch_size=8, device="cpu", time="100s")
-    monkeypatch.setattr(fit_module, "_measure_speed", _fixed_speed(6.0))  # 5 steps of 6 s: 3 epochs in 100 s
+    monkeypatch.setattr(resolve_module, "measure_job_speed", _fixed_speed(6.0))  # 5 steps of 6 s: 3 epochs in 100 s
     lefts: list[float] = []
 
     def four_epochs(plan, done, pace, left):  # ... re-counted to 4 after the first, whatever the clock says
@@ -220,7 +220,7 @@ def test_a_resumed_time_run_keeps_its_plan_and_ends_where_it_would_have(lips_tab
     def no_measuring(*args, **kwargs):
         raise AssertionError("a resume must read the plan back, not measure again")
 
-    monkeypatch.setattr(fit_module, "_measure_speed", no_measuring)  # a faster machine now: same plan still
+    monkeypatch.setattr(resolve_module, "measure_job_speed", no_measuring)  # a faster machine now: same plan still
     monkeypatch.setattr(epochs_module, "train_one_epoch", real_epoch)
     run = fit(SMALL, train, val, out_dir=tmp_path / "run", resume=True, clock=TickingClock(0.5), **opts)
     # the resumed clock starts from what the committed epoch and the first set-up took (and a few reads of
@@ -236,7 +236,7 @@ def test_a_resumed_time_run_keeps_its_plan_and_ends_where_it_would_have(lips_tab
 
 def test_a_time_too_short_for_one_epoch_stops_before_writing_anything(lips_tables, tmp_path, monkeypatch) -> None:
     train, val = lips_tables
-    monkeypatch.setattr(fit_module, "_measure_speed", _fixed_speed(10.0))
+    monkeypatch.setattr(resolve_module, "measure_job_speed", _fixed_speed(10.0))
     with pytest.raises(ConfigError, match="train.time 30 s is too short: one epoch takes about 50 s here"):
         fit(SMALL, train, val, out_dir=tmp_path / "run", time="30s", size=(64, 48), batch_size=8, device="cpu",
             clock=TickingClock(0.5), **QUIET)

@@ -141,7 +141,7 @@ def test_resume_with_ema_of_a_run_without_it_is_refused(lips_tables, tmp_path) -
 
 
 def test_auto_augment_flips_only_sets_with_declared_pairs(lips_tables) -> None:
-    from cnnkit.train.fit import resolve_augment
+    from cnnkit.train.resolve import resolve_augment
 
     train, _ = lips_tables
     train = dataclasses.replace(train, flip_pairs=())
@@ -208,7 +208,8 @@ def test_pretrained_backbone_trains_at_a_tenth_of_lr_for_classes_unless_set(hyme
     import json
 
     from cnnkit.config import TrainConfig
-    from cnnkit.train.fit import TrainingJob, _with_pretrained_rates
+    from cnnkit.train.job import TrainingJob
+    from cnnkit.train.resolve import _with_pretrained_rates
 
     table = read_annotations(hymenoptera_dir / "train").subset(range(0, 240, 30))  # 8 photos, both classes
     run = fit("efficientnet_lite0", table, None, out_dir=tmp_path / "run", pretrained="efficientnet_lite0",

@@ -1,8 +1,9 @@
 """Ensembles: ``train.ensemble: N`` trains N models into one run folder; one thing to use afterwards.
 
 Member ``k`` (from 1) is an ordinary run in ``<out>/member-k/`` (:func:`cnnkit.io.run_folder.member_folder`)
-trained by :func:`cnnkit.train.fit.run_job` with ``train.seed + k - 1``: its own initial weights,
-batch order and augmentation draws, the same data and split. The manifest ``<out>/ensemble.json``
+trained by :func:`cnnkit.train.fit.run_job` (passed in as ``train_member``: fit imports this module)
+with ``train.seed + k - 1``: its own initial weights, batch order and augmentation draws, the same
+data and split. The manifest ``<out>/ensemble.json``
 (:mod:`cnnkit.io.ensemble`) lists the members and is rewritten after each one finishes. A member
 that finished has ``member.json`` in its folder (removed before it trains again), so a killed
 ensemble resumes member by member (``--resume``): a finished member is skipped, an unfinished one
@@ -28,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -46,11 +47,9 @@ from cnnkit.io.ensemble import EnsembleManifest, members_entry, write_manifest
 from cnnkit.io.run_folder import member_folder
 from cnnkit.train.commit import OVERWRITE_HINT, check_not_inputs
 from cnnkit.train.distributed import DistContext, distributed
+from cnnkit.train.job import TrainingJob
 from cnnkit.train.start import holding_folder
 from cnnkit.train.uncertainty import choose_calibration, describe, model_strategy, validation_loader
-
-if TYPE_CHECKING:
-    from cnnkit.train.fit import TrainingJob
 
 log = logging.getLogger("cnnkit")
 

@@ -31,7 +31,7 @@ from cnnkit.train.distributed import DistContext
 from cnnkit.train.losses import MapLoss, make_loss
 
 if TYPE_CHECKING:
-    from cnnkit.train.fit import TrainingJob
+    from cnnkit.train.job import TrainingJob
 
 
 @dataclass(frozen=True)

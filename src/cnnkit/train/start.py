@@ -31,7 +31,7 @@ from cnnkit.train.lock import RunLock
 from cnnkit.train.parts import build_for_table
 
 if TYPE_CHECKING:
-    from cnnkit.train.fit import TrainingJob
+    from cnnkit.train.job import TrainingJob
 
 log = logging.getLogger("cnnkit")
 
