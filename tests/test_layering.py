@@ -22,15 +22,17 @@ ALLOWED: dict[str, set[str]] = {
     "data": BOTTOM,
     "io": BOTTOM | {"spec", "layers", "model"},
     # the step set-up, the inference pipeline (it reads heatmap heads), device, metrics: shared by train and infer
-    "engine": BOTTOM | {"data", "spec", "layers", "model"},
-    "train": BOTTOM | {"spec", "layers", "model", "data", "io", "engine", "viz"},
-    "infer": BOTTOM | {"spec", "layers", "model", "data", "io", "engine"},  # never train
+    # (and trajectories: an ensemble's median and spread, the calibrated uncertainty)
+    "engine": BOTTOM | {"data", "spec", "layers", "model", "trajectories"},
+    "train": BOTTOM | {"spec", "layers", "model", "data", "io", "engine", "viz", "trajectories"},
+    "infer": BOTTOM | {"spec", "layers", "model", "data", "io", "engine", "trajectories"},  # never train
     "viz": {"errors", "geometry", "atomic"},
     # trajectory maths (smoothing, EKS, calibration): numpy/pandas only, just above the bottom
     "trajectories": {"errors", "atomic"},
     # the run report scores a table with infer.evaluate and lays it out with viz; it reads a run's
     # experiment.yaml through experiment (which never imports it back: cli hooks it in after training)
-    "reporting": BOTTOM | {"spec", "layers", "model", "data", "io", "engine", "infer", "viz", "experiment"},
+    "reporting": BOTTOM | {"spec", "layers", "model", "data", "io", "engine", "infer", "viz", "experiment",
+                           "trajectories"},
 }
 ON_TOP = {"compat", "cli", "__main__", "__init__", "demo", "experiment"}
 

@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in the output folder (from epoch 1 when nothing was committed yet)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run in the output folder (without it, a folder holding a run is refused)")
+    p.add_argument("--ensemble", type=int, metavar="N", help="train N models (seeds seed .. seed+N-1) into one "
+                   "folder: an ensemble, used as one model with an uncertainty per point (= --set train.ensemble=N)")
     p = _add(sub, "predict", "predict landmarks or classes for images or videos")
     p.add_argument("model")
     p.add_argument("inputs", nargs="+", help="images, folders, a .zip, an annotation file, or videos "
@@ -237,12 +239,14 @@ def _read(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from cnnkit.experiment import load_experiment, run_experiment
 
-    exp = load_experiment(args.experiment, args.set)
+    overrides = [*args.set, *([f"train.ensemble={args.ensemble}"] if args.ensemble is not None else [])]
+    exp = load_experiment(args.experiment, overrides)
     result = run_experiment(exp, quiet=args.quiet, resume=args.resume, overwrite=args.overwrite)
     run = result["run"]
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 130 if run.interrupted else 0
-    print(f"run folder: {run.out_dir}  best: {run.best.name}  last: {run.last.name}")
+    print(f"run folder: {run.out_dir}  " + (f"ensemble: {run.best.name}" if run.best == run.last else
+                                            f"best: {run.best.name}  last: {run.last.name}"))
     if "test" in result:
         print("test metrics:\n" + str(result["test"]))
     if not run.interrupted:

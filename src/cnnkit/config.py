@@ -271,6 +271,8 @@ class TrainConfig:
     plots: bool = True
     checkpoint_every: int | str = 1  # commit the resume state every N epochs, or every 'Mmin' minutes
     log: str = "none"  # 'tensorboard': also write <run>/tensorboard/ events (train/tensorboard.py); the CSV always
+    # > 1: train this many models (seeds seed, seed + 1, ...) into one folder: an ensemble (train/ensemble.py)
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -292,6 +294,7 @@ class TrainConfig:
                or isinstance(every, str) and re.fullmatch(r"\d+(\.\d+)?min", every) is not None,
                f"checkpoint_every: expected epochs (an integer >= 1) or minutes such as '10min'. Received: {every!r}")
         _check(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0. Received: {self.warmup_epochs}")
+        _check(self.ensemble >= 1, f"ensemble must be >= 1 (the number of models). Received: ensemble={self.ensemble}")
         _check(self.select in ("auto", "last") or self.select.startswith(("val_", "train_")),
                f"select: expected 'auto', 'last' or a recorded metric such as 'val_nme'. Received: {self.select!r}")
         if self.schedule in SCHEDULE_ALIASES:  # frozen: the one place a value is rewritten, as it is made

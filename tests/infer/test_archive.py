@@ -15,9 +15,11 @@ from cnnkit.cli import main
 from cnnkit.errors import ConfigError
 from cnnkit.infer import archive as archive_mod
 from cnnkit.infer.archive import ArchiveVideo, archive_videos, balanced_shares, predict_archive
-from cnnkit.infer.archive_record import ArchiveSummary, VideoResult, file_sha256
+from cnnkit.infer.archive_record import ArchiveSummary, VideoResult, file_sha256, model_sha256
 from cnnkit.infer.predict import Predictor, predict
 from cnnkit.io.checkpoint import save_model
+from cnnkit.io.ensemble import EnsembleManifest, members_entry, write_manifest
+from cnnkit.io.run_folder import BEST, ENSEMBLE, member_folder
 from cnnkit.model.builder import build_model
 
 FRAMES = {"cam1/day1.mp4": 7, "cam1/day2.mp4": 5, "cam2/deep/day1.avi": 6}
@@ -368,3 +370,41 @@ def test_a_video_that_changes_while_predicted_is_predicted_again(lab, monkeypatc
     assert _summary(lab)["status"].to_dict() == {"cam1/day1.mp4": "predicted", "cam1/day2.mp4": "skipped",
                                                  "cam2/deep/day1.avi": "skipped"}
     assert sum(scored) == FRAMES["cam1/day1.mp4"]
+
+
+def _ensemble(folder: Path, biases: tuple[float, ...]) -> Path:
+    """An ensemble folder (manifest + member-k/best.safetensors) of ``_model``s with the given biases."""
+    members = []
+    for k, bias in enumerate(biases, start=1):
+        _model(folder / member_folder(k) / BEST, bias=bias)
+        members.append(members_entry(member_folder(k), f"{member_folder(k)}/{BEST}", seed=k - 1, done=True))
+    write_manifest(EnsembleManifest(folder / ENSEMBLE, tuple(members)))
+    return folder
+
+
+def test_an_ensemble_predicts_an_archive_and_a_video_as_one_model(lab, scored, tmp_path) -> None:
+    """The members' median (of two: their mean) and spread per frame; the record hashes the manifest and
+    every member, so a re-run skips and a retrained member predicts again."""
+    members = [_model(tmp_path / f"m{k}.safetensors", bias=b) for k, b in ((1, 0.0), (2, 0.25))]
+    lab["model"] = _ensemble(tmp_path / "ens", (0.0, 0.25))
+    assert _predict(lab) == 0
+    assert sum(scored) == sum(FRAMES.values())
+    rel = "cam1/day1.mp4"
+    csv = pd.read_csv(lab["out"] / Path(rel).with_suffix(".csv"))
+    one, two = (predict(m, lab["root"] / rel, device="cpu") for m in members)
+    np.testing.assert_allclose(csv[["p_x", "p_y"]], (one[["p_x", "p_y"]] + two[["p_x", "p_y"]]) / 2, rtol=1e-5)
+    dx, dy = (one["p_x"] - two["p_x"]) / 2, (one["p_y"] - two["p_y"]) / 2
+    np.testing.assert_allclose(csv["p_spread"], np.sqrt((dx ** 2 + dy ** 2) / 2), rtol=1e-5)
+    assert (csv["p_spread"] > 1).all()  # a bias of 0.25 of the input apart: several pixels
+    record = json.loads((lab["out"] / "cam1" / "day1.cnnkit.json").read_text())
+    assert record["model_sha256"] == model_sha256(lab["model"]) != file_sha256(lab["model"] / ENSEMBLE)
+    scored.clear()
+    assert _predict(lab) == 0 and scored == []  # the same ensemble: every video skipped
+    _model(lab["model"] / member_folder(2) / BEST, bias=0.5)  # member 2 retrained
+    assert _predict(lab) == 0 and sum(scored) == sum(FRAMES.values())
+    # one video, as `cnnkit predict ENSEMBLE_DIR video`
+    single = tmp_path / "single.csv"
+    assert main(["-q", "predict", str(lab["model"]), str(lab["root"] / rel), "--out", str(single),
+                 "--device", "cpu"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(single)[["p_x", "p_y", "p_spread"]],
+                                  pd.read_csv(lab["out"] / Path(rel).with_suffix(".csv"))[["p_x", "p_y", "p_spread"]])

@@ -13,7 +13,7 @@ from PIL import Image
 
 from cnnkit import read_annotations, suggest, write_csv
 from cnnkit.errors import DataError
-from cnnkit.infer.suggest import jump_doubt, pick, rank
+from cnnkit.infer.suggest import pick, rank, trajectory_doubt
 from cnnkit.io.checkpoint import FORMAT_VERSION, save_model
 from cnnkit.model.builder import build_model
 
@@ -47,12 +47,28 @@ def _images(folder: Path, heights: list[int]) -> list[Path]:
     return paths
 
 
-def test_jump_doubt_flags_a_glitch_not_steady_motion() -> None:
-    steady = np.stack([np.array([[t * 3.0, 0.0]]) for t in range(6)])  # 3 px per frame
-    assert np.allclose(jump_doubt(steady)[1:-1], 0.0)
-    glitch = steady.copy()
-    glitch[3, 0] += [40.0, 0.0]
-    assert int(np.argmax(jump_doubt(glitch))) == 3 and jump_doubt(glitch)[3] == pytest.approx(40.0)
+def test_trajectory_doubt_is_deeplabcuts_jump_and_fitting() -> None:
+    xs = np.arange(8) * 3.0  # steady motion, 3 px per frame; frame 4 glitches 40 px to the right
+    frames = pd.DataFrame({"left_x": xs, "left_y": np.zeros(8), "left_likelihood": [0.9] * 7 + [0.001]})
+    frames.loc[4, "left_x"] += 40.0
+    doubt = trajectory_doubt(frames, ["left"])
+    assert doubt["doubt_jump"][0] == 0.0 and doubt["doubt_jump"][1] == pytest.approx(3.0)
+    assert doubt["doubt_jump"][4] == pytest.approx(43.0) and doubt["doubt_jump"][5] == pytest.approx(37.0)
+    # the running median (5 frames) ignores the glitch: frame 4 (x 52) is 37 px off the median of 6, 9, 52, 15, 18
+    assert doubt["doubt_fitting"][4] == pytest.approx(37.0) and doubt["doubt_fitting"][2] == pytest.approx(0.0)
+    assert doubt["fitting"].tolist() == [False] * 4 + [True] + [False] * 3
+    assert doubt["jump"].tolist() == [False] * 4 + [True, True] + [False] * 2
+    assert doubt["uncertain"].tolist() == [False] * 7 + [True]  # DeepLabCut's p < 0.01
+    assert doubt["n_flags"][4] == 2
+
+
+def test_rank_prefers_the_calibrated_uncertainty_over_the_likelihood() -> None:
+    df = pd.DataFrame({"left_likelihood": [0.9, 0.1, 0.5], "left_uncertainty": [12.0, 2.0, 5.0],
+                       "right_likelihood": [0.9, 0.9, 0.9], "right_uncertainty": [1.0, 1.0, 30.0]})
+    ranked = rank(df, ["left", "right"])
+    assert ranked.index.tolist() == [2, 0, 1]  # by the largest expected error, not by the likelihood
+    assert ranked["doubt_uncertainty"].tolist() == [30.0, 12.0, 2.0]
+    assert ranked["doubt_likelihood"].tolist() == pytest.approx([0.5, 0.1, 0.9])  # shown, not ranked by
 
 
 def test_rank_mixes_signals_by_percentile_and_pick_keeps_gaps() -> None:

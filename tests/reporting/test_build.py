@@ -18,8 +18,9 @@ from cnnkit.reporting import landmarks as L
 from cnnkit.reporting import report
 from cnnkit.reporting.analysis import pck_curve
 
-LANDMARK_SECTIONS = ["overview", "settings", "curves", "per-landmark", "pck", "histogram", "worst", "typical",
-                     "confusions"]
+# "uncertainty": the model carries a calibration (trained with a validation split and a likelihood that varies)
+LANDMARK_SECTIONS = ["overview", "settings", "curves", "per-landmark", "pck", "histogram", "uncertainty", "worst",
+                     "typical", "confusions"]
 CLASS_SECTIONS = ["overview", "settings", "curves", "per-class", "confusion-matrix", "wrong"]
 
 
@@ -51,7 +52,13 @@ def test_landmark_page_has_every_section_and_evaluates_numbers(landmark_run, par
     assert len(per_landmark) == 8
     for row in per_landmark:
         assert as_number(row["mean px"]) == pytest.approx(ev.metrics[f"error_px/{row['landmark']}"], rel=1e-3)
-    assert "mean likelihood" not in per_landmark[0]  # the predictions carry none
+    likelihood = ev.per_image[[f"{row['landmark']}_likelihood" for row in per_landmark]].mean()
+    for row, expected in zip(per_landmark, likelihood, strict=True):
+        assert as_number(row["mean likelihood"]) == pytest.approx(expected, rel=1e-3)
+    aucs = {row["signal"]: as_number(row["ROC AUC, error > 10 px"]) for row in page.table("uncertainty")}
+    assert aucs.keys() == {"1 - likelihood", "calibrated uncertainty (px)"}
+    assert aucs["calibrated uncertainty (px)"] == pytest.approx(ev.metrics["uncertainty_auc_10px"], rel=1e-3,
+                                                                nan_ok=True)
 
 
 def test_pck_curve_at_the_threshold_is_evaluates_pck(landmark_run) -> None:

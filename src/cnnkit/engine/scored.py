@@ -37,6 +37,8 @@ class Scored:
     offset: np.ndarray  # (B, 2)
     likelihood: np.ndarray | None = None  # landmarks: (B, K) in [0, 1] (cnnkit.engine.readout)
     pred_input_px: np.ndarray | None = None  # landmarks in the frame of ``scale``/``offset`` (plots)
+    spread: np.ndarray | None = None  # ensembles: (B, K) members' sd per axis, px (cnnkit.engine.ensemble)
+    uncertainty: np.ndarray | None = None  # (B, K) calibrated expected error, px (cnnkit.engine.uncertainty)
     loss_sum: float = 0.0  # the loss summed over the batch's rows (when a loss was asked for)
     loss_rows: int = 0
 
@@ -53,6 +55,8 @@ class Outputs:
     pred_input_px: np.ndarray | None = None
     loss: float = float("nan")
     likelihood: np.ndarray | None = None
+    spread: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
 
     @classmethod
     def join(cls, parts: Sequence[Scored]) -> Outputs:
@@ -70,7 +74,7 @@ class Outputs:
                    true=cat("true"), scale=np.concatenate([p.scale for p in parts]),
                    offset=np.concatenate([p.offset for p in parts]), pred_input_px=cat("pred_input_px"),
                    loss=sum(p.loss_sum for p in parts) / rows if rows else float("nan"),
-                   likelihood=cat("likelihood"))
+                   likelihood=cat("likelihood"), spread=cat("spread"), uncertainty=cat("uncertainty"))
 
 
 def points_to_original(points_norm: torch.Tensor, size: tuple[int, int], scale: torch.Tensor,

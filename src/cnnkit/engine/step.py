@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -32,6 +33,13 @@ class StepSetup:
     augment: Augment = field(default_factory=Augment)
     flip_perm: list[int] | None = None
     crop: CropConfig | None = None  # crop-trained: views of frames (cnnkit.engine.two_pass, full_frame)
+
+    @classmethod
+    def for_model(cls, meta: Mapping[str, Any], device: torch.device, precision: str = "fp32") -> StepSetup:
+        """How a model file's metadata says its images are read (predict; calibration at the end of a run)."""
+        norm = meta["normalisation"]
+        return cls(task=meta["task"], size=(int(meta["size"][0]), int(meta["size"][1])), mean=tuple(norm["mean"]),
+                   std=tuple(norm["std"]), device=device, precision=precision, crop=CropConfig.parse(meta.get("crop")))
 
     def network_input(self, images_u8: torch.Tensor) -> torch.Tensor:
         """uint8 ``[B, C, H, W]`` -> normalised float on the device, as training fed the network (no augmentation)."""

@@ -42,9 +42,9 @@ from cnnkit.infer.archive_record import (
     SUMMARY_NAME,
     ArchiveSummary,
     VideoResult,
-    file_sha256,
     foreign_record,
     matching_record,
+    model_sha256,
     record_path,
     video_fingerprint,
     write_record,
@@ -389,7 +389,7 @@ def _job(model: str | Path, videos: Sequence[ArchiveVideo], out: str | Path, for
     """
     settings: dict[str, Any] = {"views": predictor.views, "tta_flip": bool(tta_flip)}
     meta = PredictionMeta.from_checkpoint(model, (), **settings)
-    job = _Job(Path(out), parse_formats(formats), meta, settings, file_sha256(Path(model)), batch_size)
+    job = _Job(Path(out), parse_formats(formats), meta, settings, model_sha256(Path(model)), batch_size)
     if videos:
         try:
             (check_outputs if warn else check_targets)(job.csv(videos[0]), job.formats, job.for_video(videos[0]))

@@ -4,7 +4,8 @@ A video's outputs are complete when its record (``<stem>.cnnkit.json`` beside th
 record is written LAST, atomically, after every output file, so a run killed at any moment
 leaves either no record or one that vouches for files already in place. It holds:
 
-- ``model_sha256``: the model file's content hash (the same weights under another name match);
+- ``model_sha256``: the model's content hash (the same weights under another name match; an
+  ensemble's covers its manifest and every member's file: :func:`model_sha256`);
 - ``settings``: what changes the numbers (the views as resolved, test-time flip);
 - ``video``: the fingerprint of the input (size, modification time in ns) and its decoded
   frame count;
@@ -29,6 +30,7 @@ import pandas as pd
 
 from cnnkit.atomic import atomic_write_text
 from cnnkit.data.guard import refuse_to_overwrite_labels
+from cnnkit.io.ensemble import find_model
 
 RECORD_KIND = "cnnkit archive: complete outputs of one video"
 RECORD_SUFFIX = ".cnnkit.json"
@@ -46,6 +48,20 @@ def file_sha256(path: Path) -> str:
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def model_sha256(model: Path) -> str:
+    """The content hash of what a model argument names (``cnnkit.io.ensemble.find_model``): a model
+    file's sha256; for an ensemble the sha256 of its manifest's and its members' hashes in member order,
+    so a retrained member or a new calibration is another model."""
+    ref = find_model(model)
+    if ref.manifest is None:
+        assert ref.file is not None
+        return file_sha256(ref.file)
+    digest = hashlib.sha256()
+    for path in (ref.manifest.path, *ref.files):
+        digest.update(file_sha256(path).encode("ascii"))
     return digest.hexdigest()
 
 

@@ -36,7 +36,7 @@ import pandas as pd
 from cnnkit.atomic import atomic_path, atomic_write_text
 from cnnkit.data.guard import refuse_to_overwrite_labels
 from cnnkit.errors import ConfigError, DataError, did_you_mean
-from cnnkit.io.checkpoint import read_meta
+from cnnkit.io.ensemble import read_model_meta
 
 __all__ = ["FORMATS", "PredictionMeta", "check_outputs", "check_targets", "dlc_frame", "output_paths",
            "parse_formats", "write_predictions"]
@@ -69,7 +69,7 @@ class PredictionMeta:
     @classmethod
     def from_checkpoint(cls, model: str | Path, videos: Sequence[str | Path] = (), **options: Any) -> PredictionMeta:
         """Read the model's metadata (not its weights); ``options``: predict's own settings (views, tta_flip)."""
-        meta = read_meta(model)
+        meta = read_model_meta(model)  # a model file, an ensemble or a run folder
         kept = ("task", "size", "grayscale", "letterbox", "crop", "preset", "head", "flip_pairs")
         settings = {k: meta[k] for k in kept if meta.get(k) not in (None, [], {})} | dict(options)
         return cls(tuple(meta.get("landmarks") or ()), Path(model), tuple(Path(v) for v in videos), settings)

@@ -1,7 +1,12 @@
 """``predict``: a checkpoint and some images or videos in, a DataFrame in ORIGINAL image pixels out.
 
 Landmark predictions carry ``<name>_likelihood`` in [0, 1] beside ``<name>_x``, ``<name>_y``
-(its meaning per head: :mod:`cnnkit.engine.readout`). Videos: :mod:`cnnkit.infer.video_predict`.
+(its meaning per head: :mod:`cnnkit.engine.readout`), and where the model carries an uncertainty
+calibration (models trained with a validation split, ensembles) ``<name>_uncertainty``: the
+expected distance error in original pixels (:mod:`cnnkit.engine.uncertainty`); an ensemble
+(:mod:`cnnkit.engine.ensemble`) adds ``<name>_spread``, its members' sd per axis in pixels. The
+model is a model file, an ensemble (its folder or ``ensemble.json``) or a run folder
+(:func:`cnnkit.io.ensemble.find_model`). Videos: :mod:`cnnkit.infer.video_predict`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from cnnkit.data.loader import make_loader
 from cnnkit.data.table import AnnotationTable, points_to_columns
 from cnnkit.data.views import ViewDataset, collate_frames
 from cnnkit.engine.device import resolve_device
+from cnnkit.engine.ensemble import EnsembleStrategy, check_members
 from cnnkit.engine.inference import (
     INFERENCE_BATCH,
     Outputs,
@@ -36,21 +42,26 @@ from cnnkit.engine.inference import (
 from cnnkit.engine.readout import is_heatmap
 from cnnkit.engine.scored import Scored
 from cnnkit.engine.step import StepSetup
-from cnnkit.errors import ConfigError
+from cnnkit.engine.uncertainty import Calibrated
+from cnnkit.errors import CheckpointError, ConfigError, DataError
 from cnnkit.infer.inputs import images_table, video_paths
 from cnnkit.io.checkpoint import load_model
+from cnnkit.io.ensemble import ensemble_meta, find_model
 from cnnkit.io.meta import CheckpointMeta
+from cnnkit.trajectories.calibrate import ErrorCalibration
 
 log = logging.getLogger("cnnkit")
 
 
 @dataclass
 class Predictor:
-    """A loaded model plus what it needs to read images the way it was trained.
+    """A loaded model (or ensemble) plus what it needs to read images the way it was trained.
 
     ``strategy`` (:mod:`cnnkit.engine.inference`) scores every batch: the whole frame, or for a
-    crop-trained model two passes or the full frame (``views``, as resolved). ``net`` is the plain
-    network.
+    crop-trained model two passes or the full frame (``views``, as resolved); for an ensemble
+    :class:`cnnkit.engine.ensemble.EnsembleStrategy` over the members' own strategies; wrapped in
+    :class:`cnnkit.engine.uncertainty.Calibrated` when the model carries an uncertainty calibration.
+    ``net`` is the plain network (an ``nn.ModuleList`` of the members' for an ensemble).
     """
 
     net: nn.Module
@@ -58,22 +69,30 @@ class Predictor:
     setup: StepSetup
     strategy: Strategy
     views: str = "whole-frame"  # as resolved by cnnkit.engine.inference.resolve_views
+    calibration: ErrorCalibration | None = None  # signal -> expected error px (None: no uncertainty)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", precision: str = "fp32",
                         tta_flip: bool = False, views: str = "auto") -> Predictor:
+        """Load a model file, an ensemble (its folder or ``ensemble.json``) or a run folder's best model."""
+        ref = find_model(path)
         dev = resolve_device(device)
-        net, meta = load_model(path, device=str(dev))
-        perm = _flip_perm(meta, path, required=tta_flip)
-        norm = meta["normalisation"]
-        setup = StepSetup(task=meta["task"], size=tuple(meta["size"]), mean=tuple(norm["mean"]),
-                          std=tuple(norm["std"]), device=dev, precision=precision, crop=crop_of(meta))
-        chosen, share = meta.get("views_measured"), meta.get("subject_share")
-        resolved = resolve_views(views, crop=setup.crop, heatmap=is_heatmap(net), chosen=chosen, subject_share=share)
-        if views == "auto" and setup.crop is not None:
-            log.info(describe_auto(resolved, chosen, share))
-        strategy = make_strategy(resolved, net, setup, perm=perm, tta_flip=tta_flip)
-        return cls(net, meta, setup, strategy, resolved)
+        members = [_Member.load(f, dev, precision=precision, tta_flip=tta_flip, views=views) for f in ref.files]
+        if ref.manifest is None:
+            one = members[0]
+            calibration = _calibration(one.meta.get("error_calibration"), path)
+            strategy = one.strategy if calibration is None else \
+                Calibrated(one.strategy, calibration, one.meta.get("landmarks") or [], has_spread=False)
+            return cls(one.net, one.meta, one.setup, strategy, one.views, calibration)
+        check_members([m.meta for m in members], [str(f) for f in ref.files])
+        calibration = _calibration(ref.manifest.calibration, ref.manifest.path)
+        ensemble: Strategy = EnsembleStrategy([m.strategy for m in members])
+        first = members[0]
+        if calibration is not None and first.setup.task == "landmarks":
+            ensemble = Calibrated(ensemble, calibration, first.meta.get("landmarks") or [], has_spread=len(members) > 1)
+        meta = ensemble_meta(first.meta, ref.manifest)
+        resolved = ", ".join(dict.fromkeys(m.views for m in members))
+        return cls(nn.ModuleList([m.net for m in members]), meta, first.setup, ensemble, resolved, calibration)
 
     @property
     def landmarks(self) -> list[str]:
@@ -103,25 +122,39 @@ class Predictor:
         self.strategy.eval()
         return self.strategy.score(batch)
 
-    def columns(self, pred: np.ndarray, likelihood: np.ndarray | None) -> dict[str, Any]:
-        """Predictions -> ``<name>_x``, ``<name>_y``, ``<name>_likelihood`` per landmark, or ``label``,
-        ``confidence`` and ``prob_<class>`` per class."""
+    def columns(self, pred: np.ndarray, likelihood: np.ndarray | None, *, uncertainty: np.ndarray | None = None,
+                spread: np.ndarray | None = None) -> dict[str, Any]:
+        """Predictions -> per landmark ``<name>_x``, ``<name>_y``, ``<name>_likelihood`` and, where the model
+        has them, ``<name>_uncertainty`` (calibrated expected error, px) and ``<name>_spread`` (ensembles:
+        the members' sd per axis, px); or ``label``, ``confidence`` and ``prob_<class>`` per class."""
         if self.setup.task == "landmarks":
             k = len(self.landmarks)
             points = pred.reshape(len(pred), k, 2)
             lik = np.zeros((0, k)) if likelihood is None and not len(pred) else likelihood
-            return points_to_columns(points, self.landmarks, lik)
+            base = points_to_columns(points, self.landmarks, lik)
+            extra = {"uncertainty": uncertainty, "spread": spread}
+            if all(v is None for v in extra.values()):
+                return base
+            columns: dict[str, Any] = {}
+            for j, name in enumerate(self.landmarks):
+                columns.update({c: base[c] for c in (f"{name}_x", f"{name}_y", f"{name}_likelihood") if c in base})
+                columns.update({f"{name}_{what}": v[:, j] for what, v in extra.items() if v is not None})
+            return columns
         probs = pred.reshape(len(pred), len(self.classes))
-        columns: dict[str, Any] = {"label": [self.classes[i] for i in probs.argmax(-1)],
-                                   "confidence": probs.max(-1) if len(probs) else probs[:, 0]}
+        columns = {"label": [self.classes[i] for i in probs.argmax(-1)],
+                   "confidence": probs.max(-1) if len(probs) else probs[:, 0]}
         for c, name in enumerate(self.classes):
             columns[f"prob_{name}"] = probs[:, c]
         return columns
 
+    def output_columns(self, outputs: Outputs | Scored) -> dict[str, Any]:
+        """:meth:`columns` of an inference run's outputs (or one scored batch)."""
+        return self.columns(outputs.pred, outputs.likelihood, uncertainty=outputs.uncertainty, spread=outputs.spread)
+
     def frame(self, table: AnnotationTable, outputs: Outputs) -> pd.DataFrame:
         """Outputs -> one row per image (indexed like the table's rows): ``image`` then :meth:`columns`."""
         rows = table.df.iloc[outputs.index.astype(np.int64)]
-        columns = {"image": rows["image"].astype(str).to_numpy(), **self.columns(outputs.pred, outputs.likelihood)}
+        columns = {"image": rows["image"].astype(str).to_numpy(), **self.output_columns(outputs)}
         return pd.DataFrame(columns, index=rows.index).sort_index()  # built at once: no fragmented frame
 
 
@@ -130,7 +163,8 @@ def predict(model_path: str | Path, source: Any, *, batch_size: int = INFERENCE_
             progress: bool = False, views: str = "auto") -> pd.DataFrame:
     """Predict landmarks (original pixels, with likelihoods) or classes for images or videos.
 
-    ``source``: image paths, a folder, a .zip, an annotation file/DataFrame, an
+    ``model_path``: a model file, a run folder (its best model) or an ensemble (its folder or
+    ``ensemble.json``: the members' median point, and ``<name>_spread``). ``source``: image paths, a folder, a .zip, an annotation file/DataFrame, an
     AnnotationTable, or one or more video files (``.mp4 .avi .mov .mkv`` ...).
     ``tta_flip``: also predict on the mirrored image and average (landmark models need
     left/right flip pairs in their checkpoint). ``progress``: a progress bar per video.
@@ -142,7 +176,8 @@ def predict(model_path: str | Path, source: Any, *, batch_size: int = INFERENCE_
 
     Returns:
         Images: indexed like the input rows; ``image`` then ``<name>_x, <name>_y,
-        <name>_likelihood`` per landmark (or ``label, confidence, prob_<class>``).
+        <name>_likelihood`` (and ``<name>_uncertainty``, ``<name>_spread`` where the model has them)
+        per landmark (or ``label, confidence, prob_<class>``).
         Videos: one row per decoded frame, none dropped: ``video`` (several videos only),
         ``frame, time_s`` and the same prediction columns; frame ``i`` is the ``i``-th
         decoded frame (:mod:`cnnkit.data.video`).
@@ -172,6 +207,39 @@ def _as_unlabelled(table: AnnotationTable, predictor: Predictor) -> AnnotationTa
         return table
     return AnnotationTable(table.df[["image"]].copy(), source=table.source, zip=table.zip)
 
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One model file loaded for inference: its network, metadata, step set-up and strategy."""
+
+    net: nn.Module
+    meta: CheckpointMeta
+    setup: StepSetup
+    strategy: Strategy
+    views: str
+
+    @classmethod
+    def load(cls, path: Path, device: torch.device, *, precision: str, tta_flip: bool, views: str) -> _Member:
+        net, meta = load_model(path, device=str(device))
+        perm = _flip_perm(meta, path, required=tta_flip)
+        crop_of(meta)  # refused for class models
+        setup = StepSetup.for_model(meta, device, precision)
+        chosen, share = meta.get("views_measured"), meta.get("subject_share")
+        resolved = resolve_views(views, crop=setup.crop, heatmap=is_heatmap(net), chosen=chosen, subject_share=share)
+        if views == "auto" and setup.crop is not None:
+            log.info(describe_auto(resolved, chosen, share))
+        return cls(net, meta, setup, make_strategy(resolved, net, setup, perm=perm, tta_flip=tta_flip), resolved)
+
+
+def _calibration(record: Any, where: str | Path) -> ErrorCalibration | None:
+    """The uncertainty calibration a model file or manifest records (None: none)."""
+    if not record:
+        return None
+    try:
+        return ErrorCalibration.from_dict(record)
+    except DataError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
 
 
 def crop_of(meta: CheckpointMeta) -> CropConfig | None:

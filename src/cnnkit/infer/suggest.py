@@ -1,17 +1,27 @@
 """``suggest``: rank unlabelled images or video frames by how unsure a landmark model is.
 
-Three signals, each computed where it exists (columns of the result):
+The signals, each computed where it exists (columns of the result):
 
-- ``doubt_likelihood``: ``1 -`` the lowest ``<name>_likelihood`` of the image's points
-  (the model's own confidence; its meaning per head: ``cnnkit.engine.readout``);
+- ``doubt_uncertainty``: the largest ``<name>_uncertainty`` of the image's points: the expected
+  error in px, calibrated on the run's validation split (:mod:`cnnkit.engine.uncertainty`; models
+  trained with a validation split, and ensembles, whose spread it may use);
+- ``doubt_likelihood``: ``1 -`` the lowest ``<name>_likelihood`` of the image's points (the model's
+  own confidence; its meaning per head: ``cnnkit.engine.readout``). Shown always, ranked by only
+  when the model has no calibrated uncertainty (which is this signal, or the spread, made comparable
+  across landmarks);
 - ``doubt_flip``: the largest distance (original pixels) between a point predicted on the
   image and on its mirror image (mapped back, left/right partners swapped); needs flip
   pairs in the model. Obtained from ``predict`` with and without test-time flip, which
-  averages the two passes: mirror = 2 * averaged - plain;
-- ``doubt_jump`` (videos): the largest jump of a point away from the midpoint of its
-  positions in the neighbouring frames (a one-frame glitch, not steady motion).
+  averages the two passes: mirror = 2 * averaged - plain. By default only for models without a
+  calibrated uncertainty (it costs a second pass and, measured on lips-via, ranks errors no better
+  than chance: docs/ACCURACY.md);
+- videos, DeepLabCut's outlier criteria (:mod:`cnnkit.trajectories.outliers`) on the predicted
+  trajectory: ``doubt_jump`` (the largest move of a point since the previous frame, px) and
+  ``doubt_fitting`` (the largest distance of a point from the smoothed trajectory, a running median
+  over 5 frames, px), with DeepLabCut's flags ``jump``, ``uncertain`` (a likelihood below 0.01) and
+  ``fitting`` (20 px; ``n_flags`` counts them).
 
-``score`` is the mean, over the signals present, of each signal's percentile rank among
+``score`` is the mean, over the signals ranked by, of each signal's percentile rank among
 the candidates (0 to 1), so no signal's units dominate. The top ``n`` are kept; in a video
 no two suggested frames lie closer than ``min_gap`` frames, so one bad stretch does not
 fill the list. With ``via``, they are written as a VIA project with the predictions as
@@ -22,7 +32,7 @@ project into the training labels with ``cnnkit merge``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,25 +49,29 @@ from cnnkit.engine.inference import INFERENCE_BATCH
 from cnnkit.errors import ConfigError, DataError
 from cnnkit.infer.inputs import images_table
 from cnnkit.infer.predict import predict
-from cnnkit.io.checkpoint import read_meta
+from cnnkit.io.ensemble import read_model_meta
+from cnnkit.trajectories.outliers import frame_flags, outlier_scores
 
 log = logging.getLogger("cnnkit")
 
-SIGNALS = ("doubt_likelihood", "doubt_flip", "doubt_jump")
+SIGNALS = ("doubt_uncertainty", "doubt_likelihood", "doubt_flip", "doubt_jump", "doubt_fitting")
+FLAGS = ("jump", "uncertain", "fitting", "n_flags")
 
 
 def suggest(model: str | Path, inputs: Any, *, n: int = 50, via: str | Path | None = None,
-            exclude: str | Path | AnnotationTable | None = None, flip: bool = True, min_gap: int = 10,
+            exclude: str | Path | AnnotationTable | None = None, flip: bool | None = None, min_gap: int = 10,
             batch_size: int = INFERENCE_BATCH, device: str = "auto") -> pd.DataFrame:
     """The ``n`` images or video frames the model is least sure about, most doubtful first.
 
     Args:
-        model: a landmark checkpoint (``.safetensors``).
+        model: a landmark model file (``.safetensors``), an ensemble (its folder or ``ensemble.json``) or a run
+            folder.
         inputs: images, folders, an annotation file or table (as ``predict``), or video files.
         n: how many to suggest.
         via: also write them, with the predictions as points, as a VIA 2 project here.
         exclude: a labels file or table; its images are not suggested (already labelled).
-        flip: use the mirror-image disagreement (needs flip pairs in the model).
+        flip: use the mirror-image disagreement (needs flip pairs in the model); None (the default): only
+            when the model has no calibrated uncertainty.
         min_gap: in a video, at least this many frames between two suggestions.
         batch_size, device: as ``predict``.
 
@@ -71,7 +85,10 @@ def suggest(model: str | Path, inputs: Any, *, n: int = 50, via: str | Path | No
     """
     if n < 1:
         raise ConfigError(f"n must be at least 1. Received: {n}")
-    names = _landmarks(model)
+    meta = read_model_meta(model)
+    names = _landmarks(model, meta)
+    if flip is None:
+        flip = not has_uncertainty(meta)
     if via is not None:
         refuse_to_overwrite_labels(via, what="the review project")
     videos, images = _split_inputs(inputs)
@@ -86,8 +103,12 @@ def suggest(model: str | Path, inputs: Any, *, n: int = 50, via: str | Path | No
     return top
 
 
-def _landmarks(model: str | Path) -> list[str]:
-    meta = read_meta(model)
+def has_uncertainty(meta: Mapping[str, Any]) -> bool:
+    """Whether the model's predictions carry ``<name>_uncertainty`` (a calibration in the file or the ensemble)."""
+    return bool(meta.get("error_calibration") or (meta.get("ensemble") or {}).get("calibration"))
+
+
+def _landmarks(model: str | Path, meta: Mapping[str, Any]) -> list[str]:
     if meta.get("task") != "landmarks":
         raise ConfigError(f"{model}: suggest needs a landmark model; this one predicts {meta.get('task')}")
     return list(meta["landmarks"])
@@ -145,30 +166,44 @@ def _video_candidates(model: str | Path, video: Path, names: list[str], *, batch
         raise DataError(f"{video}: predict returned no 'frame' column for this video; cannot suggest frames")
     if flip:
         plain["doubt_flip"] = _flip_doubt(model, video, plain, names, batch_size=batch_size, device=device)
-    plain["doubt_jump"] = jump_doubt(_points(plain, names))
+    flags = trajectory_doubt(plain, names)
+    plain = pd.concat([plain, flags.set_index(plain.index)], axis=1)
     plain["video"] = str(video)
     return plain.drop(columns=[c for c in ("image",) if c in plain.columns])
 
 
-def jump_doubt(points: np.ndarray) -> np.ndarray:
-    """Per frame: the largest distance of a point from the midpoint of its neighbours' (N, K, 2) -> (N,).
+def trajectory_doubt(frames: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """DeepLabCut's outlier criteria on one video's predictions (rows = consecutive frames).
 
-    The first and last frames use their one neighbour; NaN where a point is missing.
+    Columns: ``doubt_jump`` (largest move since the previous frame, px; 0 for the first frame, which has no
+    previous one to jump from, so that it ranks with the others), ``doubt_fitting``
+    (largest distance from the running median of the trajectory, px) and the flags of
+    :func:`cnnkit.trajectories.frame_flags` (``jump``, ``uncertain``, ``fitting``, ``n_flags``).
     """
-    if len(points) < 2:
-        return np.full(len(points), np.nan)
-    prev = np.concatenate([points[1:2], points[:-1]])
-    nxt = np.concatenate([points[1:], points[-2:-1]])
-    return _nanmax(np.linalg.norm(points - (prev + nxt) / 2, axis=-1))
+    lik_cols = [f"{n}_likelihood" for n in names]
+    lik = frames[lik_cols].to_numpy(dtype=np.float64) if all(c in frames.columns for c in lik_cols) else None
+    table = frame_flags(outlier_scores(_points(frames, names), lik))
+    if len(table):
+        table.loc[table.index[0], "jump_px"] = 0.0
+    return table.rename(columns={"jump_px": "doubt_jump", "fitting_px": "doubt_fitting"})[
+        ["doubt_jump", "doubt_fitting", *FLAGS]]
 
 
 def rank(candidates: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """Add ``doubt_likelihood`` and ``score``; sort most doubtful first."""
+    """Add ``doubt_uncertainty``, ``doubt_likelihood`` and ``score``; sort most doubtful first.
+
+    The score ranks by the calibrated uncertainty instead of the likelihood where both are present.
+    """
     df = candidates.copy()
     liks = [f"{n}_likelihood" for n in names if f"{n}_likelihood" in df.columns]
     if liks:
         df["doubt_likelihood"] = 1.0 - df[liks].min(axis=1, skipna=True)
+    sure = [f"{n}_uncertainty" for n in names if f"{n}_uncertainty" in df.columns]
+    if sure:
+        df["doubt_uncertainty"] = df[sure].max(axis=1, skipna=True)
     present = [s for s in SIGNALS if s in df.columns and df[s].notna().any()]
+    if "doubt_uncertainty" in present and "doubt_likelihood" in present:
+        present.remove("doubt_likelihood")
     if not present:
         log.warning("suggest: the predictions carry no likelihood and no other signal; the order is arbitrary")
         df["score"] = 0.0

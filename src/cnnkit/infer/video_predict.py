@@ -5,7 +5,8 @@ current one (PyAV and Pillow release the GIL while they work), so on a CPU the d
 little of the model's time (``bench/perf/video_predict.py``). Memory: the batches in flight only.
 
 Output columns: ``frame, time_s`` and then, per landmark, ``<name>_x, <name>_y`` (original
-pixels) and ``<name>_likelihood``; for class models ``label, confidence, prob_<class>``.
+pixels) and ``<name>_likelihood`` (and ``<name>_uncertainty``, ``<name>_spread`` where the model has
+them: :meth:`cnnkit.infer.predict.Predictor.columns`); for class models ``label, confidence, prob_<class>``.
 Several videos: the same columns after a ``video`` column, the videos one after another.
 """
 
@@ -163,7 +164,7 @@ def frames_table(predictor: Any, index: list[int], times: list[float], scored: l
     """Scored batches of one video -> its table: ``frame, time_s`` then the prediction columns."""
     outputs = Outputs.join(scored)
     head = {"frame": np.asarray(index, dtype=np.int64), "time_s": np.asarray(times, dtype=np.float64)}
-    return pd.DataFrame({**head, **predictor.columns(outputs.pred, outputs.likelihood)})
+    return pd.DataFrame({**head, **predictor.output_columns(outputs)})
 
 
 def predict_video(predictor: Any, path: str | Path, *, batch_size: int = INFERENCE_BATCH, on_batch: BatchSink | None = None,

@@ -44,6 +44,9 @@ class CheckpointMeta(Mapping[str, Any]):
         mean_shape_norm: the mean training shape, (K, 2) normalised to the input (the baseline).
         selected_by: the history column that chose this file (best.safetensors).
         views_measured: a crop model's strategies scored on validation at the end of its run.
+        error_calibration: the map from the likelihood to an expected error in px, fitted on validation at
+            the end of the run (``ErrorCalibration.to_dict``; ``cnnkit.train.uncertainty``), else None.
+        uncertainty_measured: how that calibration scored on validation (its signal, ROC AUC, errors).
         extra: keys this version does not know, kept as read.
     """
 
@@ -64,6 +67,8 @@ class CheckpointMeta(Mapping[str, Any]):
     mean_shape_norm: Sequence[Sequence[float]] | None = None
     selected_by: str | None = None
     views_measured: Mapping[str, Any] | None = None
+    error_calibration: Mapping[str, Any] | None = None
+    uncertainty_measured: Mapping[str, Any] | None = None
     format_version: int = FORMAT_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -15,6 +15,11 @@ Layout::
       test_metrics.json  test_per_image.csv  report.html   the held-out evaluation and its page
       tensorboard/                 train.log: tensorboard
 
+An ensemble's folder (``train.ensemble: N``, ``cnnkit.io.ensemble``) holds ``ensemble.json`` (the
+manifest) and ``member-1/`` .. ``member-N/``, each an ordinary run folder as above plus
+``member.json`` once that member finished training; the held-out evaluation and the report are
+written beside the manifest.
+
 Writers go through ``cnnkit.atomic``: a reader sees the old file or the new one, never half.
 """
 
@@ -37,6 +42,7 @@ SETTINGS, EXPERIMENT, TEST_METRICS, TEST_PER_IMAGE, REPORT = (
     "settings.json", "experiment.yaml", "test_metrics.json", "test_per_image.csv", "report.html")
 CURVES, VAL_PREDICTIONS = "curves.png", "val_predictions.png"
 LOCK, TENSORBOARD = ".cnnkit-run.lock", "tensorboard"
+ENSEMBLE, MEMBER_DONE = "ensemble.json", "member.json"  # an ensemble's manifest; a finished member's mark
 #: The model files, in the order a reader prefers them.
 CHECKPOINTS = (BEST, LAST)
 #: What a commit writes, in its order (the state is the commit point).
@@ -46,6 +52,11 @@ PLOTS = (CURVES, VAL_PREDICTIONS)
 RESULTS = (TEST_METRICS, TEST_PER_IMAGE, REPORT, *PLOTS)
 #: Every file a run writes.
 OUTPUTS = (SETTINGS, EXPERIMENT, *RUN_FILES, *RESULTS)
+
+
+def member_folder(k: int) -> str:
+    """The folder of an ensemble's member ``k`` (from 1) inside the ensemble's run folder."""
+    return f"member-{k}"
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,19 @@ class RunFolder:
     @property
     def state(self) -> Path:
         return self.path / STATE
+
+    @property
+    def manifest(self) -> Path:
+        """Where an ensemble's manifest is (``ENSEMBLE``); ``is_ensemble`` says whether there is one."""
+        return self.path / ENSEMBLE
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.manifest.is_file()
+
+    def member(self, k: int) -> RunFolder:
+        """An ensemble's member ``k`` (from 1): an ordinary run folder."""
+        return RunFolder(self.path / member_folder(k))
 
     def checkpoint(self) -> Path | None:
         """The model file a reader takes: best, else last; None when there is neither."""

@@ -87,7 +87,7 @@ def build_page(run: RunRecord, scored: EvalData | None, ev: Evaluation | None, *
     if ev is not None and scored is not None:
         source = ImageSource.for_table(scored.table)
         if task == "landmarks":
-            sections += L.sections(ev, L.scored(ev, scored.table, meta), source)
+            sections += L.sections(ev, L.scored(ev, scored.table, meta), source, meta)
         elif task == "classes":
             sections += C.sections(ev, list(meta.get("classes") or []), source)
     title = f"cnnkit run report: {'/'.join(run.path.resolve().parts[-2:])}"

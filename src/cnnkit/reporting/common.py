@@ -53,6 +53,11 @@ def settings_rows(run: RunRecord, scored: EvalData | None) -> dict[str, Any]:
         "augmentation": _augment_line(s.get("augment") or meta.get("augment") or {}),
     }
     rows.update(_data_rows(run, scored))
+    ensemble = meta.get("ensemble") if meta else None
+    if ensemble:
+        seeds = [m.get("seed") for m in ensemble.get("members") or []]
+        rows["ensemble"] = (f"{len(ensemble.get('files') or [])} members (seeds {', '.join(map(str, seeds))}); settings "
+                            "and curves below are member 1's")
     if meta:
         rows["checkpoint scored"] = f"{run.checkpoint.name if run.checkpoint else '–'} (epoch {meta.get('epoch', '?')}"\
                                     f", chosen by {meta.get('selected_by', 'the last epoch')})"

@@ -54,9 +54,10 @@ def scored(ev: Evaluation, table: AnnotationTable, meta: Mapping[str, Any]) -> S
     return Scored(names, pairs, frame, pred, true, point_errors(pred, true), likelihood)
 
 
-def sections(ev: Evaluation, s: Scored, source: ImageSource) -> list[H.Section]:
-    """Per-landmark, PCK, histogram, worst and typical images, confusions."""
-    return [per_landmark_section(ev, s), pck_section(ev, s), histogram_section(ev, s),
+def sections(ev: Evaluation, s: Scored, source: ImageSource, meta: Mapping[str, Any] | None = None) -> list[H.Section]:
+    """Per-landmark, PCK, histogram, uncertainty (where the model has one), worst and typical images, confusions."""
+    doubt = [uncertainty_section(ev, meta)] if ev.reliability is not None else []
+    return [per_landmark_section(ev, s), pck_section(ev, s), histogram_section(ev, s), *doubt,
             images_section("worst", "Worst images", s, source, list(range(min(N_WORST, len(s.per_image)))),
                            listing=True),
             images_section("typical", "Typical images", s, source, typical_rows(s.per_image, N_TYPICAL)),
@@ -69,10 +70,43 @@ def overview_cards(ev: Evaluation) -> list[tuple[str, Any, str]]:
     err, base = m.get("error_px_mean", np.nan), m.get("baseline_px_mean", np.nan)
     ratio = err / base if base and np.isfinite(base) else np.nan
     tone = "good" if np.isfinite(ratio) and ratio < 0.5 else ("bad" if np.isfinite(ratio) and ratio >= 1 else "")
-    return [("mean error, px", err, tone), ("mean-shape baseline, px", base, ""),
-            ("error / baseline", ratio, tone), ("median error, px", m.get("error_px_median", np.nan), ""),
-            ("NME", m.get("nme", np.nan), ""), (f"PCK@{PCK_THRESHOLD:g}", m.get("pck", np.nan), ""),
-            ("images", len(ev.per_image), "")]
+    cards = [("mean error, px", err, tone), ("mean-shape baseline, px", base, ""),
+             ("error / baseline", ratio, tone), ("median error, px", m.get("error_px_median", np.nan), ""),
+             ("NME", m.get("nme", np.nan), ""), (f"PCK@{PCK_THRESHOLD:g}", m.get("pck", np.nan), ""),
+             ("images", len(ev.per_image), "")]
+    if "uncertainty_auc_10px" in m:
+        auc = m["uncertainty_auc_10px"]
+        cards.append(("uncertainty ROC AUC, > 10 px", auc, "good" if np.isfinite(auc) and auc >= 0.85 else ""))
+    return cards
+
+
+SIGNAL_LABELS = {"likelihood": "1 - likelihood", "spread": "ensemble spread (px)",
+                 "uncertainty": "calibrated uncertainty (px)"}
+
+
+def uncertainty_section(ev: Evaluation, meta: Mapping[str, Any] | None) -> H.Section:
+    """How well the model's doubt predicts its error: ROC AUCs and the reliability plot (predicted vs observed)."""
+    m = ev.metrics
+    rows = [(SIGNAL_LABELS[k], m[f"{k}_auc_10px"]) for k in SIGNAL_LABELS if f"{k}_auc_10px" in m]
+    aucs = pd.DataFrame(rows, columns=["signal", "ROC AUC, error > 10 px"])
+    record = (meta or {}).get("uncertainty_measured") or ((meta or {}).get("ensemble") or {}).get("uncertainty") or {}
+    how = (f"the {record.get('signal')} calibrated on {record.get('rows')} validation images at the end of training"
+           if record else "a calibration recorded with the model")
+    body = H.note(f"Each point's uncertainty is the error in original-image pixels the model expects for it: {how}. "
+                  f"{H.fmt(m.get('points_over_10px', np.nan), 4)} of the points here are more than 10 px off; the "
+                  "ROC AUC is the chance that such a point gets a higher score than a point within 10 px (0.5: "
+                  "chance, 1: every bad point first).")
+    body += H.table(aucs)
+    assert ev.reliability is not None
+    body += H.img(F.reliability_png({"calibrated uncertainty": ev.reliability}, threshold_px=10.0),
+                  "predicted against observed error")
+    body += H.note(f"Points binned by their uncertainty (equal counts); each dot is a bin's mean uncertainty against "
+                   f"its mean observed error, the bar reaches its 90th percentile. On the diagonal the uncertainty "
+                   f"means what it says; here the bins are {H.fmt(m.get('uncertainty_calibration_error_px'), 3)} px "
+                   f"off it on average (uncertainty {H.fmt(m.get('uncertainty_mean_px'), 3)} px, error "
+                   f"{H.fmt(m.get('error_px_mean'), 3)} px on average).")
+    body += H.collapsed("the reliability table", H.table(ev.reliability))
+    return H.Section("uncertainty", "Uncertainty: does it predict the error?", body)
 
 
 def per_landmark_frame(s: Scored) -> pd.DataFrame:

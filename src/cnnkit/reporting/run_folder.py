@@ -1,5 +1,8 @@
 """Read what a run folder holds (``io/run_folder.py`` owns the layout) and find the split to score.
 
+An ensemble's folder (``ensemble.json`` and ``member-k/`` run folders, :mod:`cnnkit.io.ensemble`) is
+read as one run: the manifest is the checkpoint scored, settings and curves are its first member's.
+
 The split to score is, in order: the table the caller gives (``--data``); else the test split,
 then the validation split, of the run's ``experiment.yaml`` (written by ``cnnkit train``); else
 none, and the report shows curves and settings only.
@@ -17,7 +20,7 @@ import pandas as pd
 from cnnkit.data.sources import read_annotations
 from cnnkit.data.table import AnnotationTable
 from cnnkit.errors import CnnkitError, ConfigError
-from cnnkit.io.checkpoint import read_meta
+from cnnkit.io.ensemble import read_model_meta
 from cnnkit.io.run_folder import EXPERIMENT, RunFolder
 
 if TYPE_CHECKING:
@@ -55,11 +58,14 @@ def load_run(run_dir: str | Path) -> RunRecord:
     if not path.is_dir():
         raise ConfigError(f"{path}: run folder not found (expected the output folder of `cnnkit train` or fit())")
     folder = RunFolder(path)
-    settings, history, checkpoint = folder.read_settings(), folder.read_history(), folder.checkpoint()
+    files = folder.member(1) if folder.is_ensemble else folder  # an ensemble: its first member's settings and curves
+    settings, history = files.read_settings(), files.read_history()
+    checkpoint = folder.manifest if folder.is_ensemble else folder.checkpoint()
     if not settings and history.empty and checkpoint is None:
         raise ConfigError(f"{path}: no settings.json, metrics.csv or checkpoint here; is this a run folder?")
-    meta: Mapping[str, Any] = read_meta(checkpoint) if checkpoint is not None else {}
-    return RunRecord(path, settings, history, folder.read_experiment(), checkpoint, meta)
+    meta: Mapping[str, Any] = read_model_meta(checkpoint) if checkpoint is not None else {}
+    experiment = folder.read_experiment() or files.read_experiment()
+    return RunRecord(path, settings, history, experiment, checkpoint, meta)
 
 
 def eval_data(run: RunRecord, data: Any = None, *, images: str | Path | None = None,

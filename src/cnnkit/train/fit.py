@@ -29,6 +29,7 @@ from cnnkit.io import run_folder as RF
 from cnnkit.train import commit as C
 from cnnkit.train.choose_views import choose_views
 from cnnkit.train.distributed import DistContext, distributed
+from cnnkit.train.ensemble import refuse_single_run, run_ensemble
 from cnnkit.train.epochs import EpochRunner
 from cnnkit.train.job import Run as Run
 from cnnkit.train.job import TrainingJob as TrainingJob
@@ -38,6 +39,7 @@ from cnnkit.train.parts import assemble_parts, build_for_table
 from cnnkit.train.resolve import resolve_augment as resolve_augment
 from cnnkit.train.resolve import resolve_job, timed_before_training
 from cnnkit.train.start import holding_folder, prepare_folder, start_state
+from cnnkit.train.uncertainty import calibrate_run
 
 log = logging.getLogger("cnnkit")
 
@@ -107,6 +109,10 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
     Nothing but the folder's lock is written before the model is built, so a bad spec leaves no run
     folder behind. ``extra_files`` ({name: text}) are written into the run folder with ``settings.json``.
     """
+    if job.cfg.ensemble > 1:  # N members into one folder, each an ordinary run (train/ensemble.py)
+        done = run_ensemble(job, dist, extra_files or {}, train_member=run_job)
+        return Run(job.out_dir, done.history, done.manifest, done.manifest, interrupted=done.interrupted)
+    refuse_single_run(job.out_dir)
     started = job.clock()  # train.time counts from here: start-up and measuring are part of the run
     C.check_not_inputs(job.out_dir, job.inputs)
     check_tables(job.train, job.val, None if isinstance(job.data.crop, str) else job.data.crop_settings)
@@ -132,6 +138,9 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
             if ctx.is_main and not state.interrupted:  # crop models: two-pass or full-frame, measured on val
                 choose_views(job.out_dir, runner.setup, job.val, grayscale=job.data.grayscale, files=(RF.BEST, RF.LAST),
                              batch_size=job.cfg.resolved_batch_size, quiet=job.cfg.quiet)
+                calibrate_run(job.out_dir, runner.setup, job.val, grayscale=job.data.grayscale,  # <name>_uncertainty
+                              letterbox=job.data.letterbox, files=(RF.BEST, RF.LAST),
+                              batch_size=job.cfg.resolved_batch_size, quiet=job.cfg.quiet)
     folder = RF.RunFolder(job.out_dir)
     return Run(folder.path, state.history_frame(), folder.best, folder.last,
                interrupted=state.interrupted, model=runner.model)

@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from cnnkit.atomic import atomic_path
 from cnnkit.errors import DataError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 100
 _COLUMNS = ("n", "predicted_px", "observed_px", "observed_p90_px")
@@ -34,18 +38,28 @@ def plot_reliability(tables: pd.DataFrame | Mapping[str, pd.DataFrame], path: st
     bin's 90th percentile of the observed error.
     """
     named = {"": tables} if isinstance(tables, pd.DataFrame) else dict(tables)
-    for label, table in named.items():
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 5), dpi=DPI)
+    draw_reliability(fig, named, title=title, threshold_px=threshold_px)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    return Path(path)
+
+
+def draw_reliability(fig: Figure, tables: Mapping[str, pd.DataFrame], *, title: str = "Predicted vs observed error",
+                     threshold_px: float | None = None) -> None:
+    """Draw the reliability plot of ``tables`` (label -> reliability table) on ``fig`` (see :func:`plot_reliability`)."""
+    for label, table in tables.items():
         missing = [c for c in _COLUMNS if c not in table.columns]
         if missing:
             raise DataError(f"reliability table {label!r}: missing columns {missing}; make it with "
                             "cnnkit.trajectories.reliability_table")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 5), dpi=DPI)
     ax = fig.add_subplot()
-    top = max([float(t[["predicted_px", "observed_p90_px"]].max().max()) for t in named.values() if len(t)] + [1.0])
+    top = max([float(t[["predicted_px", "observed_p90_px"]].max().max()) for t in tables.values() if len(t)] + [1.0])
     ax.plot([0, top], [0, top], color="grey", linewidth=1, linestyle="--", label="calibrated")
-    for label, table in named.items():
+    for label, table in tables.items():
         line = ax.plot(table["predicted_px"], table["observed_px"], marker="o", label=label or None)[0]
         ax.vlines(table["predicted_px"], table["observed_px"], table["observed_p90_px"], color=line.get_color(),
                   linewidth=0.8, alpha=0.6)
@@ -54,7 +68,3 @@ def plot_reliability(tables: pd.DataFrame | Mapping[str, pd.DataFrame], path: st
     ax.set(xlim=(0, top * 1.05), ylim=(0, top * 1.05), xlabel="predicted error (px)",
            ylabel="observed error (px): mean, bar to 90th percentile", title=title)
     ax.legend(loc="upper left", fontsize="small")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
-    return Path(path)

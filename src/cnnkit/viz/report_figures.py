@@ -12,7 +12,7 @@ Convention:
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,6 +46,16 @@ def curves_png(history: pd.DataFrame) -> bytes:
     fig = _figure(10.0, 3.6)
     draw_curves(fig, history, no_metric="no validation metric (no validation split)")
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.9, wspace=0.25)
+    return png_bytes(fig)
+
+
+def reliability_png(tables: Mapping[str, pd.DataFrame], *, threshold_px: float | None = None) -> bytes:
+    """The reliability plot (predicted vs observed error per bin, :mod:`cnnkit.viz.reliability`) as PNG bytes."""
+    from cnnkit.viz.reliability import draw_reliability
+
+    fig = _figure(5.0, 5.0)
+    draw_reliability(fig, tables, threshold_px=threshold_px)
+    fig.tight_layout()
     return png_bytes(fig)
 
 
