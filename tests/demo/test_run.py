@@ -32,7 +32,8 @@ def test_quick_run_writes_files_and_returns_finite_metrics(tmp_path: Path, capsy
     assert len(list((root / "data" / "images").glob("*.jpg"))) == 40
     for name in ("test_predictions.png", "run/curves.png", "run/best.safetensors", "report.html"):
         assert (root / name).stat().st_size > 1000, name
-    assert json.loads((root / "test_metrics.json").read_text()) == pytest.approx(metrics)
+    # (the AUCs of "error > 10 px" are NaN when no point, or every point, is that far off)
+    assert json.loads((root / "test_metrics.json").read_text()) == pytest.approx(metrics, nan_ok=True)
     out = capsys.readouterr().out
     assert "mean-shape baseline" in out and "test_predictions.png" in out
     assert f"report            {root / 'report.html'}" in out
