@@ -154,18 +154,20 @@ def test_step_candidates_quick_times_each_candidate_against_the_default(tmp_path
 
 
 def test_time_to_accuracy_quick_trains_records_curves_and_estimates(tmp_path: Path) -> None:
-    _run_quick("time_to_accuracy.py", "--sets", "small", "--configs", "default", "foreach", "--seeds", "0",
+    # one candidate (the default): a second doubled the suite's longest bench test; the table of several is
+    # checked on made-up curves below
+    _run_quick("time_to_accuracy.py", "--sets", "small", "--configs", "default", "--seeds", "0",
                "--threads", "1", "--out", str(tmp_path))
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"small_default_s0", "small_foreach_s0"}
+    assert set(results) == {"small_default_s0"}
     for r in results.values():
         assert len(r["curve"]) == 2 and r["curve"][1]["t_s"] > r["curve"][0]["t_s"] > 0  # wall time grows
         assert r["estimate"]["estimate_s"] > 0 and r["estimate"]["epochs"] == 2  # measured before training
         assert r["estimate"]["ended"] > r["estimate"]["probed"] > r["estimate"]["started"]
-    log = (tmp_path / "small_foreach_s0" / "train.log").read_text()
+    log = (tmp_path / "small_default_s0" / "train.log").read_text()
     assert "Traceback" not in log
     summary = (tmp_path / "summary.md").read_text()
-    assert [r[1] for r in _table_rows(summary, "small")][:2] == ["default", "foreach"]
+    assert [r[1] for r in _table_rows(summary, "small")][:1] == ["default"]
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert (tmp_path / "curves.csv").read_text().splitlines()[0] == "set,candidate,seed,epoch,step,val_px,time_s,t_s"
 
