@@ -15,7 +15,7 @@ from cnnkit.cli import main
 from cnnkit.errors import ConfigError
 from cnnkit.infer import archive as archive_mod
 from cnnkit.infer.archive import ArchiveVideo, archive_videos, balanced_shares, predict_archive
-from cnnkit.infer.archive_record import ArchiveSummary, VideoResult, file_sha256, model_sha256
+from cnnkit.infer.archive_record import ArchiveSummary, VideoResult, file_sha256, model_sha256, record_path
 from cnnkit.infer.predict import Predictor, predict
 from cnnkit.io.checkpoint import save_model
 from cnnkit.io.ensemble import EnsembleManifest, members_entry, write_manifest
@@ -408,3 +408,20 @@ def test_an_ensemble_predicts_an_archive_and_a_video_as_one_model(lab, scored, t
                  "--device", "cpu"]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(single)[["p_x", "p_y", "p_spread"]],
                                   pd.read_csv(lab["out"] / Path(rel).with_suffix(".csv"))[["p_x", "p_y", "p_spread"]])
+
+
+def test_smoothing_asked_later_redoes_only_what_was_not_smoothed_so(lab, scored) -> None:
+    assert _predict(lab) == 0
+    scored.clear()
+    assert _predict(lab, "--smooth") == 0  # not smoothed before: every video again, with its smoothed table
+    assert sum(scored) == sum(FRAMES.values())
+    for rel in FRAMES:
+        csv = lab["out"] / Path(rel).with_suffix(".csv")
+        raw, smoothed = pd.read_csv(csv), pd.read_csv(csv.with_name(csv.stem + "_smoothed.csv"))
+        assert smoothed["frame"].tolist() == raw["frame"].tolist()
+        assert json.loads(record_path(csv).read_text())["smooth"] == "auto"
+        assert csv.with_name(csv.stem + "_smoothed.csv").name in json.loads(record_path(csv).read_text())["files"]
+    scored.clear()
+    assert _predict(lab, "--smooth") == 0 and scored == []  # the same: nothing to do
+    assert _predict(lab) == 0 and scored == []  # no smoothing asked: what is there serves
+    assert _predict(lab, "--smooth", "savgol") == 0 and sum(scored) == sum(FRAMES.values())

@@ -259,3 +259,45 @@ def test_cli_refuses_nwb_for_images_in_one_line(tmp_path, index_frame, capsys) -
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nwb is for videos" in err[0]
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_cli_predict_smooth_writes_the_smoothed_table_beside_the_raw_one(tmp_path, clip, capsys) -> None:
+    from cnnkit import smooth
+    from cnnkit.cli import main
+
+    ckpt = _tiny_model(tmp_path)
+    out = tmp_path / "preds" / "clip.csv"
+    assert main(["predict", str(ckpt), str(clip), "--out", str(out), "--smooth", "--device", "cpu", "--quiet"]) == 0
+    raw, smoothed = pd.read_csv(out), pd.read_csv(out.parent / "clip_smoothed.csv")
+    assert "clip_smoothed.csv" in capsys.readouterr().out
+    assert smoothed["frame"].tolist() == raw["frame"].tolist() == list(range(N))
+    # one model: the median filter of 5 frames, the same table `cnnkit smooth` gives on the raw CSV
+    pd.testing.assert_frame_equal(smoothed, smooth(out, method="median").table)
+    np.testing.assert_allclose(smoothed["nose_x_median"], raw["nose_x"])  # the raw position is carried
+    settings = (out.parent / "clip_smoothed.csv.json").read_text()
+    assert '"method": "median"' in settings and '"window": 5' in settings
+    # a re-run replaces its own smoothed table; a user's file of that name is never replaced
+    assert main(["predict", str(ckpt), str(clip), "--out", str(out), "--smooth", "savgol", "--device", "cpu",
+                 "-q"]) == 0
+    assert '"method": "savgol"' in (out.parent / "clip_smoothed.csv.json").read_text()
+    for name in ("clip_smoothed.csv", "clip_smoothed.csv.json"):
+        (out.parent / name).unlink()
+    (out.parent / "clip_smoothed.csv").write_text("frame,nose_x\n0,1\n")  # someone's own work
+    capsys.readouterr()
+    assert main(["predict", str(ckpt), str(clip), "--out", str(out), "--smooth", "--device", "cpu", "-q"]) == 2
+    assert "was not written by cnnkit smooth" in capsys.readouterr().err
+    assert (out.parent / "clip_smoothed.csv").read_text() == "frame,nose_x\n0,1\n"
+
+
+def test_predict_smooth_is_for_videos_and_eks_needs_an_ensemble(tmp_path, clip, index_frame, capsys) -> None:
+    from PIL import Image
+
+    from cnnkit.cli import main
+
+    ckpt = _tiny_model(tmp_path)
+    Image.fromarray(index_frame(1)).save(tmp_path / "a.png")
+    assert main(["predict", str(ckpt), str(tmp_path / "a.png"), "--out", str(tmp_path / "p.csv"), "--smooth"]) == 2
+    assert "--smooth is for a landmark model's predictions on videos" in capsys.readouterr().err
+    assert main(["predict", str(ckpt), str(clip), "--out", str(tmp_path / "v.csv"), "--smooth", "eks",
+                 "--device", "cpu", "-q"]) == 2
+    assert "EKS needs the predictions of 2 or more models" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cnnkit.errors import DataError
-from cnnkit.trajectories.eks import ensemble_kalman_smoother, ensemble_statistics
+from cnnkit.trajectories.eks import ensemble_kalman_smoother, ensemble_statistics, smooth_ensemble_output
 from cnnkit.trajectories.synth import observe, random_walk, smooth_motion
 
 GAUSS_2SD = 0.9545  # P(|z| < 2) for a standard normal
@@ -124,3 +124,38 @@ def test_bad_input_is_refused_in_one_line(shape: tuple[int, ...], message: str) 
 def test_likelihood_of_the_wrong_shape_is_refused() -> None:
     with pytest.raises(DataError, match=r"likelihood must be \(members, frames, landmarks\)"):
         ensemble_kalman_smoother(np.zeros((2, 10, 3, 2)), np.ones((2, 10, 2)))
+
+
+def test_an_ensembles_own_table_smooths_as_its_members_do_when_their_spread_is_the_same_on_both_axes() -> None:
+    # Four members at the centre +-(a, a) and +-(a, -a): median = centre, variance a² on each axis, so the
+    # table an ensemble predicts (median, spread, mean likelihood) holds all that EKS uses of its members.
+    rng = np.random.default_rng(3)
+    t, k = 300, 2
+    centre = np.cumsum(rng.normal(0, 1, (t, k, 2)), axis=0)
+    a = rng.uniform(0.5, 4.0, (t, k, 1))
+    signs = np.array([[1, 1], [-1, -1], [1, -1], [-1, 1]], dtype=float)
+    members = centre[None] + a[None] * signs[:, None, None, :]
+    likelihood = np.broadcast_to(rng.uniform(0.2, 1.0, (t, k)), (4, t, k)).copy()
+    members[:, 40:43, 0] = np.nan  # a gap the smoother bridges
+    full = ensemble_kalman_smoother(members, likelihood)
+    median, _, spread, mean_lik = ensemble_statistics(members, likelihood)
+    own = smooth_ensemble_output(median, spread, mean_lik)
+    np.testing.assert_allclose(own.strength, full.strength)
+    np.testing.assert_allclose(own.mean, full.mean, atol=1e-9)
+    np.testing.assert_allclose(own.variance, full.variance, rtol=1e-9)
+
+
+def test_smooth_takes_an_ensembles_table_through_eks_and_one_models_through_the_median() -> None:
+    import pandas as pd
+
+    from cnnkit import smooth
+
+    rng = np.random.default_rng(0)
+    truth = np.cumsum(rng.normal(0, 1, 200))
+    table = pd.DataFrame({"frame": np.arange(200), "time_s": np.arange(200) / 30,
+                          "nose_x": truth + rng.normal(0, 2, 200), "nose_y": truth + rng.normal(0, 2, 200),
+                          "nose_likelihood": 0.9})
+    assert smooth(table).method == "median"
+    result = smooth(table.assign(nose_spread=2.0))  # what predict writes for an ensemble
+    assert result.method == "eks" and "nose_sd" in result.table.columns
+    assert np.sqrt(np.mean((result.table["nose_x"] - truth) ** 2)) < np.sqrt(np.mean((table["nose_x"] - truth) ** 2))

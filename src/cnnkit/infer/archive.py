@@ -214,6 +214,8 @@ def _plan(videos: Sequence[ArchiveVideo], job: _Job, ranks: int) -> _Plan:
     for video in videos:
         record = matching_record(record_path(job.csv(video)), model_sha256=job.model_sha256,
                                  settings=job.settings, video=video.path, outputs=job.outputs(video))
+        if record is not None and job.meta.smooth not in (None, record.get("smooth")):
+            record = None  # smoothed another way (or not at all): the raw outputs are redone with it
         if record is not None:
             settled.append(VideoResult(video.rel.as_posix(), "skipped", int(record["video"]["frames"]),
                                        reason=str(record.get("partial") or "")))
@@ -334,7 +336,7 @@ def _write_video(df: Any, video: ArchiveVideo, job: _Job, ended: _Ended) -> None
     written = write_predictions(df, csv, job.formats, job.for_video(video))
     write_record(record_path(csv), model_sha256=job.model_sha256, model=job.meta.model, settings=job.settings,
                  formats=job.formats, video=video.path, fingerprint=ended.fingerprint, frames=len(df), files=written,
-                 partial=ended.partial)
+                 partial=ended.partial, smooth=job.meta.smooth)
 
 
 def _remove_temporaries(targets: Sequence[Path]) -> None:
@@ -348,7 +350,8 @@ def _remove_temporaries(targets: Sequence[Path]) -> None:
 
 
 def predict_archive(model: str | Path, videos: Sequence[ArchiveVideo], out: str | Path, *,
-                    formats: str | Sequence[str] = "csv", batch_size: int = INFERENCE_BATCH, device: str = "auto",
+                    formats: str | Sequence[str] = "csv", smooth: str | None = None,
+                    batch_size: int = INFERENCE_BATCH, device: str = "auto",
                     tta_flip: bool = False, views: str = "auto", progress: bool = True,
                     dist: DistContext | None = None, clock: Callable[[], float] = time.perf_counter) -> ArchiveSummary:
     """Predict every video of ``videos`` (from :func:`archive_videos`) into ``out``; return the summary.
@@ -357,13 +360,16 @@ def predict_archive(model: str | Path, videos: Sequence[ArchiveVideo], out: str 
     whole summary; rank 0 alone writes ``out/archive_summary.csv`` and shows the progress bar (its
     own share's frames: the shares are balanced, so its ETA is the job's).
 
+    ``smooth``: also write each video's ``<name>_smoothed.csv`` (``PredictionMeta.smooth``).
+
     Raises:
         ConfigError: a format that does not apply (or lacks its optional package), before any work.
     """
     with distributed(dist, device) as ctx, ctx.patient() as group:
         predictor = Predictor.from_checkpoint(model, device=str(ctx.device or device), tta_flip=tta_flip,
                                               views=views)
-        job = _job(model, videos, out, formats, batch_size, predictor, tta_flip=tta_flip, warn=ctx.is_main)
+        job = _job(model, videos, out, formats, batch_size, predictor, tta_flip=tta_flip, smooth=smooth,
+                   warn=ctx.is_main)
         start = clock()
         plan: _Plan = ctx.gather(_plan(videos, job, ctx.world_size) if ctx.is_main else None, group=group)[0]
         share = plan.shares[ctx.rank]
@@ -382,13 +388,14 @@ def predict_archive(model: str | Path, videos: Sequence[ArchiveVideo], out: str 
 
 
 def _job(model: str | Path, videos: Sequence[ArchiveVideo], out: str | Path, formats: str | Sequence[str],
-         batch_size: int, predictor: Predictor, *, tta_flip: bool, warn: bool = True) -> _Job:
+         batch_size: int, predictor: Predictor, *, tta_flip: bool, smooth: str | None = None,
+         warn: bool = True) -> _Job:
     """The run's settings; the formats checked once, before any work (their errors concern every video).
 
     ``warn``: say what a format lacks (PyTables for dlc's .h5) in this process (rank 0 alone under torchrun).
     """
     settings: dict[str, Any] = {"views": predictor.views, "tta_flip": bool(tta_flip)}
-    meta = PredictionMeta.from_checkpoint(model, (), **settings)
+    meta = PredictionMeta.from_checkpoint(model, (), smooth=smooth, **settings)
     job = _Job(Path(out), parse_formats(formats), meta, settings, model_sha256(Path(model)), batch_size)
     if videos:
         try:

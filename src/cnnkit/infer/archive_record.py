@@ -87,15 +87,16 @@ def foreign_record(path: Path) -> bool:
 
 def write_record(path: Path, *, model_sha256: str, model: Path, settings: Mapping[str, Any],
                  formats: Sequence[str], video: Path, fingerprint: Mapping[str, int], frames: int,
-                 files: Iterable[Path], partial: str) -> Path:
+                 files: Iterable[Path], partial: str, smooth: str | None = None) -> Path:
     """Write the completion record (after every output: it is what makes them count as done).
 
     ``fingerprint``: the video's, taken BEFORE it was decoded (a file still growing then differs later).
+    ``smooth``: the ``--smooth`` method asked for, if any (a later run asking another redoes the video).
     """
     record = {"kind": RECORD_KIND, "cnnkit_version": _version(), "model": str(model), "model_sha256": model_sha256,
               "settings": dict(settings), "formats": list(formats),
               "video": {"name": video.name, **fingerprint, "frames": int(frames)},
-              "partial": partial, "files": {f.name: f.stat().st_size for f in files}}
+              "partial": partial, "files": {f.name: f.stat().st_size for f in files}, "smooth": smooth}
     return atomic_write_text(path, json.dumps(record, indent=1))
 
 

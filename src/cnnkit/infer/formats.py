@@ -37,6 +37,7 @@ from cnnkit.atomic import atomic_path, atomic_write_text
 from cnnkit.data.guard import refuse_to_overwrite_labels
 from cnnkit.errors import ConfigError, DataError, did_you_mean
 from cnnkit.io.ensemble import read_model_meta
+from cnnkit.trajectories.smoothing import check_target, is_smoothing_output, sidecar_path, smooth
 
 __all__ = ["FORMATS", "PredictionMeta", "check_outputs", "check_targets", "dlc_frame", "output_paths",
            "parse_formats", "write_predictions"]
@@ -44,6 +45,8 @@ __all__ = ["FORMATS", "PredictionMeta", "check_outputs", "check_targets", "dlc_f
 log = logging.getLogger("cnnkit")
 
 FORMATS = ("csv", "dlc", "nwb")
+#: ``--smooth``'s methods (``cnnkit.smooth``'s)
+SMOOTHING = ("auto", "median", "savgol", "eks")
 DLC_KEY = "df_with_missing"  # the HDF5 key DeepLabCut, movement and napari-deeplabcut read
 COORDS = ("x", "y", "likelihood")
 MARK = "cnnkit_predictions"  # attribute on our .h5 files: a prediction cnnkit wrote, safe to regenerate
@@ -59,20 +62,24 @@ class PredictionMeta:
         model: the checkpoint file.
         videos: the videos predicted, in order; empty for images.
         settings: the model's and the prediction's settings (recorded in NWB's description).
+        smooth: also write ``<out stem>_smoothed.csv`` (videos): ``cnnkit.smooth``'s method ('auto':
+            EKS for an ensemble's table, else the median filter; 'median', 'savgol', 'eks'), or None.
     """
 
     landmarks: tuple[str, ...]
     model: Path
     videos: tuple[Path, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
+    smooth: str | None = None
 
     @classmethod
-    def from_checkpoint(cls, model: str | Path, videos: Sequence[str | Path] = (), **options: Any) -> PredictionMeta:
+    def from_checkpoint(cls, model: str | Path, videos: Sequence[str | Path] = (), *, smooth: str | None = None,
+                        **options: Any) -> PredictionMeta:
         """Read the model's metadata (not its weights); ``options``: predict's own settings (views, tta_flip)."""
         meta = read_model_meta(model)  # a model file, an ensemble or a run folder
         kept = ("task", "size", "grayscale", "letterbox", "crop", "preset", "head", "flip_pairs")
         settings = {k: meta[k] for k in kept if meta.get(k) not in (None, [], {})} | dict(options)
-        return cls(tuple(meta.get("landmarks") or ()), Path(model), tuple(Path(v) for v in videos), settings)
+        return cls(tuple(meta.get("landmarks") or ()), Path(model), tuple(Path(v) for v in videos), settings, smooth)
 
     @property
     def scorer(self) -> str:
@@ -112,7 +119,16 @@ def output_paths(out: str | Path, formats: Sequence[str], meta: PredictionMeta) 
             paths[fmt] = [out.parent / f"{s}{meta.scorer}{x}" for s in stems for x in suffixes]
         else:
             paths[fmt] = [out.parent / f"{s}_cnnkit_{meta.tag}.nwb" for s in stems]
+    if meta.smooth is not None:  # beside the raw table, which is always kept
+        smoothed = smoothed_path(out)
+        paths["smoothed"] = [smoothed, sidecar_path(smoothed)]
     return paths
+
+
+def smoothed_path(out: str | Path) -> Path:
+    """``preds/clip.csv`` -> ``preds/clip_smoothed.csv``: where ``--smooth`` writes (``cnnkit smooth``'s default)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_smoothed.csv")
 
 
 def check_outputs(out: str | Path, formats: str | Sequence[str], meta: PredictionMeta) -> tuple[str, ...]:
@@ -147,6 +163,12 @@ def _checked(out: str | Path, formats: str | Sequence[str], meta: PredictionMeta
             raise ConfigError("--format nwb is for videos (an NWB PoseEstimation needs the frames' times); "
                               "for images use csv or dlc")
         _require("pynwb", "ndx_pose", what="--format nwb")
+    if meta.smooth is not None:
+        if not meta.videos or not meta.landmarks:
+            raise ConfigError("--smooth is for a landmark model's predictions on videos (smoothing follows each "
+                              "point from frame to frame); predict images without it")
+        if meta.smooth not in SMOOTHING:
+            raise ConfigError(f"--smooth: expected one of {', '.join(SMOOTHING)}. Received {meta.smooth!r}")
     stems = [v.stem for v in meta.videos]
     twice = sorted({s for s in stems if stems.count(s) > 1})
     if twice and set(chosen) - {"csv"}:
@@ -154,6 +176,12 @@ def _checked(out: str | Path, formats: str | Sequence[str], meta: PredictionMeta
                           f"predict them in separate calls with different --out folders")
     for fmt, paths in output_paths(out, chosen, meta).items():
         for path in paths:
+            if fmt == "smoothed":  # a table smooth wrote may be replaced; anything else is refused
+                check_target(paths[0], [out])
+                if paths[0].exists() and not is_smoothing_output(paths[0]):
+                    raise DataError(f"{paths[0]} (--smooth) already exists and was not written by cnnkit smooth "
+                                    "(it may hold labels); nothing was written. Move it away, or choose another --out")
+                break
             _refuse_unless_prediction(path, what=f"--format {fmt}")
     return chosen
 
@@ -183,6 +211,11 @@ def write_predictions(df: pd.DataFrame, out: str | Path, formats: str | Sequence
             targets = paths[fmt][i * per_part:(i + 1) * per_part]
             video = meta.videos[i] if meta.videos else None
             written += _write_dlc(part, targets, meta, video) if fmt == "dlc" else _write_nwb(part, targets[0], meta, video)
+    if meta.smooth is not None:
+        smoothed = smooth(df, out=paths["smoothed"][0], method=meta.smooth)
+        for line in smoothed.lines():
+            log.info(line)
+        written += paths["smoothed"]
     return written
 
 

@@ -11,6 +11,7 @@ model is a model file, an ensemble (its folder or ``ensemble.json``) or a run fo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from cnnkit.data.dataset import TableDataset
 from cnnkit.data.loader import make_loader
 from cnnkit.data.table import AnnotationTable, points_to_columns
 from cnnkit.data.views import ViewDataset, collate_frames
-from cnnkit.engine.device import resolve_device
+from cnnkit.engine.device import inference_channels_last, resolve_device
 from cnnkit.engine.ensemble import EnsembleStrategy, check_members
 from cnnkit.engine.inference import (
     INFERENCE_BATCH,
@@ -73,11 +74,17 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", precision: str = "fp32",
-                        tta_flip: bool = False, views: str = "auto") -> Predictor:
-        """Load a model file, an ensemble (its folder or ``ensemble.json``) or a run folder's best model."""
+                        tta_flip: bool = False, views: str = "auto", channels_last: bool | None = None) -> Predictor:
+        """Load a model file, an ensemble (its folder or ``ensemble.json``) or a run folder's best model.
+
+        ``channels_last``: the network's memory format; None = the device's measured default
+        (:func:`cnnkit.engine.device.inference_channels_last`: on for the CPU).
+        """
         ref = find_model(path)
         dev = resolve_device(device)
-        members = [_Member.load(f, dev, precision=precision, tta_flip=tta_flip, views=views) for f in ref.files]
+        cl = inference_channels_last(dev, channels_last)
+        members = [_Member.load(f, dev, precision=precision, tta_flip=tta_flip, views=views, channels_last=cl)
+                   for f in ref.files]
         if ref.manifest is None:
             one = members[0]
             calibration = _calibration(one.meta.get("error_calibration"), path)
@@ -220,11 +227,15 @@ class _Member:
     views: str
 
     @classmethod
-    def load(cls, path: Path, device: torch.device, *, precision: str, tta_flip: bool, views: str) -> _Member:
+    def load(cls, path: Path, device: torch.device, *, precision: str, tta_flip: bool, views: str,
+             channels_last: bool = False) -> _Member:
         net, meta = load_model(path, device=str(device))
         perm = _flip_perm(meta, path, required=tta_flip)
         crop_of(meta)  # refused for class models
         setup = StepSetup.for_model(meta, device, precision)
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            setup = dataclasses.replace(setup, channels_last=True)
         chosen, share = meta.get("views_measured"), meta.get("subject_share")
         resolved = resolve_views(views, crop=setup.crop, heatmap=is_heatmap(net), chosen=chosen, subject_share=share)
         if views == "auto" and setup.crop is not None:

@@ -100,6 +100,43 @@ def ensemble_kalman_smoother(points: np.ndarray, likelihood: np.ndarray | None =
     points = np.asarray(points, dtype=np.float64)
     _check_shapes(points, likelihood)
     centre, variance, spread, mean_lik = ensemble_statistics(points, likelihood, average=average)
+    return _smooth_observations(centre, variance, spread, mean_lik, strength)
+
+
+def smooth_ensemble_output(centre: np.ndarray, spread: np.ndarray, likelihood: np.ndarray | None = None, *,
+                           strength: float | Sequence[float] | None = None) -> EnsembleSmoothing:
+    """EKS over an ensemble's prediction table: its median and spread instead of the members' points.
+
+    What ``cnnkit predict`` writes for an ensemble (``<name>_x/_y`` = the members' median,
+    ``<name>_spread`` = their sd per axis, ``<name>_likelihood`` = their mean) is what the smoother
+    needs from the members, except that the spread is one sd for both axes (the root mean square of
+    the x and y sd) where the members give one per axis: the observation variance is ``spread²`` on
+    each axis, divided by the mean likelihood as in ``ensemble_statistics``. Where the spread is
+    missing (one member had the point) the landmark's largest variance of the video is used.
+
+    Args:
+        centre: (T, K, 2) px; spread: (T, K) px; likelihood: (T, K) or None.
+    """
+    centre = np.asarray(centre, dtype=np.float64)
+    spread = np.asarray(spread, dtype=np.float64)
+    if centre.ndim != 3 or centre.shape[-1] != 2 or spread.shape != centre.shape[:2]:
+        raise DataError(f"centre must be (T, K, 2) and spread (T, K); received {centre.shape} and {spread.shape}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_axis = np.repeat((spread ** 2)[..., None], 2, axis=-1)
+        lone = np.nanmax(per_axis, axis=0, keepdims=True)
+        variance = np.where(np.isfinite(per_axis), per_axis, np.broadcast_to(lone, per_axis.shape))
+        variance = np.where(np.isfinite(centre), variance, np.nan)
+        lik = None
+        if likelihood is not None:
+            lik = np.where(np.isfinite(centre).all(axis=-1), np.asarray(likelihood, dtype=np.float64), np.nan)
+            variance = variance / np.clip(np.nan_to_num(lik, nan=1.0), LIKELIHOOD_FLOOR, None)[..., None]
+    return _smooth_observations(centre, variance, spread, lik, strength)
+
+
+def _smooth_observations(centre: np.ndarray, variance: np.ndarray, spread: np.ndarray,
+                         mean_lik: np.ndarray | None, strength: float | Sequence[float] | None) -> EnsembleSmoothing:
+    """The Kalman filter and RTS smoother over (T, K, 2) observations with their per-frame variance."""
     with warnings.catch_warnings():  # a landmark no member ever saw stays NaN, its strength too
         warnings.simplefilter("ignore", RuntimeWarning)
         m0 = np.nanmean(centre, axis=0)
@@ -109,7 +146,7 @@ def ensemble_kalman_smoother(points: np.ndarray, likelihood: np.ndarray | None =
         s, _ = tune_strength(centre, typical[None], m0, p0)
         s = np.where(np.isfinite(m0).all(axis=-1), s, np.nan)
     else:
-        s = np.broadcast_to(np.asarray(strength, dtype=np.float64), (points.shape[2],)).copy()
+        s = np.broadcast_to(np.asarray(strength, dtype=np.float64), (centre.shape[1],)).copy()
     filtered = kalman_filter(centre, np.clip(variance, FINAL_VARIANCE_FLOOR, None), s[:, None], m0, p0)
     mean, post_var = rts_smoother(filtered, s[:, None])
     return EnsembleSmoothing(mean, post_var, centre, variance, spread, mean_lik, s, tuned=strength is None)

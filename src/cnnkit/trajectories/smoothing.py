@@ -1,5 +1,9 @@
 """``cnnkit.smooth``: smooth video predictions; one table -> a filter, several (an ensemble) -> EKS.
 
+An ensemble's own prediction table (``cnnkit predict`` with an ensemble: the members' median,
+``<name>_spread`` and mean likelihood) is smoothed by EKS too, from its median and spread
+(``trajectories.eks.smooth_ensemble_output``).
+
 The raw predictions are kept: the result is a new table (and, with ``out``, a new CSV beside
 them plus ``<out>.json`` with the settings and each landmark's smoothing strength); an input is
 never overwritten. Output columns, per landmark after ``[video,] frame, time_s``:
@@ -25,7 +29,7 @@ import pandas as pd
 
 from cnnkit.atomic import atomic_write_text
 from cnnkit.errors import DataError
-from cnnkit.trajectories.eks import ensemble_kalman_smoother, ensemble_statistics
+from cnnkit.trajectories.eks import ensemble_kalman_smoother, ensemble_statistics, smooth_ensemble_output
 from cnnkit.trajectories.filters import (
     DEFAULT_MEDIAN_WINDOW,
     DEFAULT_SAVGOL_ORDER,
@@ -33,7 +37,7 @@ from cnnkit.trajectories.filters import (
     median_filter,
     savgol_filter,
 )
-from cnnkit.trajectories.tables import Trajectories, ensemble_arrays, landmark_names, split_videos
+from cnnkit.trajectories.tables import Trajectories, ensemble_arrays, has_spread, landmark_names, split_videos
 
 Source = Union[str, "os.PathLike[str]", pd.DataFrame]
 METHODS = ("auto", "eks", "median", "savgol")
@@ -78,7 +82,8 @@ def smooth(predictions: Source | Sequence[Source], *, out: str | os.PathLike[str
     Args:
         predictions: a prediction CSV or DataFrame, or several of the same video (an ensemble).
         out: also write the table to this CSV and the settings to ``<out>.json``; never an input.
-        method: ``auto`` (EKS for 2+ tables, else the median filter), ``eks``, ``median`` or ``savgol``
+        method: ``auto`` (EKS for 2+ tables or an ensemble's own table, with ``<name>_spread``
+            columns: EKS over its median and spread; else the median filter), ``eks``, ``median`` or ``savgol``
             (with several tables the filters smooth the ensemble median).
         window: filter window in frames (default: median 5, savgol 11). Not for EKS.
         strength: EKS: fix s (px² per frame) for every landmark instead of choosing it per landmark.
@@ -86,11 +91,12 @@ def smooth(predictions: Source | Sequence[Source], *, out: str | os.PathLike[str
     """
     items = [predictions] if isinstance(predictions, (str, os.PathLike, pd.DataFrame)) else list(predictions)
     sources = tuple(_name(p, i) for i, p in enumerate(items))
-    method, window = _resolve(method, window, strength, len(items))
     if out is not None:
         check_target(out, items)
     tables = [_read(p, s) for p, s in zip(items, sources, strict=True)]
     names = landmark_names(tables[0], where=sources[0])
+    one_ensemble = len(tables) == 1 and has_spread(tables[0], names)
+    method, window = _resolve(method, window, strength, 2 if one_ensemble else len(items))
     split = [split_videos(t) for t in tables]
     parts, strengths = [], {}
     for video, first in split[0].items():
@@ -117,8 +123,9 @@ def _resolve(method: str, window: int | None, strength: float | None, n: int) ->
     if method != "eks" and strength is not None:
         raise DataError(f"strength is EKS's; the {method} filter takes a window")
     if method == "eks" and n < 2:
-        raise DataError("EKS needs the predictions of 2 or more models of the same video (one CSV each); "
-                        "for one model use --method median or savgol")
+        raise DataError("EKS needs the predictions of 2 or more models of the same video (one CSV each), or an "
+                        "ensemble's own predictions (with <name>_spread columns); for one model use --method median "
+                        "or savgol")
     if window is not None and (int(window) != window or window < 1):
         raise DataError(f"the window is a number of frames >= 1. Received {window!r}")
     default = {"median": DEFAULT_MEDIAN_WINDOW, "savgol": DEFAULT_SAVGOL_WINDOW}.get(method)
@@ -130,10 +137,14 @@ def _smooth_video(traj: Trajectories, names: Sequence[str], method: str, window:
     """Columns (input rows only) of one video, and the EKS strengths (None for a filter)."""
     rows, many = traj.rows, len(traj.points) >= 2
     centre, _, spread, lik = ensemble_statistics(traj.points, traj.likelihood) if many else \
-        (traj.points[0], None, None, None if traj.likelihood is None else traj.likelihood[0])
+        (traj.points[0], None, traj.spread, None if traj.likelihood is None else traj.likelihood[0])
     sd, s = None, None
     if method == "eks":
-        res = ensemble_kalman_smoother(traj.points, traj.likelihood, strength=strength)
+        if many:
+            res = ensemble_kalman_smoother(traj.points, traj.likelihood, strength=strength)
+        else:  # an ensemble's own table (_resolve allows EKS on one table only with its spread)
+            assert traj.spread is not None
+            res = smooth_ensemble_output(centre, traj.spread, lik, strength=strength)
         pos, sd, s = res.mean, res.sd, res.strength
     elif method == "median":
         pos = median_filter(centre, window or DEFAULT_MEDIAN_WINDOW, max_gap=max_gap)

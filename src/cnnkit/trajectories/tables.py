@@ -28,6 +28,7 @@ class Trajectories:
     likelihood: np.ndarray | None
     frames: np.ndarray
     rows: np.ndarray
+    spread: np.ndarray | None = None  # (T, K): one table of an ensemble's predictions (its <name>_spread)
 
 
 def landmark_names(table: pd.DataFrame, *, where: str = "the table") -> list[str]:
@@ -79,7 +80,17 @@ def ensemble_arrays(parts: Sequence[pd.DataFrame], names: Sequence[str], *,
             points[m, at, k, 1] = _numbers(part, f"{name}_y", sources[m])
             if lik is not None:
                 lik[m, at, k] = _numbers(part, f"{name}_likelihood", sources[m])
-    return Trajectories(points, lik, full, frames[0] - first)
+    spread = None
+    if len(parts) == 1 and has_spread(parts[0], names):  # an ensemble's own table: its median and spread
+        spread = np.full(points.shape[1:3], np.nan)
+        for k, name in enumerate(names):
+            spread[frames[0] - first, k] = _numbers(parts[0], f"{name}_spread", sources[0])
+    return Trajectories(points, lik, full, frames[0] - first, spread)
+
+
+def has_spread(table: pd.DataFrame, names: Sequence[str]) -> bool:
+    """Whether ``table`` is an ensemble's prediction table: a ``<name>_spread`` column per landmark."""
+    return bool(names) and all(f"{n}_spread" in table.columns for n in names)
 
 
 def _frames_of(part: pd.DataFrame, source: str) -> np.ndarray:
