@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -110,3 +112,17 @@ def test_side_by_side_scripts_share_the_run_flags(script: str) -> None:
     assert res.returncode == 0, res.stderr
     for flag in ("--out", "--data-root", "--seeds", "--parallel"):
         assert flag in res.stdout, (script, flag)
+
+
+def test_smoothing_lips_finds_each_videos_labelled_frames_and_scores_a_table() -> None:
+    from bench.accuracy import smoothing_lips as S
+
+    tables = S.lips_tables(DATA)
+    frames, truth, names = S.truth_of(tables, "008_xaud")
+    assert sorted(frames.tolist())[:3] == [41, 125, 167] and len(frames) == 7  # img041.png is frame 41
+    assert truth.shape == (7, len(names), 2) and np.isfinite(truth).all()
+    assert len(tables["train"]) == 207 and len(tables["val"]) == 108  # splits.csv's train and extra
+    assert S.truth_of(tables, "002_cal")[0].size == 7
+    table = pd.DataFrame({"frame": [2, 0, 1], **{f"{n}_{a}": [2.0, 0.0, 1.0] for n in names for a in "xy"}})
+    pts = S.points_of(table, names)
+    assert pts.shape == (3, len(names), 2) and pts[:, 0, 0].tolist() == [0.0, 1.0, 2.0]  # sorted by frame

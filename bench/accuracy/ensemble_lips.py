@@ -1,5 +1,7 @@
 """Ensembles and a calibrated uncertainty on lips-via (docs/ACCURACY.md, "Ensembles and uncertainty").
 
+(Smoothing on the lips videos: bench/accuracy/smoothing_lips.py.)
+
 Splits of lips-via's splits.csv: ``train`` (207 images) trains, ``extra`` (108) is the validation
 split (best epoch, the calibration and the choice of signal), ``test`` (392 images, speakers unseen
 in training) reports and chooses nothing. Two ways for the members to differ, M members each:
@@ -13,7 +15,6 @@ with the lips' flip pairs, Adam 1e-3 cosine, batch 16, 96x72 input, ``--epochs``
     .venv/bin/python bench/accuracy/ensemble_lips.py train --arm seeds --members 4 --epochs 40   # ~45 min, 1 thread
     .venv/bin/python bench/accuracy/ensemble_lips.py train --arm folds --members 4 --epochs 40
     .venv/bin/python bench/accuracy/ensemble_lips.py measure            # the figures of both arms (test split)
-    .venv/bin/python bench/accuracy/ensemble_lips.py video              # smoothing on the lips videos
     .venv/bin/python bench/accuracy/ensemble_lips.py train --quick ...  # a smoke run (tiny, 1 epoch)
 """
 
@@ -33,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.harness import ROOT, flags  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "lips-via"
-VIDEOS = ROOT.parent / "shared" / "data" / "lips-video"
 OUT = ROOT / "runs" / "ensemble_lips"
 HEAD = {"type": "heatmap", "width": 128, "stride": 4}
 SIGNALS = ("likelihood", "spread", "both")
@@ -190,63 +190,10 @@ def report(results: dict[str, Any]) -> str:
 # -- videos ---------------------------------------------------------------------------------------
 
 
-def video(args: argparse.Namespace) -> None:
-    """The video 008_xaud, whose 7 labelled frames are in the ``extra`` split (validation: never trained on, but
-    they chose the best epoch and the calibration): raw vs smoothed errors there, and the jitter everywhere."""
-    from cnnkit.io.ensemble import read_manifest
-    from cnnkit.trajectories import smooth
-
-    parts = tables()
-    clip = VIDEOS / "008_xaud.avi"
-    truth = _video_truth(parts["extra"], "008_xaud")
-    names = list(parts["extra"].landmarks)
-    out: dict[str, Any] = {"labelled_frames": len(truth)}
-    for arm in ("seeds", "folds"):
-        folder = args.out / arm
-        if not (folder / "ensemble.json").is_file():
-            continue
-        members = [_video_predictions(f, clip) for f in read_manifest(folder / "ensemble.json").files]
-        ens = _video_predictions(folder, clip)
-        tracks = {"member 1, raw": members[0], "ensemble median, raw": ens,
-                  "member 1, median filter 5": smooth(members[0], method="median").table,
-                  "ensemble, EKS": smooth(members, method="eks").table}
-        out[arm] = {label: _track_figures(t, truth, names) for label, t in tracks.items()}
-    (args.out / "video.json").write_text(json.dumps(out, indent=2, default=float))
-    print(json.dumps(out, indent=2, default=float))
-
-
-def _video_truth(table: Any, stem: str) -> dict[int, np.ndarray]:
-    """Frame number -> (K, 2) true points, for the images of ``table`` taken from video ``stem``."""
-    points = table.points()
-    out = {}
-    for i, image in enumerate(table.images):
-        if f"{stem}" in str(Path(image).parent.name):
-            out[int(Path(image).stem.removeprefix("img"))] = points[i]
-    return out
-
-
-def _video_predictions(model: Path, clip: Path) -> pd.DataFrame:
-    from cnnkit.infer.predict import Predictor
-    from cnnkit.infer.video_predict import predict_video
-
-    return predict_video(Predictor.from_checkpoint(model, device="cpu"), clip, progress=False)
-
-
-def _track_figures(track: pd.DataFrame, truth: dict[int, np.ndarray], names: list[str]) -> dict[str, float]:
-    """Mean error at the labelled frames, and the jitter: the median frame-to-frame step of the points, px."""
-    pts = np.stack([track[[f"{n}_x", f"{n}_y"]].to_numpy(dtype=np.float64) for n in names], axis=1)
-    frames = track["frame"].to_numpy()
-    at = {int(f): i for i, f in enumerate(frames)}
-    err = np.concatenate([np.linalg.norm(pts[at[f]] - t, axis=-1) for f, t in truth.items() if f in at])
-    steps = np.linalg.norm(np.diff(pts, axis=0), axis=-1)
-    return {"error_px": float(np.nanmean(err)), "error_p90_px": float(np.nanpercentile(err, 90)),
-            "step_median_px": float(np.nanmedian(steps)), "step_p99_px": float(np.nanpercentile(steps, 99))}
-
-
 def main() -> None:
     p = flags.parser(__doc__, quick={"help": "a tenth of each split, 1 epoch, 2 members, 48x36"},
                      out={"default": OUT}, epochs={"default": 40}, size={"default": (96, 72)})
-    p.add_argument("command", choices=("train", "measure", "video"))
+    p.add_argument("command", choices=("train", "measure"))
     p.add_argument("--arm", choices=("seeds", "folds"), default="seeds")
     p.add_argument("--members", type=int, default=4)
     p.add_argument("--resume", action="store_true", help="skip finished members (else they are trained again)")
@@ -255,7 +202,7 @@ def main() -> None:
         args.epochs, args.members, args.size, args.out = 1, 2, [48, 36], args.out.with_name(args.out.name + "_quick")
     if not DATA.exists():
         sys.exit(f"lips-via not found at {DATA}")
-    {"train": train, "measure": measure, "video": video}[args.command](args)
+    {"train": train, "measure": measure}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Smoothing on real video: error on the lips videos' labelled frames and jitter between them (issue 28).
 
-``lips-video`` holds the two recordings behind lips-via's ``002_cal`` (train split) and
-``008_xaud_TESTSET`` (test split) folders, frame for frame: lips-via's ``imgNNN.png`` is video frame
+``lips-video`` holds the two recordings behind lips-via's ``002_cal`` and ``008_xaud_TESTSET``
+folders, frame for frame (their 7 labelled frames each are in splits.csv's ``train`` and ``extra``): lips-via's ``imgNNN.png`` is video frame
 NNN, so its labelled points are ground truth inside a real video. This script
 
 1. trains ``--members`` models on lips-via's training split (the data-only default: ResNet-18, its
@@ -13,8 +13,9 @@ NNN, so its labelled points are ground truth inside a real video. This script
    smoother over the members; and on every frame, the jitter: the median distance a point moves
    from one frame to the next (the videos are ~120 frames/s: true motion between frames is small).
 
-``008_xaud`` (the test speaker, never trained on) is the figure; ``002_cal``'s labelled frames
-were training images, so its error flatters every method alike and is shown for the jitter.
+``008_xaud`` is the figure: its labelled frames were never trained on (they are in ``extra``, the
+validation split, which chose each member's best epoch over 108 images); ``002_cal``'s were training
+images, so its error flatters every method alike and is shown for the jitter.
 
     .venv/bin/python bench/accuracy/smoothing_lips.py --write     # docs/video.md, section smoothing_lips
     .venv/bin/python bench/accuracy/smoothing_lips.py --quick     # tiny models, 2 members (a test)
@@ -141,8 +142,8 @@ def render(results: dict[str, dict[str, dict[str, float]]], args: Any, took_s: f
     return (f"Command: `{flags.command_line(__file__)}`. {args.members} members trained on lips-via's training "
             f"split ({args.steps} optimizer steps each, the data-only default otherwise; seeds 0-{args.members - 1}; "
             f"`extra` as validation), each predicting both videos with `predict`'s defaults. Error on the "
-            f"labelled frames (008_xaud: the test speaker, never trained on; 002_cal: training images, which "
-            f"flatter every method alike); jitter: distance a point moves from one frame to the next over every "
+            f"labelled frames (008_xaud: never trained on, in the validation split that chose the best epoch; "
+            f"002_cal: training images, which flatter every method alike); jitter: distance a point moves from one frame to the next over every "
             f"frame (about 120 frames/s). {took_s / 60:.0f} min at load {load:.1f}. {machine_line()}\n\n"
             f"{markdown_table(HEADERS, rows)}\n")
 
