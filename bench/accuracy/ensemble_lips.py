@@ -15,6 +15,7 @@ with the lips' flip pairs, Adam 1e-3 cosine, batch 16, 96x72 input, ``--epochs``
     .venv/bin/python bench/accuracy/ensemble_lips.py train --arm seeds --members 4 --epochs 40   # ~45 min, 1 thread
     .venv/bin/python bench/accuracy/ensemble_lips.py train --arm folds --members 4 --epochs 40
     .venv/bin/python bench/accuracy/ensemble_lips.py measure            # the figures of both arms (test split)
+    .venv/bin/python bench/accuracy/ensemble_lips.py measure --members-of bench/out/smoothing_lips  # members made there
     .venv/bin/python bench/accuracy/ensemble_lips.py train --quick ...  # a smoke run (tiny, 1 epoch)
 """
 
@@ -163,10 +164,30 @@ def measure_arm(folder: Path, parts: dict[str, Any]) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace) -> None:
     parts = tables(quick=args.quick)
+    if args.members_of is not None:  # members trained elsewhere on the same splits, e.g. by smoothing_lips.py
+        results = {f"seeds ({args.members_of.name})": measure_arm(adopt(args.members_of), parts)}
+        (args.members_of / "uncertainty_results.json").write_text(json.dumps(results, indent=2, default=float))
+        print(report(results))
+        return
     results = {arm: measure_arm(args.out / arm, parts) for arm in ("seeds", "folds")
                if (args.out / arm / "ensemble.json").is_file()}
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     print(report(results))
+
+
+def adopt(folder: Path) -> Path:
+    """``folder``'s ``member-K/best.safetensors`` as one ensemble (its ``ensemble.json``, written when absent)."""
+    from cnnkit.io.ensemble import EnsembleManifest, members_entry, write_manifest
+
+    manifest = folder / "ensemble.json"
+    if not manifest.is_file():
+        members = sorted(folder.glob("member-*/best.safetensors"), key=lambda f: int(f.parent.name.split("-")[1]))
+        if len(members) < 2:
+            sys.exit(f"{folder}: fewer than 2 member-K/best.safetensors to measure as an ensemble")
+        entries = tuple(members_entry(m.parent.name, f"{m.parent.name}/{m.name}", seed=int(m.parent.name.split("-")[1]),
+                                      done=True) for m in members)
+        write_manifest(EnsembleManifest(manifest, entries))
+    return folder
 
 
 def report(results: dict[str, Any]) -> str:
@@ -197,6 +218,8 @@ def main() -> None:
     p.add_argument("--arm", choices=("seeds", "folds"), default="seeds")
     p.add_argument("--members", type=int, default=4)
     p.add_argument("--resume", action="store_true", help="skip finished members (else they are trained again)")
+    p.add_argument("--members-of", type=Path, help="measure: the member-K/ folders here (trained on the same splits, "
+                   "e.g. by smoothing_lips.py) as one ensemble")
     args = p.parse_args()
     if args.quick:
         args.epochs, args.members, args.size, args.out = 1, 2, [48, 36], args.out.with_name(args.out.name + "_quick")
