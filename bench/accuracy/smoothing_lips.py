@@ -67,7 +67,7 @@ def train_members(tables: dict[str, Any], args: Any) -> list[Path]:
         options: dict[str, Any] = {"seed": seed, "steps": args.steps, "quiet": True, "plots": False, "device": "cpu"}
         if args.quick:
             options |= {"size": (64, 48), "batch_size": 4, "workers": 0}
-        if (out / "best.safetensors").is_file() and not args.retrain:
+        if (out / "last.safetensors").is_file() and not args.retrain:  # written when a run ends: a finished member
             paths.append(out / "best.safetensors")
             continue
         start = time.monotonic()
