@@ -1,7 +1,7 @@
 """Choose the single-model filter defaults (method, window) on generated trajectories (a few seconds).
 
-No lips video predictions exist yet, so the choice is made on generated motion at 30 frames/s
-(cnnkit.trajectories.synth): points moving smoothly (a turn every ~0.5 s: time scale 6 frames;
+The choice was made before any lips video had been predicted (smoothing_lips.py measures them), on
+generated motion at 30 frames/s (cnnkit.trajectories.synth): points moving smoothly (a turn every ~0.5 s: time scale 6 frames;
 also 3 and 12), seen by one model with 2 px Gaussian noise per axis, 3 % single-frame failures
 (off by up to 40 px; also none) and 2 % missing points. Score: the root-mean-square distance to the truth
 and its 95th percentile, over 5 videos of 3000 frames and 4 landmarks each.
