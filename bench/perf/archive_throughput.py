@@ -34,24 +34,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.harness import flags  # noqa: E402
-from cnnkit.io.checkpoint import save_model  # noqa: E402
-from cnnkit.model.builder import build_model  # noqa: E402
+from bench.harness.models import landmark_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "video.md"
 FIGURE = ROOT / "docs" / "figures" / "archive_throughput.png"
 SIZE = (160, 120)
-NAMES = [f"p{i}" for i in range(8)]
+HEATMAP_HEAD = {"type": "heatmap", "width": 128, "stride": 4}
 
 
 def make_checkpoint(folder: Path) -> Path:
-    torch.manual_seed(0)
-    model = build_model("resnet18", size=SIZE, channels=3, outputs=2 * len(NAMES),
-                        head={"type": "heatmap", "width": 128, "stride": 4})
-    meta = {"task": "landmarks", "landmarks": NAMES, "classes": [], "size": list(SIZE), "channels": 3,
-            "normalisation": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-            "grayscale": False, "letterbox": False, "flip_pairs": []}
-    return save_model(folder / "resnet18_heatmap.safetensors", model, meta)
+    return landmark_checkpoint(folder / "resnet18_heatmap.safetensors", "resnet18", SIZE, head=HEATMAP_HEAD)
 
 
 def make_videos(folder: Path, count: int, frames: int) -> Path:

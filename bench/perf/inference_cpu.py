@@ -39,6 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.harness import OUT, flags  # noqa: E402
 from bench.harness.machine import load_average, machine_line  # noqa: E402
+from bench.harness.models import landmark_checkpoint  # noqa: E402
 from bench.harness.results import markdown_table, write_section  # noqa: E402
 from bench.harness.timing import round_order  # noqa: E402
 
@@ -52,21 +53,12 @@ DLC_LIVE = {
 }
 MODELS = {"resnet18": {"spec": "resnet18"}, "lite0": {"spec": "efficientnet_lite0"}}
 PATHS = ("fp32", "bf16", "channels_last", "bf16_cl", "onnxruntime")
-NAMES = [f"p{i}" for i in range(8)]
 BAR_PX = 0.1
 
 
 def make_checkpoint(spec: str, size: tuple[int, int], folder: Path) -> Path:
     """An untrained landmark model (8 points, the default heatmap head) at ``size``, as a checkpoint."""
-    from cnnkit.io.checkpoint import save_model
-    from cnnkit.model.builder import build_model
-
-    torch.manual_seed(0)
-    model = build_model(spec, size=size, channels=3, outputs=2 * len(NAMES), task="landmarks")
-    meta = {"task": "landmarks", "landmarks": NAMES, "classes": [], "size": list(size), "channels": 3,
-            "normalisation": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-            "grayscale": False, "letterbox": False, "flip_pairs": []}
-    return save_model(folder / f"{spec}_{size[0]}x{size[1]}.safetensors", model, meta)
+    return landmark_checkpoint(folder / f"{spec}_{size[0]}x{size[1]}.safetensors", spec, size)
 
 
 def predictor(checkpoint: Path, path: str) -> Any:

@@ -27,28 +27,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.harness import flags  # noqa: E402
 from bench.harness.machine import load_average, machine_line  # noqa: E402
+from bench.harness.models import landmark_checkpoint  # noqa: E402
 from bench.harness.results import markdown_table, write_section  # noqa: E402
 from bench.harness.timing import round_order  # noqa: E402
 from cnnkit.data.video import iter_frames, video_info  # noqa: E402
 from cnnkit.infer.predict import Predictor  # noqa: E402
 from cnnkit.infer.video_predict import frame_batches, predict_frames, predict_video  # noqa: E402
-from cnnkit.io.checkpoint import save_model  # noqa: E402
-from cnnkit.model.builder import build_model  # noqa: E402
 
 LIPS_VIDEO = Path("lips-video") / "008_xaud.avi"  # under --data-root
 SIZE = (160, 120)
-NAMES = [f"p{i}" for i in range(8)]
+HEATMAP_HEAD = {"type": "heatmap", "width": 128, "stride": 4}
 TARGET = 0.9
 
 
 def make_checkpoint(folder: Path) -> Path:
-    torch.manual_seed(0)
-    model = build_model("resnet18", size=SIZE, channels=3, outputs=2 * len(NAMES),
-                        head={"type": "heatmap", "width": 128, "stride": 4})
-    meta = {"task": "landmarks", "landmarks": NAMES, "classes": [], "size": list(SIZE), "channels": 3,
-            "normalisation": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-            "grayscale": False, "letterbox": False, "flip_pairs": []}
-    return save_model(folder / "resnet18_heatmap.safetensors", model, meta)
+    return landmark_checkpoint(folder / "resnet18_heatmap.safetensors", "resnet18", SIZE, head=HEATMAP_HEAD)
 
 
 def make_video(path: Path, frames: int) -> Path:
