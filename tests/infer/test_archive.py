@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from cnnkit.cli import main
 from cnnkit.errors import ConfigError
@@ -17,28 +17,19 @@ from cnnkit.infer import archive as archive_mod
 from cnnkit.infer.archive import ArchiveVideo, archive_videos, balanced_shares, predict_archive
 from cnnkit.infer.archive_record import ArchiveSummary, VideoResult, file_sha256, model_sha256, record_path
 from cnnkit.infer.predict import Predictor, predict
-from cnnkit.io.checkpoint import save_model
 from cnnkit.io.ensemble import EnsembleManifest, members_entry, write_manifest
 from cnnkit.io.run_folder import BEST, ENSEMBLE, member_folder
-from cnnkit.model.builder import build_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from brightness_model import brightness_model  # noqa: E402
 
 FRAMES = {"cam1/day1.mp4": 7, "cam1/day2.mp4": 5, "cam2/deep/day1.avi": 6}
 
 
 def _model(path: Path, bias: float = 0.0) -> Path:
     """One landmark: x = mean red level, y = mean green level (every frame of an index video differs)."""
-    model = build_model([["conv", {"filter_size": 1, "layer_depth": 3}]], size=(48, 32), channels=3,
-                        outputs=2, head="gap")
-    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    with torch.no_grad():
-        conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
-        conv.bias.zero_()
-        model.head_net.fc.weight.copy_(torch.eye(3)[:2])
-        model.head_net.fc.bias.fill_(bias)
-    meta = {"task": "landmarks", "landmarks": ["p"], "classes": [], "size": [48, 32], "channels": 3,
-            "normalisation": {"mean": [0.0] * 3, "std": [1.0] * 3}, "grayscale": False, "letterbox": False,
-            "flip_pairs": []}
-    return save_model(path, model, meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return brightness_model(path, bias)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,9 @@ from cnnkit.infer.video_predict import predict_frames
 from cnnkit.io.checkpoint import save_model
 from cnnkit.model.builder import build_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from brightness_model import brightness_model  # noqa: E402
+
 VFR_MS = np.cumsum(np.random.default_rng(1).integers(5, 80, 24)).tolist()
 LIPS = ["leftLip", "rightLip", "topleftinner", "bottomleftinner", "topmidinner", "bottommidinner",
         "toprightinner", "bottomrightinner"]
@@ -35,15 +39,7 @@ def _brightness_model(tmp_path: Path) -> Path:
 
     Every index frame differs in its red texture, so a row holding a neighbour's frame shows.
     """
-    model = build_model([["conv", {"filter_size": 1, "layer_depth": 3}]], size=(48, 32), channels=3,
-                        outputs=2, head="gap")
-    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    with torch.no_grad():
-        conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
-        conv.bias.zero_()
-        model.head_net.fc.weight.copy_(torch.eye(3)[:2])
-        model.head_net.fc.bias.zero_()
-    return save_model(tmp_path / "bright.safetensors", model, _meta(["p"], (48, 32)))
+    return brightness_model(tmp_path / "bright.safetensors")
 
 
 def _png_predictions(tmp_path: Path, ckpt: Path, index_frame, n: int) -> np.ndarray:
