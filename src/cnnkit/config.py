@@ -21,7 +21,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "onecycle")
 #: Earlier names of a schedule, read as the schedule they always were (warmup is ``warmup_epochs``, for every schedule).
 SCHEDULE_ALIASES = {"warmup_cosine": "cosine"}
-PRECISIONS = ("fp32", "bf16")
+#: ``auto``: bf16 autocast where the device computes bf16 natively, else fp32 (cnnkit.engine.device.training_arithmetic)
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 # The training-length rule (docs/training.md, "How long"): at least DEFAULT_MIN_STEPS optimizer steps,
@@ -179,7 +180,9 @@ class DataConfig:
     size: tuple[int, int] | None = None  # None (or 'auto'): chosen from the training images at fit time
     grayscale: bool = False
     letterbox: bool = False
-    cache: str | None = None
+    # 'auto': 'memory' (each image decoded once, kept in memory up to a budget; cnnkit.data.memo) without
+    # loader workers, none with them; a folder: the on-disk decoded cache; None: decode every epoch
+    cache: str | None = "auto"
     workers: int = 0
     # crop training (docs/resolution.md): 'auto' (fit decides from the table: on for small subjects in
     # large frames, data/sizing.auto_crop), None/false: the whole frame resized, true/'WxH'/mapping: on
@@ -260,8 +263,8 @@ class TrainConfig:
     # the statistics re-estimated from batches of 16; docs/ACCURACY.md), off from scratch.
     freeze_bn: bool | None = None
     device: str = "auto"
-    precision: str = "fp32"
-    channels_last: bool = False
+    precision: str = "auto"  # resolved per device when the run starts (engine/device.training_arithmetic)
+    channels_last: bool | None = None  # None: the device's measured default (the same place)
     compile: bool = False
     sync_bn: bool = False  # under DDP: BatchNorm statistics over the global batch (CUDA only)
     ema: float = 0.0  # > 0: validate and save a moving average of the weights with this decay

@@ -12,6 +12,7 @@ from cnnkit import geometry
 from cnnkit.data.cache import DecodedCache, build_cache
 from cnnkit.data.decode import Geometry, decode_image
 from cnnkit.data.images import ImageSource
+from cnnkit.data.memo import MEMORY, DecodedMemo
 from cnnkit.data.table import AnnotationTable
 from cnnkit.errors import DataError
 
@@ -41,6 +42,8 @@ class TableDataset(Dataset[Item]):
         cache: a folder for the decoded cache. The cache file is built or refreshed HERE, in
             the constructor (a no-op costing one ``stat`` per image when it is fresh); call
             :func:`build_cache` with ``workers`` beforehand to build a large one in parallel.
+            ``"memory"`` (:data:`cnnkit.data.memo.MEMORY`): rows kept in this process's memory as
+            they are first decoded, up to a budget (:class:`cnnkit.data.memo.DecodedMemo`).
 
     The dataset pickles: it holds no open file; image sources and the cache open per process.
     """
@@ -64,7 +67,8 @@ class TableDataset(Dataset[Item]):
         self._labels = table.labels() if table.task == "classes" else np.full(len(table), -1, np.int64)
         self._source = ImageSource.for_table(table)
         self._cache: DecodedCache | None = None
-        if cache is not None:
+        self._memo = DecodedMemo() if cache == MEMORY else None
+        if cache is not None and self._memo is None:
             path = build_cache(
                 table, size=self.size, grayscale=grayscale, letterbox=letterbox, folder=cache, progress=True
             )
@@ -77,6 +81,11 @@ class TableDataset(Dataset[Item]):
         """Row ``i``'s image (H, W, C) uint8 and geometry, from the cache or decoded now."""
         if self._cache is not None:
             return self._cache.read(i)
+        if self._memo is not None:
+            return self._memo.get(i, lambda: self._decode(i))
+        return self._decode(i)
+
+    def _decode(self, i: int) -> tuple[np.ndarray, Geometry]:
         name = str(self._names[i])
         return decode_image(
             self._source.read(name),

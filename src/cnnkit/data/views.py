@@ -31,6 +31,7 @@ from cnnkit.data.cache import DecodedCache, build_cache
 from cnnkit.data.decode import Geometry, decode_frame, frame_size
 from cnnkit.data.images import ImageSource
 from cnnkit.data.loader import EpochSampler
+from cnnkit.data.memo import MEMORY, DecodedMemo
 from cnnkit.data.table import AnnotationTable
 from cnnkit.errors import ConfigError
 
@@ -193,6 +194,11 @@ class ViewSampler(EpochSampler):
         return iter((self.order() + self.epoch * self.n).tolist())
 
 
+def _drafted(name: str) -> bool:
+    """Whether a reduced-scale decode of ``name`` may differ from the full one (JPEG drafts; by its name)."""
+    return name.lower().endswith((".jpg", ".jpeg", ".jpe", ".jfif"))
+
+
 class ViewDataset(Dataset[dict[str, Any]]):
     """Views of the frames of a landmark table (see the module docstring).
 
@@ -206,7 +212,9 @@ class ViewDataset(Dataset[dict[str, Any]]):
     px, NaN outside the view) plus ``shape_points``: the points in the whole view (the mean shape).
 
     ``cache``: a folder; the cache holds each frame once at ``crop.scale`` (letterboxed into the
-    largest frame of the table), so views are numpy slices (or a small resize).
+    largest frame of the table), so views are numpy slices (or a small resize). ``"memory"``: each
+    frame decoded at full size is kept as first decoded (:class:`cnnkit.data.memo.DecodedMemo`), the
+    same pixels as without it.
 
     ``remember_whole``: keep each row's whole view once cut (up to :data:`WHOLE_MEMO_BYTES`). The
     whole view is the one view that is the same every epoch, and the only costly one (a large
@@ -229,7 +237,8 @@ class ViewDataset(Dataset[dict[str, Any]]):
         self._source = ImageSource.for_table(table)
         self._cache: DecodedCache | None = None
         self._whole: dict[int, np.ndarray] | None = {} if remember_whole else None
-        if cache is not None:
+        self._memo = DecodedMemo() if cache == MEMORY else None
+        if cache is not None and self._memo is None:
             size = cache_frame_size(table, crop.scale)
             self._cache = DecodedCache(build_cache(table, size=size, grayscale=grayscale, letterbox=True,
                                                    folder=cache, progress=True))
@@ -256,8 +265,13 @@ class ViewDataset(Dataset[dict[str, Any]]):
         """Row ``i``'s frame to cut views from: the cached row, or decoded (JPEG drafted down to ``min_scale``)."""
         if self._cache is not None:
             return self._cache.read(i)
-        name = str(self._names[i])
         scale = self.crop.scale if min_scale is None else min(min_scale, self.crop.scale)
+        if self._memo is not None and (scale > 0.5 or not _drafted(str(self._names[i]))):
+            return self._memo.get(i, lambda: self._decode(i, 1.0))  # the full-size decode: the same every time
+        return self._decode(i, scale)
+
+    def _decode(self, i: int, scale: float) -> tuple[np.ndarray, Geometry]:
+        name = str(self._names[i])
         return decode_frame(self._source.read(name), min_scale=scale, grayscale=self.grayscale,
                             name=self._source.describe(name))
 

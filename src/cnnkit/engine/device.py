@@ -63,6 +63,51 @@ def inference_channels_last(device: torch.device, asked: bool | None = None) -> 
     return chosen
 
 
+#: Training on a device whose bf16 is native runs under bf16 autocast and channels-last by default.
+#: Measured on the 2-core CPU with AVX512-BF16 (bench/perf/step_candidates.py, docs/PERFORMANCE.md
+#: "Training step candidates"): a ResNet-18 step at 1.9x the fp32 one and an epoch at 1.75x, the
+#: validation error at the same step within the seed spread (bench/perf/time_to_accuracy.py).
+#: Without native bf16 (older CPUs emulate it, slower than fp32) training stays fp32; channels-last
+#: alone was 1.1x on the CPU. Validation and prediction always run fp32, so the figure a run prints
+#: is the one ``predict`` delivers.
+CHANNELS_LAST_TRAINING = frozenset({"cpu", "cuda"})
+
+
+def native_bf16(device: torch.device) -> str | None:
+    """What computes bf16 natively on ``device`` (for the log), or None where it would be emulated."""
+    if device.type == "cuda":
+        return "a CUDA GPU with bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else None
+    if device.type == "cpu":
+        cpu = torch.cpu
+        if getattr(cpu, "_is_amx_tile_supported", lambda: False)():
+            return "a CPU with AMX"
+        if getattr(cpu, "_is_avx512_bf16_supported", lambda: False)():
+            return "a CPU with AVX512-BF16"
+    return None
+
+
+def training_arithmetic(device: torch.device, precision: str, channels_last: bool | None) -> tuple[str, bool, str | None]:
+    """(precision, channels_last, the log line of what 'auto' chose or None) for training on ``device``:
+    ``precision: auto`` -> bf16 where ``native_bf16``, else fp32; ``channels_last: None`` -> on for
+    ``CHANNELS_LAST_TRAINING`` devices. Settings given are kept as given."""
+    auto_precision, auto_layout = precision == "auto", channels_last is None
+    why = native_bf16(device) if auto_precision else None
+    if auto_precision:
+        precision = "bf16" if why else "fp32"
+    if auto_layout:
+        channels_last = device.type in CHANNELS_LAST_TRAINING
+    if not (auto_precision or auto_layout):
+        return precision, bool(channels_last), None
+    said = []
+    if auto_precision:
+        said.append(f"precision: auto -> {precision} ({f'bf16 autocast: {why}' if why else 'no native bf16 here'}; "
+                    "validation and predict run fp32)")
+    if auto_layout:
+        said.append(f"channels_last: auto -> {'on' if channels_last else 'off'}")
+    return precision, bool(channels_last), (f"train.{'; train.'.join(said)} on {device.type} "
+                                           "(measured, docs/PERFORMANCE.md; set either to override)")
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, precision: str) -> Iterator[None]:
     """bf16 autocast when asked for; a no-op for fp32."""

@@ -8,7 +8,7 @@ prediction see exactly the same pixels. Inference itself: :mod:`cnnkit.engine.in
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -40,6 +40,11 @@ class StepSetup:
         norm = meta["normalisation"]
         return cls(task=meta["task"], size=(int(meta["size"][0]), int(meta["size"][1])), mean=tuple(norm["mean"]),
                    std=tuple(norm["std"]), device=device, precision=precision, crop=CropConfig.parse(meta.get("crop")))
+
+    def for_inference(self) -> StepSetup:
+        """This setup as ``predict`` reads images: fp32 whatever training ran in, so validation measures
+        what the user will get (bf16 inference moved points by up to 0.11 px; docs/PERFORMANCE.md)."""
+        return replace(self, precision="fp32")
 
     def network_input(self, images_u8: torch.Tensor) -> torch.Tensor:
         """uint8 ``[B, C, H, W]`` -> normalised float on the device, as training fed the network (no augmentation)."""

@@ -43,9 +43,10 @@ from cnnkit.io.run_folder import (
 
 log = logging.getLogger("cnnkit")
 
-#: Settings a resume may change: how long, where and how verbosely the same run continues.
-FREE_TRAIN_KEYS = ("epochs", "steps", "device", "quiet", "plots", "compile", "channels_last", "checkpoint_every",
-                   "log")
+#: Settings a resume may change: how long, where (and so in which arithmetic) and how verbosely the same
+#: run continues.
+FREE_TRAIN_KEYS = ("epochs", "steps", "device", "precision", "quiet", "plots", "compile", "channels_last",
+                   "checkpoint_every", "log")
 
 
 def commit_due(every: int | str, epochs_done: int, epochs: int, last_commit_s: float,
@@ -136,7 +137,8 @@ def run_identity(cfg: TrainConfig, meta: CheckpointMeta, model: nn.Module, rows:
 
 def identity_differences(saved: str, now: str) -> list[str]:
     """``key: <in the folder> in the folder, <now> now`` for each setting that differs."""
-    old, new = json.loads(saved), json.loads(now)
+    free = {f"train.{k}" for k in FREE_TRAIN_KEYS}  # folders made before a key became free still hold it
+    old, new = ({k: v for k, v in json.loads(text).items() if k not in free} for text in (saved, now))
     return [f"{key}: {_short(old.get(key, '(not set)'))} in the folder, {_short(new.get(key, '(not set)'))} now"
             for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
 

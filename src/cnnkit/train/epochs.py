@@ -70,7 +70,7 @@ class EpochRunner:
         self.eval_model: Any = self.model if dist.is_distributed else self.step_model
         if self.ema is not None:
             self.eval_model = self.ema.module
-        self.validation = validation_strategy(self.eval_model, setup)
+        self.validation = validation_strategy(self.eval_model, setup.for_inference())
         self.identity = C.run_identity(cfg, self.meta, self.model, {k: len(v.dataset) for k, v in self.loaders.items()})
         self.checkpoints = Checkpointer(out=out, cfg=cfg, meta=self.meta, model=self.model, ema=self.ema, opt=self.opt,
                                         sched=self.sched, identity=self.identity, task=setup.task,
@@ -228,7 +228,7 @@ class EpochRunner:
     def _plots(self, state: RunState) -> None:
         from cnnkit.train.plots import write_run_plots
 
-        write_run_plots(self.out, state.history_frame(), self.kept_model, self.loaders.get("val"), self.setup,
+        write_run_plots(self.out, state.history_frame(), self.kept_model, self.loaders.get("val"), self.setup.for_inference(),
                         self.meta)
 
 
@@ -279,4 +279,4 @@ def _tensorboard(cfg: TrainConfig, out: Path, dist: DistContext, parts: RunParts
         return None
     from cnnkit.train.tensorboard import TensorBoardLog
 
-    return TensorBoardLog(out, val_loader=parts.loaders.get("val"), setup=parts.setup)
+    return TensorBoardLog(out, val_loader=parts.loaders.get("val"), setup=parts.setup.for_inference())

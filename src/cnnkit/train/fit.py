@@ -136,9 +136,10 @@ def run_job(job: TrainingJob, dist: DistContext | None = None, *,
                 prepare_folder(job, net, device, runner.epochs, extra_files or {})
             state = runner.run(state)
             if ctx.is_main and not state.interrupted:  # crop models: two-pass or full-frame, measured on val
-                choose_views(job.out_dir, runner.setup, job.val, grayscale=job.data.grayscale, files=(RF.BEST, RF.LAST),
+                scoring = runner.setup.for_inference()  # as predict scores: its figures are the user's
+                choose_views(job.out_dir, scoring, job.val, grayscale=job.data.grayscale, files=(RF.BEST, RF.LAST),
                              batch_size=job.cfg.resolved_batch_size, quiet=job.cfg.quiet)
-                calibrate_run(job.out_dir, runner.setup, job.val, grayscale=job.data.grayscale,  # <name>_uncertainty
+                calibrate_run(job.out_dir, scoring, job.val, grayscale=job.data.grayscale,  # <name>_uncertainty
                               letterbox=job.data.letterbox, files=(RF.BEST, RF.LAST),
                               batch_size=job.cfg.resolved_batch_size, quiet=job.cfg.quiet)
     folder = RF.RunFolder(job.out_dir)

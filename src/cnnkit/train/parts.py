@@ -18,6 +18,7 @@ from cnnkit.config import CropConfig, DataConfig, TrainConfig
 from cnnkit.data.augment import Augment, flip_permutation
 from cnnkit.data.dataset import TableDataset
 from cnnkit.data.loader import EpochSampler, make_loader
+from cnnkit.data.memo import MEMORY
 from cnnkit.data.sizing import table_subject_share
 from cnnkit.data.table import AnnotationTable
 from cnnkit.data.views import ViewDataset, ViewSampler, collate_frames
@@ -97,7 +98,7 @@ def assemble_parts(net: nn.Module, job: TrainingJob, device: torch.device, dist:
     norm = dict(job.normalisation) if job.normalisation else T.default_normalisation(job.data.channels)
     setup = StepSetup(
         task=train.task, size=job.data.frame, mean=tuple(norm["mean"]), std=tuple(norm["std"]),
-        device=device, precision=job.cfg.precision, channels_last=job.cfg.channels_last, augment=aug,
+        device=device, precision=job.cfg.precision, channels_last=bool(job.cfg.channels_last), augment=aug,
         flip_perm=flip_permutation(train.landmarks, train.flip_pairs, force=aug.force_flip) if aug.flip else None,
         crop=job.data.crop_settings,
     )
@@ -120,7 +121,7 @@ def _loaders(train: AnnotationTable, val: AnnotationTable | None, data_cfg: Data
         return TableDataset(table, size=data_cfg.frame, grayscale=data_cfg.grayscale, letterbox=data_cfg.letterbox,
                             cache=data_cfg.cache)
 
-    with dist.main_first(enabled=data_cfg.cache is not None):  # rank 0 builds the decoded cache
+    with dist.main_first(enabled=data_cfg.cache not in (None, MEMORY)):  # rank 0 builds the on-disk cache
         sets = {"train": dataset(train, "train")}
         if val is not None and len(val):
             sets["val"] = dataset(val, "frames")

@@ -23,7 +23,9 @@ from torch import nn
 
 from cnnkit.config import parse_duration
 from cnnkit.data.augment import Augment
+from cnnkit.data.memo import MEMORY, memo_budget
 from cnnkit.data.table import AnnotationTable
+from cnnkit.engine.device import training_arithmetic
 from cnnkit.errors import ConfigError
 from cnnkit.io import run_folder as RF
 from cnnkit.model.net import SpecNet
@@ -52,6 +54,8 @@ def resolve_job(job: TrainingJob, device: torch.device, ctx: DistContext, starte
     job = _with_auto_crop(job, decisions)
     decisions += _flip_pairs_line(job.train, job.augment)
     job = _with_pretrained_rates(job)
+    job = _with_arithmetic(job, device, decisions)
+    job = _with_cache(job, decisions)
     job = _with_size_and_batch(job, device, ctx, started)
     if not job.cfg.quiet and ctx.is_main:
         for line in decisions:
@@ -90,6 +94,28 @@ def _with_auto_crop(job: TrainingJob, decisions: list[str]) -> TrainingJob:
         decisions.append(f"data.crop: auto -> on ({why}; data.crop: false for the whole frame resized; "
                          "docs/resolution.md)")
     return dataclasses.replace(job, data=dataclasses.replace(job.data, crop=crop))
+
+
+def _with_arithmetic(job: TrainingJob, device: torch.device, decisions: list[str]) -> TrainingJob:
+    """``train.precision: auto`` and ``train.channels_last`` unset -> the device's measured default
+    (``engine.device.training_arithmetic``), before the memory check and speed probe that depend on them."""
+    precision, channels_last, line = training_arithmetic(device, job.cfg.precision, job.cfg.channels_last)
+    if line is not None:
+        decisions.append(line)
+    return dataclasses.replace(job, cfg=dataclasses.replace(job.cfg, precision=precision, channels_last=channels_last))
+
+
+def _with_cache(job: TrainingJob, decisions: list[str]) -> TrainingJob:
+    """``data.cache: auto`` -> decoded images kept in memory (``cnnkit.data.memo``) when the loader
+    decodes in this process; with loader workers (each would hold a copy) none."""
+    if job.data.cache != "auto":
+        return job
+    cache = MEMORY if job.data.workers == 0 else None
+    if cache is not None:
+        budget = memo_budget() / 2**30
+        decisions.append(f"data.cache: auto -> memory (each image decoded once, then kept: up to {budget:.3g} GiB "
+                         "per split; a folder keeps them on disk, null decodes every epoch)")
+    return dataclasses.replace(job, data=dataclasses.replace(job.data, cache=cache))
 
 
 def _with_size_and_batch(job: TrainingJob, device: torch.device, ctx: DistContext, started: float) -> TrainingJob:
