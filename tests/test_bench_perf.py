@@ -137,14 +137,14 @@ def _run_quick(script: str, *args: str, timeout: int = 900) -> subprocess.Comple
     return res
 
 
-def test_step_candidates_quick_times_each_candidate_against_the_default(tmp_path: Path) -> None:
-    res = _run_quick("step_candidates.py", "--sets", "lips", "--configs", "default", "foreach", "cache",
+def test_step_candidates_quick_times_each_candidate_against_v02s_default(tmp_path: Path) -> None:
+    res = _run_quick("step_candidates.py", "--sets", "lips", "--configs", "foreach", "cache",
                      "--threads", "1", "--out", str(tmp_path))
     rows = {r[1]: r for r in _table_rows((tmp_path / "summary.md").read_text(), "lips")}
-    assert list(rows) == ["default", "foreach", "cache"]
-    assert rows["default"][3] == "1.00" and all(float(r[2]) > 0 and float(r[5]) > 0 for r in rows.values())
-    # the same steps from the same weights on the same batches: a foreach Adam keeps the default's weights
-    # (to rounding), and the decoded cache gives the default's pixels
+    assert list(rows) == ["v02", "foreach", "cache"]  # the reference always first
+    assert rows["v02"][3] == "1.00" and all(float(r[2]) > 0 and float(r[5]) > 0 for r in rows.values())
+    # the same steps from the same weights on the same batches: a foreach Adam keeps the v02 weights
+    # (to rounding), and the decoded cache gives its pixels
     assert float(rows["foreach"][11]) <= 1e-5 and rows["cache"][12] == "0.00 / 0"
     assert float(rows["cache"][9]) > 0  # the cache was built (its one-off cost), the others not
     assert "8 training rows" in res.stdout and "Load average (`uptime`)" in res.stdout
@@ -181,12 +181,12 @@ def test_time_to_accuracy_reads_the_speed_up_off_the_curves(tmp_path: Path) -> N
         return {"set": "lips", "candidate": candidate, "seed": seed, "curve": curve, "test_px": 1.0, "setup_s": 0.0,
                 "load": 1.0, "steps_per_epoch": 10, "estimate": {"estimate_s": 3.0}}
 
-    results = {"a": run("default", 0, [(50, 4.0), (100, 3.0)]), "b": run("default", 1, [(50, 4.0), (100, 2.0)]),
+    results = {"a": run("v02", 0, [(50, 4.0), (100, 3.0)]), "b": run("v02", 1, [(50, 4.0), (100, 2.0)]),
                "c": run("all", 0, [(20, 3.0), (40, 2.4)]), "d": run("all", 1, [(20, 2.4), (40, 2.0)]),
                "e": run("lite0in", 0, [(30, 9.0), (60, 8.0)])}
-    assert tta.targets(results) == {"lips": 2.5}  # the default's final error, the mean of its seeds
+    assert tta.targets(results) == {"lips": 2.5}  # v0.2's default's final error, the mean of its seeds
     rows = {r[1]: r for r in _table_rows(tta.summary_table(results), "lips")}
-    assert rows["default"][9] == "100 (1/2)" and rows["default"][10] == "1.00"  # seed 0 ended above the mean
+    assert rows["v02"][9] == "100 (1/2)" and rows["v02"][10] == "1.00"  # seed 0 ended above the mean
     assert rows["all"][9] == "30 (2/2)" and rows["all"][10] == "3.33"  # under 2.5 px at 40 s and 20 s: 100 / 30
     assert rows["lite0in"][9] == "not reached" and rows["lite0in"][10] == "-"
 

@@ -1,9 +1,9 @@
-"""Issue 27's speed candidates, side by side: one training step and one epoch of the data-only default
-on the real data, against the same with one change (bf16 autocast, channels-last, a foreach or fused
+"""Issue 27's speed candidates, side by side: one training step and one epoch of v0.2's data-only default
+(``v02``: fp32, default layout) on the real data, against the same with one change (bf16 autocast, channels-last, a foreach or fused
 Adam, the decoded cache, torch.compile, ImageNet Lite0 weights, all of the winners together).
 
     .venv/bin/python bench/perf/step_candidates.py --write          # lips, faces68, small; docs/PERFORMANCE.md
-    .venv/bin/python bench/perf/step_candidates.py --sets small --configs default foreach cache compile
+    .venv/bin/python bench/perf/step_candidates.py --sets small --configs v02 default foreach cache compile
     .venv/bin/python bench/perf/step_candidates.py --quick          # tiny: 8 rows, 2 steps, 1 round
 
 Every candidate's run is built once, as ``cnnkit train`` builds it from an experiment file with
@@ -44,7 +44,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.harness import OUT, flags  # noqa: E402
-from bench.harness.candidates import CANDIDATES, DEFAULT_SET, Trainee, load_job, parameter_gap, view_gap  # noqa: E402
+from bench.harness.candidates import (  # noqa: E402
+    BASELINE,
+    CANDIDATES,
+    DEFAULT_SET,
+    Trainee,
+    load_job,
+    parameter_gap,
+    view_gap,
+)
 from bench.harness.machine import load_average, machine_line  # noqa: E402
 from bench.harness.results import markdown_table, write_section  # noqa: E402
 from bench.harness.timing import alternate, round_order  # noqa: E402
@@ -55,8 +63,8 @@ QUICK_ROWS = 8
 
 
 def build(set_name: str, args: argparse.Namespace) -> dict[str, Trainee]:
-    """Every asked-for candidate's run on ``set_name`` (default first: the others are compared with it)."""
-    names = ["default", *(c for c in args.configs if c != "default")]
+    """Every asked-for candidate's run on ``set_name`` (v02 first: the others are compared with it)."""
+    names = [BASELINE, *(c for c in args.configs if c != BASELINE)]
     limit = QUICK_ROWS if args.quick else None
     return {name: Trainee(load_job(set_name, name, args, limit=limit), CANDIDATES[name].optimizer) for name in names}
 
@@ -85,17 +93,17 @@ def step_turns(trainees: dict[str, Trainee], batches: list[Any], rounds: int) ->
 def measure_set(set_name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Step and epoch times of every candidate on one set, in rotated turns; the gaps after the turns."""
     trainees = build(set_name, args)
-    batches = trainees["default"].first_batches(args.batches)
+    batches = trainees[BASELINE].first_batches(args.batches)
     views = {name: view_gap(batches, t.first_batches(len(batches))) for name, t in trainees.items()}
     warm = warm_up(trainees, batches)
     steps = step_turns(trainees, batches, args.rounds)
     epochs = alternate({name: t.epoch for name, t in trainees.items()}, args.rounds, rotate=True)
-    base = trainees["default"]
+    base = trainees[BASELINE]
     rows = {}
     for name, t in trainees.items():
         same_net = type(t.model) is type(base.model) and t.job.pretrained == base.job.pretrained
-        rows[name] = {"step": summarise(steps[name], steps["default"]),
-                      "epoch": summarise(epochs[name], epochs["default"]), "build_s": t.build_s,
+        rows[name] = {"step": summarise(steps[name], steps[BASELINE]),
+                      "epoch": summarise(epochs[name], epochs[BASELINE]), "build_s": t.build_s,
                       "warmup_s": warm[name], "view_gap": views[name],
                       "param_gap": parameter_gap(base.model, t.model) if same_net else None}
     job = base.job

@@ -1,7 +1,7 @@
-"""Validation error against CPU wall time: the data-only default and issue 27's candidates, side by side.
+"""Validation error against CPU wall time: v0.2's data-only default, today's, and candidates, side by side.
 
     python bench/perf/time_to_accuracy.py --seeds 0 1 --write          # lips, faces68, small; every default config
-    python bench/perf/time_to_accuracy.py --sets lips --configs default all --seeds 0 1 --steps 1000
+    python bench/perf/time_to_accuracy.py --sets lips --configs v02 default --seeds 0 1 --steps 1000
     python bench/perf/time_to_accuracy.py --analyse bench/out/time_to_accuracy/results.json   # tables again
     python bench/perf/time_to_accuracy.py --quick                       # tiny: tests the script
 
@@ -15,9 +15,9 @@ writes the duration it predicts. ``--parallel`` runs at a time (1: the times are
 The curve of a run is its validation error after each epoch against the wall seconds from the end of
 the speed probe: the start-up (tables, model, the decoded cache when there is one) plus the epochs'
 ``time_s`` (training and validation). The table gives, per set and candidate (seeds averaged), the
-validation and test error at full length and the time to reach the default's final validation error
-(the mean over the default's seeds; the time is the mean over the seeds that reach it, their count
-beside it); the speed-up is the default's full time over that.
+validation and test error at full length and the time to reach v0.2's default's final validation error
+(``v02``: fp32 and the default layout, pinned; the mean over its seeds; the time is the mean over the
+seeds that reach it, their count beside it); the speed-up is v02's full time over that.
 
 Outputs in OUT: ``results.json`` (every run, rewritten as each ends), ``summary.md`` (the table, the
 estimates of item 5, the length rule of item 4 evaluated on these curves), ``curves.csv``,
@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.harness import OUT, ROOT, flags  # noqa: E402
-from bench.harness.candidates import CANDIDATES, set_root  # noqa: E402
+from bench.harness.candidates import BASELINE, CANDIDATES, set_root  # noqa: E402
 from bench.harness.compare import experiment_file, length, score  # noqa: E402
 from bench.harness.machine import machine_line  # noqa: E402
 from bench.harness.results import markdown_table, write_section  # noqa: E402
@@ -48,7 +48,7 @@ from bench.harness.run_length import estimate_table, rule_table, time_to  # noqa
 from bench.harness.runs import Job, launch  # noqa: E402
 
 SETS = ("lips", "faces68", "small")
-CONFIGS = ["default", "bf16_cl", "foreach", "cache", "all", "lite0in", "all_lite0in"]
+CONFIGS = [BASELINE, "default", "default_cache", "default_lite0in"]
 CHILD = ROOT / "bench" / "harness" / "train_child.py"
 
 
@@ -112,10 +112,10 @@ def train_all(args: argparse.Namespace) -> int:
 
 
 def targets(results: Mapping[str, Any]) -> dict[str, float]:
-    """Per set: the default's final validation error, the mean over its seeds."""
+    """Per set: v0.2's default's final validation error, the mean over its seeds."""
     by_set: dict[str, list[float]] = {}
     for r in results.values():
-        if r["candidate"] == "default":
+        if r["candidate"] == BASELINE:
             by_set.setdefault(r["set"], []).append(r["curve"][-1]["val_px"])
     return {s: statistics.fmean(v) for s, v in by_set.items()}
 
@@ -126,7 +126,7 @@ def summary_table(results: Mapping[str, Any]) -> str:
     for r in results.values():
         groups.setdefault((r["set"], r["candidate"]), []).append(r)
     base_time = {s: statistics.fmean(r["curve"][-1]["t_s"] for r in rs) for (s, c), rs in groups.items()
-                 if c == "default"}
+                 if c == BASELINE}
     rows = []
     for (set_name, config), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], CONFIGS.index(kv[0][1])
                                                                          if kv[0][1] in CONFIGS else 99)):
