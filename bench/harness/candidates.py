@@ -52,18 +52,20 @@ class Candidate:
 #: the library's defaults moved; ``default`` is what an experiment file with only ``data`` gets now.
 BASELINE = "v02"
 V02 = {"precision": "fp32", "channels_last": False}
+NO_CACHE = {"cache": None}  # v0.2 decoded every image every epoch; data.cache: auto keeps them in memory now
 FAST = {"precision": "bf16", "channels_last": True}
 CANDIDATES: dict[str, Candidate] = {
-    BASELINE: Candidate(train=V02),
+    BASELINE: Candidate(train=V02, data=NO_CACHE),
     "default": Candidate(),
-    "foreach": Candidate(train=V02, optimizer="foreach"),
-    "fused": Candidate(train=V02, optimizer="fused"),
-    "bf16": Candidate(train={**V02, "precision": "bf16"}),
-    "channels_last": Candidate(train={**V02, "channels_last": True}),
-    "bf16_cl": Candidate(train=FAST),
+    "foreach": Candidate(train=V02, data=NO_CACHE, optimizer="foreach"),
+    "fused": Candidate(train=V02, data=NO_CACHE, optimizer="fused"),
+    "bf16": Candidate(train={**V02, "precision": "bf16"}, data=NO_CACHE),
+    "channels_last": Candidate(train={**V02, "channels_last": True}, data=NO_CACHE),
+    "bf16_cl": Candidate(train=FAST, data=NO_CACHE),
+    "memory": Candidate(train=V02, data={"cache": "memory"}),
     "cache": Candidate(train=V02, cache=True),
-    "compile": Candidate(train={**V02, "compile": True}),
-    "lite0in": Candidate(train=V02, model=LITE0_IMAGENET),
+    "compile": Candidate(train={**V02, "compile": True}, data=NO_CACHE),
+    "lite0in": Candidate(train=V02, data=NO_CACHE, model=LITE0_IMAGENET),
     "default_cache": Candidate(cache=True),
     "default_lite0in": Candidate(model=LITE0_IMAGENET),
     "all": Candidate(train=FAST, optimizer="foreach", cache=True),
