@@ -147,3 +147,26 @@ def test_classifier_on_a_video(tmp_path, index_video) -> None:
     assert list(preds.columns) == ["frame", "time_s", "label", "confidence", "prob_plain", "prob_red"]
     assert preds["frame"].tolist() == list(range(6))
     assert preds["label"].tolist() == ["plain"] + ["red"] * 5  # frame 0: no red texture, no blocks
+
+
+def test_cli_labelled_video_with_smooth_draws_the_smoothed_points(tmp_path, index_video) -> None:
+    from cnnkit.viz.video import write_labeled_video
+
+    ckpt = _brightness_model(tmp_path)
+    video = index_video(tmp_path / "clip.mp4", 9)
+    common = ["-q", "predict", str(ckpt), str(video), "--device", "cpu", "--batch-size", "4"]
+    assert main([*common, "--out", str(tmp_path / "raw.csv"), "--labeled-video", str(tmp_path / "raw.mp4")]) == 0
+    assert main([*common, "--out", str(tmp_path / "s.csv"), "--smooth", "median",
+                 "--labeled-video", str(tmp_path / "smoothed.mp4")]) == 0
+    smoothed = pd.read_csv(tmp_path / "s_smoothed.csv")
+    raw = pd.read_csv(tmp_path / "s.csv")
+    assert not np.allclose(raw["p_x"], smoothed["p_x"])  # the filter moved points: the two drawings must differ
+    expected = write_labeled_video(iter_frames(video), smoothed, tmp_path / "expected.mp4", fps=25.0)
+
+    def pixels(path: Path) -> np.ndarray:
+        return np.stack([f.image for f in iter_frames(path)]).astype(int)
+
+    drawn = pixels(tmp_path / "smoothed.mp4")
+    assert len(drawn) == 9
+    assert np.abs(drawn - pixels(expected)).max() <= 2  # the smoothed points, as the Python API draws them
+    assert np.abs(drawn - pixels(tmp_path / "raw.mp4")).max() > 50  # not the raw ones

@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the default); or name the method (cnnkit smooth has the options; docs/video.md#smoothing)")
     p.add_argument("--via", help="also write a VIA 2 project to review and correct the predictions")
     p.add_argument("--labeled-video", metavar="PATH", help="videos: also write each video with the points "
-                   "drawn (H.264 .mp4); a folder when several videos are given")
+                   "drawn (H.264 .mp4; with --smooth the smoothed points); a folder when several videos are given")
     p.add_argument("--likelihood-threshold", type=float, default=LIKELIHOOD_THRESHOLD, metavar="P",
                    help=f"labelled video: points with a lower likelihood are drawn faded (default {LIKELIHOOD_THRESHOLD}, "
                    "chosen on lips-via; see docs/video.md)")

@@ -39,8 +39,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
                         tta_flip=args.tta_flip, views=args.views)
     from cnnkit.data.sources.writers import write_via
 
-    for path in write_predictions(preds, args.out, formats, meta):
+    written = write_predictions(preds, args.out, formats, meta)
+    for path in written:
         print(f"{len(preds)} predictions -> {path}")
+    if videos and args.labeled_video and args.smooth:
+        from cnnkit.infer.formats import smoothed_path
+
+        _draw_smoothed(args, videos, smoothed_path(args.out))
     if args.via:
         landmarks = [c[:-2] for c in preds.columns if c.endswith("_x")]
         if not landmarks:
@@ -78,9 +83,34 @@ def _predict_videos(args: argparse.Namespace, videos: list[Path]) -> Any:
     predictor = Predictor.from_checkpoint(args.model, device=args.device, tta_flip=args.tta_flip, views=args.views)
     if args.labeled_video and not predictor.landmarks:
         raise CnnkitError("--labeled-video needs a landmark model; this model predicts classes")
-    sink = _labeled_video_sink(args, predictor.landmarks, several=len(videos) > 1) if args.labeled_video else None
+    # drawn as predicted (one decode); with --smooth once the whole trajectory is smoothed (_draw_smoothed)
+    drawn_now = args.labeled_video and not args.smooth
+    sink = _labeled_video_sink(args, predictor.landmarks, several=len(videos) > 1) if drawn_now else None
     preds = predict_videos(predictor, videos, batch_size=args.batch_size, progress=not args.quiet, sink=sink)
     return preds if len(videos) > 1 else preds.drop(columns="video")
+
+
+def _labeled_path(args: argparse.Namespace, video: Path, *, several: bool) -> Path:
+    """--labeled-video's file for ``video``: the path given, or ``<folder>/<stem>_labeled.mp4`` for several."""
+    out = Path(args.labeled_video)
+    return out / f"{video.stem}_labeled.mp4" if several else out
+
+
+def _draw_smoothed(args: argparse.Namespace, videos: list[Path], smoothed_csv: Path) -> None:
+    """--labeled-video with --smooth: each video decoded again and drawn with its smoothed points (smoothing
+    needs the whole trajectory, so they cannot be drawn as the frames are predicted)."""
+    import pandas as pd
+
+    from cnnkit.data.video import iter_frames, video_info
+    from cnnkit.viz.video import write_labeled_video
+
+    table = pd.read_csv(smoothed_csv)
+    for video in videos:
+        rows = table[table["video"] == str(video)] if "video" in table.columns else table
+        out = _labeled_path(args, video, several=len(videos) > 1)
+        write_labeled_video(iter_frames(video), rows, out, fps=video_info(video).fps,
+                            threshold=args.likelihood_threshold, below="hide" if args.hide_unsure else "fade")
+        print(f"labelled video (smoothed points) -> {out}")
 
 
 def _labeled_video_sink(args: argparse.Namespace, names: list[str], *, several: bool) -> Any:
@@ -89,8 +119,7 @@ def _labeled_video_sink(args: argparse.Namespace, names: list[str], *, several: 
     from cnnkit.viz.video import LabeledVideoWriter
 
     def sink(video: Path) -> LabeledVideoWriter:
-        out = Path(args.labeled_video)
-        out = out / f"{video.stem}_labeled.mp4" if several else out
+        out = _labeled_path(args, video, several=several)
         print(f"labelled video -> {out}")
         return LabeledVideoWriter(out, fps=video_info(video).fps, names=names, threshold=args.likelihood_threshold,
                                   below="hide" if args.hide_unsure else "fade")
