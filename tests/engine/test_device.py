@@ -10,6 +10,9 @@ import torch
 from cnnkit.engine import device as D
 
 CPU = torch.device("cpu")
+# a small network: what is checked is the arithmetic around it (BatchNorm included, which bf16 touches)
+SMALL = [["conv", {"filter_size": 3, "layer_depth": 16, "strides": 2}], ["bn"], ["relu"],
+         ["res_33", {"depths": [16, 16], "stride": 2}], ["global_avg_pool"]]
 
 
 def _cpu_with(monkeypatch: pytest.MonkeyPatch, *, avx512_bf16: bool, amx: bool = False) -> None:
@@ -51,7 +54,7 @@ def test_a_run_records_what_auto_chose_and_validates_as_predict_scores(lips_dir,
     table = read_annotations(lips_dir / "via_project.json").subset(range(0, 240, 12))
     train, val = table.split((0.75, 0.25), seed=0)
     with caplog.at_level("INFO", logger="cnnkit"):
-        run = fit("resnet18", train, val, out_dir=tmp_path, epochs=2, size=(64, 48), batch_size=8, plots=False)
+        run = fit(SMALL, train, val, out_dir=tmp_path, epochs=2, size=(64, 48), batch_size=8, plots=False)
     assert "train.precision: auto -> bf16" in caplog.text
     settings = json.loads((tmp_path / "settings.json").read_text())["train"]
     assert (settings["precision"], settings["channels_last"]) == ("bf16", True)
