@@ -145,15 +145,15 @@ def summary_table(results: Mapping[str, Any]) -> str:
                      f"{statistics.fmean(r['load'] for r in rs):.1f}"])
     return markdown_table(["set", "candidate", "seeds", "steps", "val px at full length (seeds)", "val mean",
                            "test px mean", "wall s (start-up + epochs)", "start-up s",
-                           "s to the default's final val px", "speed-up", "load"], rows)
+                           "s to v02's final val px", "speed-up (v02 s / that)", "load"], rows)
 
 
 def write_outputs(results: Mapping[str, Any], args: argparse.Namespace) -> str:
     """summary.md, curves.csv and curves.png in OUT; the summary's text."""
     goal = ", ".join(f"{s} {v:.2f} px" for s, v in targets(results).items())
     text = (f"Command: `{flags.command_line(__file__)}`. {args.threads} torch threads per run, {args.parallel} run(s) "
-            f"at a time; load average (`uptime`) at each launch in the last column. Target (the default's final "
-            f"validation error, mean of its seeds): {goal or 'no default run yet'}. {machine_line()}\n\n"
+            f"at a time; load average (`uptime`) at each launch in the last column. Target (v02's final "
+            f"validation error, mean of its seeds): {goal or 'no v02 run yet'}. {machine_line()}\n\n"
             f"{summary_table(results)}\n\n"
             "**Item 5, the duration a run announces** (seconds of the epochs; error against the real figure):\n\n"
             f"{estimate_table(results)}\n\n"

@@ -23,11 +23,13 @@ def _cpu_with(monkeypatch: pytest.MonkeyPatch, *, avx512_bf16: bool, amx: bool =
 def test_auto_trains_bf16_channels_last_only_where_bf16_is_native(monkeypatch) -> None:
     _cpu_with(monkeypatch, avx512_bf16=True)
     precision, channels_last, line = D.training_arithmetic(CPU, "auto", None)
-    assert (precision, channels_last) == ("bf16", True)
+    # bf16 + channels-last crashed in backward (torch 2.13 CPU, small specs): bf16 keeps the default layout
+    assert (precision, channels_last) == ("bf16", False)
     assert line is not None and "precision: auto -> bf16" in line and "AVX512-BF16" in line
-    assert "validation and predict run fp32" in line and "channels_last: auto -> on" in line
+    assert "validation and predict run fp32" in line and "channels_last: auto -> off" in line
     _cpu_with(monkeypatch, avx512_bf16=False, amx=True)
     assert D.training_arithmetic(CPU, "auto", None)[0] == "bf16"
+    assert D.training_arithmetic(CPU, "bf16", True)[:2] == ("bf16", True)  # asked for: kept
     _cpu_with(monkeypatch, avx512_bf16=False)  # emulated bf16 is slower than fp32: not chosen
     precision, channels_last, line = D.training_arithmetic(CPU, "auto", None)
     assert (precision, channels_last) == ("fp32", True) and line is not None and "no native bf16 here" in line
@@ -57,7 +59,7 @@ def test_a_run_records_what_auto_chose_and_validates_as_predict_scores(lips_dir,
         run = fit(SMALL, train, val, out_dir=tmp_path, epochs=2, size=(64, 48), batch_size=8, plots=False)
     assert "train.precision: auto -> bf16" in caplog.text
     settings = json.loads((tmp_path / "settings.json").read_text())["train"]
-    assert (settings["precision"], settings["channels_last"]) == ("bf16", True)
+    assert (settings["precision"], settings["channels_last"]) == ("bf16", False)
     printed = run.history["val_error_px_mean"].min()
     delivered = evaluate(run.best, val, device="cpu").metrics["error_px_mean"]
     assert delivered == pytest.approx(printed, abs=1e-3)

@@ -63,13 +63,14 @@ def inference_channels_last(device: torch.device, asked: bool | None = None) -> 
     return chosen
 
 
-#: Training on a device whose bf16 is native runs under bf16 autocast and channels-last by default.
-#: Measured on the 2-core CPU with AVX512-BF16 (bench/perf/step_candidates.py, docs/PERFORMANCE.md
-#: "Training step candidates"): a ResNet-18 step at 1.9x the fp32 one and an epoch at 1.75x, the
-#: validation error at the same step within the seed spread (bench/perf/time_to_accuracy.py).
-#: Without native bf16 (older CPUs emulate it, slower than fp32) training stays fp32; channels-last
-#: alone was 1.1x on the CPU. Validation and prediction always run fp32, so the figure a run prints
-#: is the one ``predict`` delivers.
+#: Training on a device whose bf16 is native runs under bf16 autocast by default. Measured on the
+#: 2-core CPU with AVX512-BF16 (bench/perf/step_candidates.py, bench/perf/time_to_accuracy.py;
+#: docs/PERFORMANCE.md): a ResNet-18 step at 1.7x the fp32 one, the validation error at the same
+#: step within the seed spread. Without native bf16 (older CPUs emulate it, slower than fp32)
+#: training stays fp32. Channels-last is on by default for fp32 training only (1.1x on the CPU):
+#: bf16 autocast with channels-last was faster still (1.9x) but crashed the process (a segfault in
+#: backward, torch 2.13 CPU) in 4 of 5 short runs of a small spec at 48x36, so it stays an option.
+#: Validation and prediction always run fp32, so the figure a run prints is the one ``predict`` delivers.
 CHANNELS_LAST_TRAINING = frozenset({"cpu", "cuda"})
 
 
@@ -89,13 +90,13 @@ def native_bf16(device: torch.device) -> str | None:
 def training_arithmetic(device: torch.device, precision: str, channels_last: bool | None) -> tuple[str, bool, str | None]:
     """(precision, channels_last, the log line of what 'auto' chose or None) for training on ``device``:
     ``precision: auto`` -> bf16 where ``native_bf16``, else fp32; ``channels_last: None`` -> on for
-    ``CHANNELS_LAST_TRAINING`` devices. Settings given are kept as given."""
+    fp32 training on ``CHANNELS_LAST_TRAINING`` devices. Settings given are kept as given."""
     auto_precision, auto_layout = precision == "auto", channels_last is None
     why = native_bf16(device) if auto_precision else None
     if auto_precision:
         precision = "bf16" if why else "fp32"
     if auto_layout:
-        channels_last = device.type in CHANNELS_LAST_TRAINING
+        channels_last = device.type in CHANNELS_LAST_TRAINING and precision == "fp32"
     if not (auto_precision or auto_layout):
         return precision, bool(channels_last), None
     said = []
