@@ -21,7 +21,7 @@ from cnnkit.io.checkpoint import save_model
 from cnnkit.model.builder import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from brightness_model import brightness_model  # noqa: E402
+from brightness_model import brightness_model, colour_model  # noqa: E402
 
 VFR_MS = np.cumsum(np.random.default_rng(1).integers(5, 80, 24)).tolist()
 LIPS = ["leftLip", "rightLip", "topleftinner", "bottomleftinner", "topmidinner", "bottommidinner",
@@ -133,14 +133,7 @@ def test_lips_video_frames_give_the_png_errors(tmp_path, lips_dir, lips_video_di
 
 def test_classifier_on_a_video(tmp_path, index_video) -> None:
     """Frames with more red texture lean to 'red': a class per frame, in frame order."""
-    model = build_model([["conv", {"filter_size": 1, "layer_depth": 3}]], size=(48, 32), channels=3,
-                        outputs=2, head="gap")
-    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    with torch.no_grad():
-        conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
-        conv.bias.zero_()
-        model.head_net.fc.weight.copy_(torch.tensor([[0.0, 0.0, 0.0], [50.0, -50.0, 0.0]]))
-        model.head_net.fc.bias.zero_()
+    model = colour_model(torch.tensor([[0.0, 0.0, 0.0], [50.0, -50.0, 0.0]]))  # 'red' scores red over green
     meta = {**_meta([], (48, 32)), "task": "classes", "landmarks": [], "classes": ["plain", "red"]}
     ckpt = save_model(tmp_path / "cls.safetensors", model, meta)
     preds = predict(ckpt, index_video(tmp_path / "clip.mp4", 6), device="cpu", batch_size=4)
