@@ -36,7 +36,7 @@ HEAD = {"type": "heatmap", "width": 128, "stride": 4}
 
 def _tables(quick: bool) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from ensemble_lips import tables
+    from ensembles import tables
 
     parts = tables(DATA)
     if quick:

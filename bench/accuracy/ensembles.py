@@ -1,22 +1,30 @@
-"""Ensembles and a calibrated uncertainty on lips-via (docs/ACCURACY.md, "Ensembles and uncertainty").
+"""Ensembles and a calibrated uncertainty on lips-via and faces68 (docs/ACCURACY.md, "Ensembles and uncertainty").
 
 (Smoothing on the lips videos: bench/accuracy/smoothing_lips.py.)
 
-Splits of lips-via's splits.csv: ``train`` (207 images) trains, ``extra`` (108) is the validation
-split (best epoch, the calibration and the choice of signal), ``test`` (392 images, speakers unseen
-in training) reports and chooses nothing. Two ways for the members to differ, M members each:
+Three splits per set: ``train`` trains, ``extra`` is the validation split (best epoch, the calibration
+and the choice of signal), ``test`` reports and chooses nothing.
 
-- ``seeds``: ``cnnkit.fit(..., ensemble=M)``, the product's path: seeds 0..M-1, the same 207 images;
-- ``folds``: member k trains on the 207 images less the k-th of M folds (drawn by image, seed 0), seed k-1.
+- ``lips``: lips-via's splits.csv: ``train`` 207 images, ``extra`` 108, ``test`` 392 (speakers unseen in
+  training); input 96x72 by default;
+- ``faces68``: faces68-csv split by person 0.7 / 0.15 / 0.15 (seed 0), as its experiment files split it:
+  ``train``, ``val`` (as ``extra``), ``test`` (people unseen in training); input 96x96 by default.
+
+Two ways for the members to differ, M members each:
+
+- ``seeds``: ``cnnkit.fit(..., ensemble=M)``, the product's path: seeds 0..M-1, the same training images;
+- ``folds``: member k trains on the training images less the k-th of M folds (drawn by image, seed 0), seed k-1.
 
 Recipe (short, for a shared CPU): ResNet-18 + heatmap head (width 128, stride 4), L1, augmentation
-with the lips' flip pairs, Adam 1e-3 cosine, batch 16, 96x72 input, ``--epochs`` epochs.
+with the set's flip pairs, Adam 1e-3 cosine, batch 16, ``--epochs`` epochs, the library's arithmetic
+(bf16 autocast where native).
 
-    .venv/bin/python bench/accuracy/ensemble_lips.py train --arm seeds --members 4 --epochs 40   # ~45 min, 1 thread
-    .venv/bin/python bench/accuracy/ensemble_lips.py train --arm folds --members 4 --epochs 40
-    .venv/bin/python bench/accuracy/ensemble_lips.py measure            # the figures of both arms (test split)
-    .venv/bin/python bench/accuracy/ensemble_lips.py measure --members-of bench/out/smoothing_lips  # members made there
-    .venv/bin/python bench/accuracy/ensemble_lips.py train --quick ...  # a smoke run (tiny, 1 epoch)
+    .venv/bin/python bench/accuracy/ensembles.py train --arm seeds --members 4 --epochs 40   # ~45 min, 1 thread
+    .venv/bin/python bench/accuracy/ensembles.py train --arm folds --members 4 --epochs 40
+    .venv/bin/python bench/accuracy/ensembles.py measure            # the figures of both arms (test split)
+    .venv/bin/python bench/accuracy/ensembles.py --set faces68 train --arm seeds --members 4 --epochs 25
+    .venv/bin/python bench/accuracy/ensembles.py measure --members-of bench/out/smoothing_lips  # members made there
+    .venv/bin/python bench/accuracy/ensembles.py train --quick ...  # a smoke run (tiny, 1 epoch)
 """
 
 from __future__ import annotations
@@ -34,8 +42,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.harness import ROOT, flags  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "lips-via"
-OUT = ROOT / "runs" / "ensemble_lips"
+DATA_ROOT = ROOT.parent / "shared" / "data"
+DATA = DATA_ROOT / "lips-via"
+FACES68 = DATA_ROOT / "faces68-csv" / "CSVs" / "faces68.csv"
+SIZES = {"lips": (96, 72), "faces68": (96, 96)}
 HEAD = {"type": "heatmap", "width": 128, "stride": 4}
 SIGNALS = ("likelihood", "spread", "both")
 
@@ -54,6 +64,19 @@ def tables(data: Path = DATA, quick: bool = False) -> dict[str, Any]:
     return {k: table.subset(v) for k, v in rows.items()}
 
 
+def faces68_tables(source: Path = FACES68, quick: bool = False) -> dict[str, Any]:
+    """faces68 split by person as its experiment files do: {'train', 'extra' (= val), 'test'}."""
+    import cnnkit
+
+    table = cnnkit.read_annotations(source, flip_pairs="auto")
+    parts = dict(zip(("train", "extra", "test"), table.split([0.7, 0.15, 0.15], seed=0, group="person"), strict=True))
+    return {k: v.subset(range(0, len(v), 10)) if quick else v for k, v in parts.items()}
+
+
+def set_tables(set_name: str, quick: bool = False) -> dict[str, Any]:
+    return tables(quick=quick) if set_name == "lips" else faces68_tables(quick=quick)
+
+
 def _fit_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"head": HEAD, "augment": "auto", "size": tuple(args.size), "epochs": args.epochs, "batch_size": 16,
             "lr": 1e-3, "optimizer": "adam", "schedule": "cosine", "loss": "l1", "device": "cpu", "quiet": True,
@@ -63,7 +86,7 @@ def _fit_options(args: argparse.Namespace) -> dict[str, Any]:
 def train(args: argparse.Namespace) -> None:
     import cnnkit
 
-    parts = tables(quick=args.quick)
+    parts = set_tables(args.set, quick=args.quick)
     out = args.out / args.arm
     start = time.perf_counter()
     if args.arm == "seeds":  # the product's path
@@ -163,7 +186,7 @@ def measure_arm(folder: Path, parts: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(args: argparse.Namespace) -> None:
-    parts = tables(quick=args.quick)
+    parts = set_tables(args.set, quick=args.quick)
     if args.members_of is not None:  # members trained elsewhere on the same splits, e.g. by smoothing_lips.py
         results = {f"seeds ({args.members_of.name})": measure_arm(adopt(args.members_of), parts)}
         (args.members_of / "uncertainty_results.json").write_text(json.dumps(results, indent=2, default=float))
@@ -213,7 +236,9 @@ def report(results: dict[str, Any]) -> str:
 
 def main() -> None:
     p = flags.parser(__doc__, quick={"help": "a tenth of each split, 1 epoch, 2 members, 48x36"},
-                     out={"default": OUT}, epochs={"default": 40}, size={"default": (96, 72)})
+                     out={"help": "the arms' folder (default runs/ensembles_<set>)"}, epochs={"default": 40},
+                     size={"help": "input width x height (default 96x72 on lips, 96x96 on faces68)"})
+    p.add_argument("--set", choices=tuple(SIZES), default="lips")
     p.add_argument("command", choices=("train", "measure"))
     p.add_argument("--arm", choices=("seeds", "folds"), default="seeds")
     p.add_argument("--members", type=int, default=4)
@@ -221,10 +246,13 @@ def main() -> None:
     p.add_argument("--members-of", type=Path, help="measure: the member-K/ folders here (trained on the same splits, "
                    "e.g. by smoothing_lips.py) as one ensemble")
     args = p.parse_args()
+    args.out = args.out or ROOT / "runs" / f"ensembles_{args.set}"
+    args.size = args.size or SIZES[args.set]
     if args.quick:
         args.epochs, args.members, args.size, args.out = 1, 2, [48, 36], args.out.with_name(args.out.name + "_quick")
-    if not DATA.exists():
-        sys.exit(f"lips-via not found at {DATA}")
+    data = DATA if args.set == "lips" else FACES68
+    if not data.exists():
+        sys.exit(f"{args.set} not found at {data}")
     {"train": train, "measure": measure}[args.command](args)
 
 
