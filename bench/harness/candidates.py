@@ -68,6 +68,7 @@ CANDIDATES: dict[str, Candidate] = {
     "lite0in": Candidate(train=V02, data=NO_CACHE, model=LITE0_IMAGENET),
     "default_cache": Candidate(cache=True),
     "default_lite0in": Candidate(model=LITE0_IMAGENET),
+    "default_compile": Candidate(train={"compile": True}),
     "all": Candidate(train=FAST, optimizer="foreach", cache=True),
     "all_lite0in": Candidate(train=FAST, optimizer="foreach", cache=True, model=LITE0_IMAGENET),
     "all_fused": Candidate(train=FAST, optimizer="fused", cache=True),
