@@ -22,7 +22,7 @@ with the set's flip pairs, Adam 1e-3 cosine, batch 16, ``--epochs`` epochs, the 
     .venv/bin/python bench/accuracy/ensembles.py train --arm seeds --members 4 --epochs 40   # ~45 min, 1 thread
     .venv/bin/python bench/accuracy/ensembles.py train --arm folds --members 4 --epochs 40
     .venv/bin/python bench/accuracy/ensembles.py measure            # the figures of both arms (test split)
-    .venv/bin/python bench/accuracy/ensembles.py --set faces68 train --arm seeds --members 4 --epochs 25
+    .venv/bin/python bench/accuracy/ensembles.py --set faces68 train --arm seeds --members 4 --epochs 20
     .venv/bin/python bench/accuracy/ensembles.py measure --members-of bench/out/smoothing_lips  # members made there
     .venv/bin/python bench/accuracy/ensembles.py train --quick ...  # a smoke run (tiny, 1 epoch)
 """
@@ -45,6 +45,7 @@ from bench.harness import ROOT, flags  # noqa: E402
 DATA_ROOT = ROOT.parent / "shared" / "data"
 DATA = DATA_ROOT / "lips-via"
 FACES68 = DATA_ROOT / "faces68-csv" / "CSVs" / "faces68.csv"
+FACES68_FILE = ROOT / "examples" / "accuracy" / "faces68_library_defaults.yaml"  # its split, in one place
 SIZES = {"lips": (96, 72), "faces68": (96, 96)}
 HEAD = {"type": "heatmap", "width": 128, "stride": 4}
 SIGNALS = ("likelihood", "spread", "both")
@@ -64,13 +65,13 @@ def tables(data: Path = DATA, quick: bool = False) -> dict[str, Any]:
     return {k: table.subset(v) for k, v in rows.items()}
 
 
-def faces68_tables(source: Path = FACES68, quick: bool = False) -> dict[str, Any]:
-    """faces68 split by person as its experiment files do: {'train', 'extra' (= val), 'test'}."""
-    import cnnkit
+def faces68_tables(experiment: Path = FACES68_FILE, quick: bool = False) -> dict[str, Any]:
+    """faces68 as its data-only experiment file splits it (by person): {'train', 'extra' (= val), 'test'}."""
+    from cnnkit.experiment import load_experiment
 
-    table = cnnkit.read_annotations(source, flip_pairs="auto")
-    parts = dict(zip(("train", "extra", "test"), table.split([0.7, 0.15, 0.15], seed=0, group="person"), strict=True))
-    return {k: v.subset(range(0, len(v), 10)) if quick else v for k, v in parts.items()}
+    parts = load_experiment(experiment).tables()
+    named = {"train": parts["train"], "extra": parts["val"], "test": parts["test"]}
+    return {k: v.subset(range(0, len(v), 10)) if quick else v for k, v in named.items()}
 
 
 def set_tables(set_name: str, quick: bool = False) -> dict[str, Any]:
